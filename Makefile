@@ -1,0 +1,43 @@
+# vidsearch developer commands. `make demo` and `make test` are the two a newcomer needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The venv is reused while pyproject.toml and the checkout's location are unchanged.
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut -c1-16)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup test test-fast lint proto proto-check bench demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/buf lint
+
+proto: setup
+	PYTHON=$(PY) ./scripts/gen_protos.sh
+
+proto-check: proto
+	git diff --exit-code -- vidsearch
+
+bench: setup
+	$(PY) -m bench.index --n 200000 --dim 512 --json
+
+demo: setup
+	$(PY) -m services.cli demo
+
+clean:
+	rm -rf .demo .bench .pytest_cache .ruff_cache

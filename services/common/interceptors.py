@@ -1,0 +1,157 @@
+"""The one server interceptor: maps domain errors to gRPC status codes and records RPC metrics.
+
+Servicers raise the exceptions of ``services.common.errors``; nothing else in a service turns
+an exception into a status. Unexpected exceptions become INTERNAL with a generic message and
+a reference id, and the detail goes to the log.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from services.common import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[errors.VidsearchError], grpc.StatusCode], ...] = (
+    (errors.InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.WrongState, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DependencyDown, grpc.StatusCode.UNAVAILABLE),
+    (errors.Cancelled, grpc.StatusCode.CANCELLED),
+)
+
+RPC_REQUESTS = Counter(
+    "vidsearch_rpc_requests_total", "RPCs handled, by method and final status code.", ["method", "code"]
+)
+RPC_LATENCY = Histogram(
+    "vidsearch_rpc_latency_seconds",
+    "Handling time of RPCs, by method.",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RPC_ERRORS = Counter(
+    "vidsearch_rpc_errors_total", "RPCs that ended with a non-OK status.", ["method", "code"]
+)
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    """The status code a domain error maps to; INTERNAL for anything unexpected."""
+    for kind, code in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+class _Outcome:
+    """Tracks the status an RPC ended with, for metrics."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.code = grpc.StatusCode.OK
+        self.started = time.perf_counter()
+
+    def finish(self) -> None:
+        RPC_LATENCY.labels(self.method).observe(time.perf_counter() - self.started)
+        RPC_REQUESTS.labels(self.method, self.code.name).inc()
+        if self.code is not grpc.StatusCode.OK:
+            RPC_ERRORS.labels(self.method, self.code.name).inc()
+
+
+async def _abort(outcome: _Outcome, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+    code = status_for(exc)
+    outcome.code = code
+    if code is grpc.StatusCode.INTERNAL:
+        ref = uuid.uuid4().hex[:12]
+        log.exception("unhandled error in %s (ref %s)", outcome.method, ref)
+        await context.abort(code, f"internal error (ref {ref})")
+    log.info("%s -> %s: %s", outcome.method, code.name, exc)
+    await context.abort(code, str(exc) or code.name)
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return grpc.StatusCode.UNKNOWN if code else grpc.StatusCode.OK
+
+
+def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        outcome = _Outcome(method)
+        try:
+            response = await behaviour(request, context)
+            outcome.code = _code_of(context)
+            return response
+        except grpc.aio.AbortError:
+            outcome.code = _code_of(context)
+            raise
+        except Exception as exc:
+            await _abort(outcome, exc, context)
+        finally:
+            outcome.finish()
+
+    return handler
+
+
+def _wrap_stream(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        outcome = _Outcome(method)
+        try:
+            async for response in behaviour(request, context):
+                yield response
+            outcome.code = _code_of(context)
+        except grpc.aio.AbortError:
+            outcome.code = _code_of(context)
+            raise
+        except Exception as exc:
+            await _abort(outcome, exc, context)
+        finally:
+            outcome.finish()
+
+    return handler
+
+
+class StatusInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler so domain errors become status codes and each RPC is measured."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

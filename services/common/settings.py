@@ -1,0 +1,104 @@
+"""Typed settings read from the environment, validated once at start-up.
+
+Each service declares a frozen dataclass; ``load(cls, prefix)`` fills it from variables named
+``<PREFIX>_<FIELD>`` (upper case). A field without a default is required: a missing or
+malformed value fails fast with a message naming the variable and what it should hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or a value cannot be parsed; the service must not start."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """Options every gRPC server shares (bind address, limits, keepalive, shutdown, TLS)."""
+
+    host: str = "127.0.0.1"
+    # 0 binds a free port; the bound port is logged and written to port_file when set.
+    port: int = 0
+    port_file: Path | None = None
+    # 0 disables the Prometheus endpoint.
+    metrics_port: int = 0
+    # Below the pod's terminationGracePeriodSeconds so in-flight calls finish before SIGKILL.
+    grace_seconds: float = 10.0
+    max_message_bytes: int = 64 * 1024 * 1024
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    max_concurrent_rpcs: int = 1000
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # When set, clients must present a certificate signed by this CA (mutual TLS).
+    tls_client_ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be 0..65535, got {self.port}")
+        if self.grace_seconds < 0:
+            raise SettingsError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        if self.max_message_bytes < 1024:
+            raise SettingsError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise SettingsError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return None if raw == "" else _parse(name, raw, inner[0])
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        return tuple(_parse(name, part.strip(), item) for part in raw.split(",") if part.strip())
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind in (int, float, str, Path):
+            return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    raise SettingsError(f"{name}: unsupported setting type {kind!r}")
+
+
+def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
+    """Builds ``cls`` from ``env`` (default ``os.environ``); nested dataclasses extend the prefix."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        name = f"{prefix}_{field.name}".upper()
+        if dataclasses.is_dataclass(kind):
+            values[field.name] = load(kind, name, env)
+            continue
+        if name in env:
+            values[field.name] = _parse(name, env[name], kind)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            help_text = field.metadata.get("help", "")
+            raise SettingsError(f"{name} is required" + (f": {help_text}" if help_text else ""))
+    try:
+        return cls(**values)
+    except SettingsError as exc:
+        raise SettingsError(f"{prefix}: {exc}") from None

@@ -1,0 +1,130 @@
+from vidsearch.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UpsertRequest(_message.Message):
+    __slots__ = ("clips",)
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    clips: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClipRecord]
+    def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ...) -> None: ...
+
+class UpsertResponse(_message.Message):
+    __slots__ = ("upserted",)
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    def __init__(self, upserted: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("clip_ids", "video_ids")
+    CLIP_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    clip_ids: _containers.RepeatedScalarFieldContainer[str]
+    video_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, clip_ids: _Optional[_Iterable[str]] = ..., video_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("queries", "top_k", "filter", "search_k", "include_vectors")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_K_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Vector]
+    top_k: int
+    filter: _common_pb2.SearchFilter
+    search_k: int
+    include_vectors: bool
+    def __init__(self, queries: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.SearchFilter, _Mapping]] = ..., search_k: _Optional[int] = ..., include_vectors: _Optional[bool] = ...) -> None: ...
+
+class QueryHits(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.ScoredClip]
+    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.ScoredClip, _Mapping]]] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("results", "model_id")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[QueryHits]
+    model_id: str
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryHits, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("clip_ids", "include_vectors")
+    CLIP_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    clip_ids: _containers.RepeatedScalarFieldContainer[str]
+    include_vectors: bool
+    def __init__(self, clip_ids: _Optional[_Iterable[str]] = ..., include_vectors: _Optional[bool] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("clips", "missing_ids")
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    clips: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClipRecord]
+    missing_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SealRequest(_message.Message):
+    __slots__ = ("wait",)
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    wait: bool
+    def __init__(self, wait: _Optional[bool] = ...) -> None: ...
+
+class SealResponse(_message.Message):
+    __slots__ = ("sealed", "segments")
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    sealed: int
+    segments: int
+    def __init__(self, sealed: _Optional[int] = ..., segments: _Optional[int] = ...) -> None: ...
+
+class CompactRequest(_message.Message):
+    __slots__ = ("wait",)
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    wait: bool
+    def __init__(self, wait: _Optional[bool] = ...) -> None: ...
+
+class CompactResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: int
+    def __init__(self, segments: _Optional[int] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONED_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    FRESH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_ON_DISK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    live: int
+    tombstoned: int
+    segments: int
+    fresh: int
+    bytes_on_disk: int
+    model_id: str
+    dimension: int
+    shard: str
+    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ...) -> None: ...
