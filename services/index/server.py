@@ -1,0 +1,62 @@
+"""Index shard process: settings, start-up (open the shard, rebuild what is missing) and serving."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+from services.common import logs, settings
+from services.common.server import Registration, ServiceHooks, serve
+from services.index.servicer import IndexServicer
+from services.index.shard import ShardIndex
+from vidsearch.index.v1 import index_pb2, index_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSettings:
+    """Settings of one shard, from VIDSEARCH_INDEX_* variables."""
+
+    data_dir: Path = dataclasses.field(metadata={"help": "directory of the shard's store and segments"})
+    shard_name: str = "shard-0"
+    # Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.
+    seal_threshold: int = 50_000
+    # Recall the per-segment search_k is calibrated for at build time.
+    recall_target: float = 0.95
+    server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
+
+    def __post_init__(self) -> None:
+        if self.seal_threshold < 1:
+            raise settings.SettingsError(f"seal_threshold must be >= 1, got {self.seal_threshold}")
+        if not 0.0 < self.recall_target <= 1.0:
+            raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
+
+
+async def run(cfg: IndexSettings) -> None:
+    servicer = IndexServicer(cfg.shard_name)
+
+    async def start() -> None:
+        servicer.shard = await asyncio.to_thread(
+            ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target
+        )
+        log.info("shard %s open: %s", cfg.shard_name, servicer.shard.stats())
+
+    async def stop() -> None:
+        if servicer.shard is not None:
+            await asyncio.to_thread(servicer.shard.close)
+
+    registration = Registration(
+        index_pb2_grpc.add_IndexServiceServicer_to_server,
+        servicer,
+        index_pb2.DESCRIPTOR.services_by_name["IndexService"].full_name,
+    )
+    await serve(cfg.server, [registration], ServiceHooks(start=start, stop=stop))
+
+
+def main() -> None:
+    logs.configure("index")
+    cfg = settings.load(IndexSettings, "VIDSEARCH_INDEX")
+    asyncio.run(run(cfg))

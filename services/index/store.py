@@ -1,0 +1,333 @@
+"""Durable storage of a shard's clip records in SQLite, the source of truth every index is rebuilt from.
+
+The database runs in WAL mode with ``synchronous=FULL``: once ``upsert`` or ``delete`` returns, the
+change has been fsynced and survives a SIGKILL or power loss. Each write gives the rows it touches
+a new, strictly increasing sequence number, which lets an index segment record the rows it covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from services.common.errors import InvalidInput, NotFound, StorageFull, WrongState
+from services.index.records import ClipRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id       TEXT PRIMARY KEY,
+    seq           INTEGER NOT NULL UNIQUE,
+    video_id      TEXT NOT NULL,
+    start_s       REAL NOT NULL,
+    end_s         REAL NOT NULL,
+    caption       TEXT NOT NULL,
+    tags          TEXT NOT NULL,   -- JSON array
+    thumbnail_ref TEXT NOT NULL,
+    model_id      TEXT NOT NULL,
+    metadata      TEXT NOT NULL,   -- JSON object
+    vector        BLOB NOT NULL    -- little-endian float32, dim values
+);
+CREATE INDEX IF NOT EXISTS clips_video ON clips (video_id);
+"""
+
+_COLUMNS = "clip_id, seq, video_id, start_s, end_s, caption, tags, thumbnail_ref, model_id, metadata"
+# SQLite's default limit on bound parameters is 32766 (>= 3.32); stay far below it.
+_IN_CHUNK = 500
+
+
+@contextlib.contextmanager
+def _storage_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk (or exhausted quota) into StorageFull; everything else propagates."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "database or disk is full" in str(exc):
+            raise StorageFull(f"shard store {path} is full: nothing was written ({exc})") from exc
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull(f"no space left on device for shard store {path}") from exc
+        raise
+
+
+class ShardStore:
+    """Clip records of one shard, bound to one embedding model and dimension.
+
+    One writer connection serialised by a lock; each reading thread gets its own connection, so
+    reads never wait for a write in progress (WAL readers see the last committed state).
+    """
+
+    def __init__(self, path: Path, model_id: str, dim: int, writer: sqlite3.Connection) -> None:
+        self._path = path
+        self._model_id = model_id
+        self._dim = dim
+        self._writer = writer
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], model_id: str, dim: int, *, max_bytes: int | None = None
+             ) -> ShardStore:
+        """Open (creating if needed) the store at ``path``, bound to ``(model_id, dim)``.
+
+        The first open records the binding; a later open with another model id or dimension raises
+        WrongState naming both. ``max_bytes`` caps the database size (a per-shard disk quota); a
+        write that would exceed it raises StorageFull.
+        """
+        if not model_id:
+            raise InvalidInput("model_id must be non-empty")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
+        path = Path(path)
+        with _storage_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path)
+            try:
+                conn.executescript(_SCHEMA)
+                bound = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                if not bound:
+                    with conn:
+                        conn.executemany(
+                            "INSERT INTO meta (key, value) VALUES (?, ?)",
+                            [("model_id", model_id), ("dim", str(dim)), ("last_seq", "0")],
+                        )
+                elif bound["model_id"] != model_id or int(bound["dim"]) != dim:
+                    raise WrongState(
+                        f"shard store {path} holds model {bound['model_id']!r} with dim {bound['dim']}; "
+                        f"opened for model {model_id!r} with dim {dim}"
+                    )
+                if max_bytes is not None:
+                    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                    conn.execute(f"PRAGMA max_page_count = {max(1, int(max_bytes) // page_size)}")
+            except BaseException:
+                conn.close()
+                raise
+        return cls(path, model_id, dim, conn)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(self, records: Sequence[ClipRecord]) -> list[int]:
+        """Insert or overwrite records by clip id in one durable transaction.
+
+        Expects records already checked by ``validate_records``. Returns the sequence number given
+        to each record, in order. Nothing is written if any part fails.
+        """
+        rows = []
+        for record in records:
+            vector = record.vector
+            if vector is None or vector.shape != (self._dim,):
+                shape = None if vector is None else vector.shape
+                raise InvalidInput(
+                    f"vector for clip {record.clip_id!r} has shape {shape}, shard expects ({self._dim},)"
+                )
+            rows.append(record)
+        if not rows:
+            return []
+        self._check_open()
+        with self._write_lock, _storage_errors(self._path), self._writer:
+            last = self._last_seq(self._writer)
+            seqs = list(range(last + 1, last + 1 + len(rows)))
+            self._writer.executemany(
+                "INSERT INTO clips (clip_id, seq, video_id, start_s, end_s, caption, tags, thumbnail_ref,"
+                " model_id, metadata, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (clip_id) DO UPDATE SET seq = excluded.seq, video_id = excluded.video_id,"
+                " start_s = excluded.start_s, end_s = excluded.end_s, caption = excluded.caption,"
+                " tags = excluded.tags, thumbnail_ref = excluded.thumbnail_ref,"
+                " model_id = excluded.model_id, metadata = excluded.metadata, vector = excluded.vector",
+                (
+                    (
+                        r.clip_id,
+                        seq,
+                        r.video_id,
+                        float(r.start_s),
+                        float(r.end_s),
+                        r.caption,
+                        json.dumps(list(r.tags)),
+                        r.thumbnail_ref,
+                        r.model_id or self._model_id,
+                        json.dumps(dict(r.metadata), sort_keys=True),
+                        np.ascontiguousarray(r.vector, dtype="<f4").tobytes(),
+                    )
+                    for r, seq in zip(rows, seqs, strict=True)
+                ),
+            )
+            self._writer.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(seqs[-1]),))
+        return seqs
+
+    def delete(self, clip_ids: Iterable[str]) -> int:
+        """Delete the named clips durably; unknown ids are ignored. Returns how many were deleted."""
+        ids = list(dict.fromkeys(clip_ids))
+        if not ids:
+            return 0
+        self._check_open()
+        deleted = 0
+        with self._write_lock, _storage_errors(self._path), self._writer:
+            for chunk in _chunks(ids, _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                deleted += self._writer.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", chunk).rowcount
+        return deleted
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, clip_ids: Iterable[str], *, with_vectors: bool = True) -> list[ClipRecord]:
+        """The records of the named clips that exist, in request order (unknown ids are skipped)."""
+        ids = list(dict.fromkeys(clip_ids))
+        found: dict[str, ClipRecord] = {}
+        conn = self._reader()
+        columns = _COLUMNS + (", vector" if with_vectors else "")
+        for chunk in _chunks(ids, _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {columns} FROM clips WHERE clip_id IN ({marks})", chunk):
+                found[row[0]] = self._record(row)
+        return [found[cid] for cid in ids if cid in found]
+
+    def iter_records(
+        self, after_seq: int = 0, *, with_vectors: bool = True, batch_size: int = 2048
+    ) -> Iterator[tuple[int, ClipRecord]]:
+        """Yield ``(seq, record)`` for every row with ``seq > after_seq`` in seq order.
+
+        Rows are fetched ``batch_size`` at a time by seq ranges, so memory stays bounded and no
+        read transaction is held open between batches (writes may proceed meanwhile).
+        """
+        columns = _COLUMNS + (", vector" if with_vectors else "")
+        conn = self._reader()
+        cursor_seq = after_seq
+        while True:
+            rows = conn.execute(
+                f"SELECT {columns} FROM clips WHERE seq > ? ORDER BY seq LIMIT ?", (cursor_seq, batch_size)
+            ).fetchall()
+            for row in rows:
+                yield row[1], self._record(row)
+            if len(rows) < batch_size:
+                return
+            cursor_seq = rows[-1][1]
+
+    def vectors_for(self, clip_ids: Sequence[str]) -> np.ndarray:
+        """Float32 matrix ``[len(clip_ids), dim]`` of the named clips' vectors, in order."""
+        ids = list(clip_ids)
+        blobs: dict[str, bytes] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(dict.fromkeys(ids)), _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            blobs.update(conn.execute(f"SELECT clip_id, vector FROM clips WHERE clip_id IN ({marks})", chunk))
+        missing = [cid for cid in ids if cid not in blobs]
+        if missing:
+            raise NotFound(f"{len(missing)} clip(s) not in the shard, e.g. {missing[:5]}")
+        if not ids:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        flat = np.frombuffer(b"".join(blobs[cid] for cid in ids), dtype="<f4")
+        return flat.reshape(len(ids), self._dim).astype(np.float32, copy=True)
+
+    def count(self) -> int:
+        return self._reader().execute("SELECT count(*) FROM clips").fetchone()[0]
+
+    def last_seq(self) -> int:
+        """The sequence number of the latest write (0 for a new shard)."""
+        return self._last_seq(self._reader())
+
+    def bytes_on_disk(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self._path}{suffix}").st_size
+        return total
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        with self._write_lock:
+            self._writer.close()
+
+    def __enter__(self) -> ShardStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WrongState(f"shard store {self._path} is closed")
+
+    def _reader(self) -> sqlite3.Connection:
+        self._check_open()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # check_same_thread=False only so close() may close it from another thread;
+            # each reader connection is used by the one thread that created it.
+            conn = _connect(self._path, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
+
+    def _record(self, row: tuple) -> ClipRecord:
+        vector = None
+        if len(row) > 10:
+            vector = np.frombuffer(row[10], dtype="<f4").astype(np.float32)
+        return ClipRecord(
+            clip_id=row[0],
+            video_id=row[2],
+            start_s=row[3],
+            end_s=row[4],
+            vector=vector,
+            caption=row[5],
+            tags=tuple(json.loads(row[6])),
+            thumbnail_ref=row[7],
+            model_id=row[8],
+            metadata=json.loads(row[9]),
+        )
+
+
+def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=check_same_thread)
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL fsyncs the WAL at every commit: an acknowledged write survives SIGKILL and power loss.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
