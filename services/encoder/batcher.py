@@ -1,0 +1,154 @@
+"""Dynamic batching: merges items from concurrent callers into batches for one model.
+
+Callers ``await submit(items)``; a single worker takes up to ``max_batch_size`` queued items,
+waiting at most ``max_queue_delay_ms`` after the first one for the batch to fill, runs the
+batch function in one dedicated thread (the model is not re-entrant and inference must not
+block the event loop) and hands each caller its slice of the results. The queue is bounded:
+when ``max_queue_items`` are waiting, new work is refused with ``Overloaded`` instead of
+letting latency grow without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from services.common.errors import Overloaded
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class BatcherStats:
+    """Counters for benchmarks and metrics."""
+
+    batches: int = 0
+    items: int = 0
+    rejected: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+
+@dataclass
+class _Pending(Generic[T]):
+    item: T
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Batches items of one modality for ``run_batch(list[T]) -> list[R]``."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch_size: int,
+        max_queue_delay_ms: float,
+        max_queue_items: int,
+        name: str = "batch",
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        if max_queue_items < max_batch_size:
+            raise ValueError("max_queue_items must be >= max_batch_size")
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.max_queue_items = max_queue_items
+        self.name = name
+        self._queue: deque[_Pending[T]] = deque()
+        self._wakeup = asyncio.Event()
+        # One thread: batches of one model run one after another, in submission order.
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
+        self._worker: asyncio.Task | None = None
+        self.stats = BatcherStats()
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._loop(), name=f"{self.name}-batcher")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(Overloaded(f"{self.name} encoder is shutting down"))
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """Queues ``items`` (kept together in order) and returns their results."""
+        if not items:
+            return []
+        if len(self._queue) + len(items) > self.max_queue_items:
+            self.stats.rejected += len(items)
+            raise Overloaded(
+                f"{self.name} queue is full ({len(self._queue)} of {self.max_queue_items} items waiting); retry later"
+            )
+        self.start()
+        loop = asyncio.get_running_loop()
+        pendings = [_Pending(item, loop.create_future()) for item in items]
+        self._queue.extend(pendings)
+        self._wakeup.set()
+        return list(await asyncio.gather(*(p.future for p in pendings)))
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            # Let the batch fill until it is full or the oldest item has waited long enough.
+            deadline = self._queue[0].enqueued + self.max_queue_delay_s
+            while len(self._queue) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))]
+            batch = [p for p in batch if not p.future.cancelled()]
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_batch, [p.item for p in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{self.name} batch returned {len(results)} results for {len(batch)} items")
+            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.batch_sizes.append(len(batch))
+            for p, result in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(result)
+

@@ -1,0 +1,191 @@
+"""The video-text model's architecture as one JSON-serialisable value.
+
+A checkpoint stores this config next to its weights, and the model id hashes its canonical JSON,
+so every field here must be plain data (no paths to weights, no tensors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+TEXT_KINDS = ("openclip", "hf")
+TEMPORAL_KINDS = ("meanP", "seqTransf")
+POOLINGS = ("cls", "mean")
+BUILTIN_TOKENIZERS = ("tiny-wordpiece",)
+OPENCLIP_CONTEXT_LENGTH = 77  # what the open_clip text transformer was trained with
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The frame encoder: a built-in open_clip architecture, or a custom ViT when ``openclip_name`` is None.
+
+    ``image_size`` always applies (the frame sampler resizes to it); ``patch_size``, ``width``,
+    ``layers`` and ``heads`` apply only to the custom ViT.
+    """
+
+    openclip_name: str | None = "ViT-B-32"
+    image_size: int = 224
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    # OpenAI's CLIP weights were trained with QuickGELU; LAION weights for the same names were not.
+    quick_gelu: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, "image_size", "patch_size", "width", "layers", "heads")
+        if self.openclip_name is None:
+            if self.image_size % self.patch_size:
+                raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            if self.width % self.heads:
+                raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text tower: open_clip's own text transformer, or a Hugging Face encoder.
+
+    For ``kind='openclip'`` the tower comes from the named open_clip architecture; ``width``,
+    ``layers`` and ``heads`` apply only when the vision side is a custom ViT.
+    For ``kind='hf'``, ``hf_config`` is the encoder's transformers config (as a dict with
+    ``model_type``); it may be None in a preset only when the builder is given an HF model
+    directory, which then fills it in.
+    """
+
+    kind: str = "openclip"
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+    hf_config: dict[str, Any] | None = None
+    pooling: str = "mean"
+    builtin_tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive(self, "width", "layers", "heads")
+        if self.kind not in TEXT_KINDS:
+            raise ValueError(f"text kind must be one of {TEXT_KINDS}, got {self.kind!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"text pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.builtin_tokenizer is not None and self.builtin_tokenizer not in BUILTIN_TOKENIZERS:
+            raise ValueError(f"builtin_tokenizer must be one of {BUILTIN_TOKENIZERS}, got {self.builtin_tokenizer!r}")
+        if self.hf_config is not None and "model_type" not in self.hf_config:
+            raise ValueError("hf_config needs a 'model_type' key (e.g. 'bert', 'xlm-roberta')")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a ``VideoTextModel`` before its weights are loaded."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    embed_dim: int = 512
+    num_frames: int = 12
+    max_tokens: int = 32
+    temporal: str = "meanP"
+    seq_layers: int = 4
+
+    def __post_init__(self) -> None:
+        _positive(self, "embed_dim", "num_frames", "max_tokens", "seq_layers")
+        if self.temporal not in TEMPORAL_KINDS:
+            raise ValueError(f"temporal must be one of {TEMPORAL_KINDS}, got {self.temporal!r}")
+        if self.text.kind == "openclip" and self.max_tokens > OPENCLIP_CONTEXT_LENGTH:
+            raise ValueError(f"max_tokens {self.max_tokens} exceeds open_clip's {OPENCLIP_CONTEXT_LENGTH} positions")
+        if self.max_tokens < 3:
+            raise ValueError("max_tokens must leave room for the start and end tokens plus one word")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The canonical JSON: sorted keys, no whitespace, so equal configs give equal bytes."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of ``to_dict``; unknown or mistyped fields raise ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model config must be a JSON object, got {type(data).__name__}")
+        try:
+            fields = dict(data)
+            fields["vision"] = VisionConfig(**_section(fields, "vision"))
+            fields["text"] = TextConfig(**_section(fields, "text"))
+            return cls(**fields)
+        except TypeError as exc:  # unknown or missing keyword
+            raise ValueError(f"bad model config: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def tiny(temporal: str = "meanP", text_kind: str = "hf") -> ModelConfig:
+    """A model small enough for unit tests on a laptop CPU: 64 px frames, width 64, two layers.
+
+    ``text_kind='hf'`` gives a random BERT over the in-code multilingual WordPiece vocabulary
+    (ASCII + Hangul); ``'openclip'`` gives open_clip's text transformer with its BPE tokenizer.
+    """
+    from services.encoder.model.tiny_tokenizer import tiny_vocab_size
+
+    hidden = 64
+    hf_config = {
+        "model_type": "bert",
+        "vocab_size": tiny_vocab_size(),
+        "hidden_size": hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 4 * hidden,
+        "max_position_embeddings": 64,
+    }
+    hf = text_kind == "hf"
+    return ModelConfig(
+        vision=VisionConfig(openclip_name=None, image_size=64, patch_size=16, width=64, layers=2, heads=2),
+        text=TextConfig(
+            kind=text_kind,
+            width=hidden,
+            layers=2,
+            heads=2,
+            hf_config=hf_config if hf else None,
+            pooling="mean",
+            builtin_tokenizer="tiny-wordpiece" if hf else None,
+        ),
+        embed_dim=64,
+        num_frames=12,
+        max_tokens=32,
+        temporal=temporal,
+        seq_layers=1,
+    )
+
+
+def production(temporal: str = "seqTransf", pooling: str = "mean") -> ModelConfig:
+    """CLIP4Clip's best setting: ViT-B/32 frames at 224 px, 12 frames, a 4-layer temporal transformer.
+
+    The text tower is a multilingual Hugging Face encoder (xlm-roberta-base,
+    bert-base-multilingual-cased, ...) whose local directory is given to ``build_model``;
+    its architecture is recorded in the built model's config.
+    """
+    return ModelConfig(
+        vision=VisionConfig(openclip_name="ViT-B-32", image_size=224, quick_gelu=True),
+        text=TextConfig(kind="hf", pooling=pooling),
+        embed_dim=512,
+        num_frames=12,
+        max_tokens=32,
+        temporal=temporal,
+        seq_layers=4,
+    )
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"model config field {name!r} must be an object")
+    return section
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,346 @@
+"""Immutable, memory-mapped Annoy segments: the approximate part of a shard's index.
+
+A segment is a set of files named after it in one directory:
+
+- ``<name>.ann``          Annoy forest (metric 'angular') over dense local ids 0..n-1
+- ``<name>.vectors.npy``  the same unit vectors as float32, memory-mapped for exact re-ranking
+- ``<name>.ids.json``     local id -> clip id and the store sequence number of that row
+- ``<name>.json``         manifest, written last: counts, sizes, build parameters and the
+                          calibrated ``search_k``; a segment without it does not exist
+
+``search_k`` is measured at build time, not guessed: the segment's own vectors, perturbed by noise
+of the size of their k-th neighbour distance, are queried at increasing ``search_k`` and compared
+with exact search; the smallest ``search_k`` that reaches the recall target is kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from annoy import AnnoyIndex
+
+from services.common.errors import InvalidInput, StorageFull, WrongState
+
+log = logging.getLogger(__name__)
+
+_MANIFEST_VERSION = 1
+_SUFFIXES = (".ann", ".vectors.npy", ".ids.json")
+
+
+class SegmentCorrupt(WrongState):
+    """A segment's files are missing, truncated or inconsistent; the shard rebuilds it from the store."""
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a score matrix ``[q, n]``: (indices, scores), best first, ``k`` clipped to n."""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        empty = np.zeros((scores.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(scores.dtype)
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = 256
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k of unit ``queries`` against unit ``vectors``, in query chunks."""
+    ids, sims = [], []
+    for start in range(0, len(queries), chunk):
+        i, s = top_k(queries[start : start + chunk] @ vectors.T, k)
+        ids.append(i)
+        sims.append(s)
+    return np.concatenate(ids), np.concatenate(sims)
+
+
+class AnnoySegment:
+    """One immutable segment: an Annoy forest plus the vectors and clip ids it was built from."""
+
+    def __init__(self, directory: Path, name: str, index: AnnoyIndex, clip_ids: list[str],
+                 seqs: np.ndarray, vectors: np.ndarray, manifest: dict) -> None:
+        self.directory = directory
+        self.name = name
+        self._index = index
+        self.clip_ids = clip_ids
+        self.seqs = seqs
+        self.vectors = vectors
+        self.manifest = manifest
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def n_items(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def n_trees(self) -> int:
+        return int(self.manifest["n_trees"])
+
+    @property
+    def search_k(self) -> int:
+        """Calibrated nodes to inspect for recall@``calibration_k`` >= the recall target."""
+        return int(self.manifest["search_k"])
+
+    @property
+    def calibration_k(self) -> int:
+        return int(self.manifest["calibration"]["k"])
+
+    @property
+    def bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.files() if p.exists())
+
+    def files(self) -> list[Path]:
+        return [self.directory / f"{self.name}{s}" for s in (*_SUFFIXES, ".json")]
+
+    # ------------------------------------------------------------------ build and load
+
+    @classmethod
+    def build(
+        cls,
+        directory: str | os.PathLike[str],
+        name: str,
+        clip_ids: Sequence[str],
+        vectors: np.ndarray,
+        *,
+        seqs: np.ndarray | Sequence[int] | None = None,
+        n_trees: int = 16,
+        recall_target: float = 0.95,
+        calibration_k: int = 10,
+        calibration_queries: int = 300,
+        seed: int = 0,
+        n_jobs: int = -1,
+    ) -> AnnoySegment:
+        """Build, persist, reload memory-mapped and calibrate a segment over unit ``vectors``."""
+        directory = Path(directory)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        clip_ids = list(clip_ids)
+        n = len(clip_ids)
+        if vectors.ndim != 2 or vectors.shape[0] != n or n == 0:
+            raise InvalidInput(f"segment {name}: need a non-empty [n, dim] matrix for {n} clip ids, "
+                               f"got shape {vectors.shape}")
+        if not 0.0 < recall_target <= 1.0:
+            raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
+        seqs_arr = np.zeros(n, dtype=np.int64) if seqs is None else np.asarray(seqs, dtype=np.int64)
+        dim = vectors.shape[1]
+        started = time.perf_counter()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            ann_path = directory / f"{name}.ann"
+            index = AnnoyIndex(dim, "angular")
+            index.set_seed(seed)
+            for i in range(n):
+                index.add_item(i, vectors[i])
+            index.build(n_trees, n_jobs=n_jobs)
+            if not index.save(str(ann_path)):
+                raise OSError(f"annoy could not save {ann_path}")
+            index.unload()
+            _fsync(ann_path)
+            np.save(directory / f"{name}.vectors.npy", vectors)
+            _fsync(directory / f"{name}.vectors.npy")
+            _write_json(directory / f"{name}.ids.json", {"clip_ids": clip_ids, "seqs": seqs_arr.tolist()})
+            index = _load_annoy(ann_path, dim)
+            build_s = time.perf_counter() - started
+            rng = np.random.default_rng(seed)
+            search_k, recall, sample = _calibrate(
+                index, vectors, n_trees, calibration_k, recall_target, calibration_queries, rng
+            )
+            manifest = {
+                "version": _MANIFEST_VERSION,
+                "name": name,
+                "metric": "angular",
+                "n_items": n,
+                "dim": dim,
+                "n_trees": n_trees,
+                "seed": seed,
+                "search_k": search_k,
+                "calibration": {"k": calibration_k, "recall_target": recall_target,
+                                "recall": recall, "queries": sample},
+                "build_seconds": round(build_s, 3),
+                "calibrate_seconds": round(time.perf_counter() - started - build_s, 3),
+                "file_bytes": {s: (directory / f"{name}{s}").stat().st_size for s in _SUFFIXES},
+            }
+            _write_json(directory / f"{name}.json", manifest)
+            _fsync_dir(directory)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFull(f"no space left on device writing segment {name} in {directory}") from exc
+            raise
+        log.info("built segment %s: %d items, %d trees, search_k=%d (recall@%d %.3f) in %.1fs",
+                 name, n, n_trees, search_k, calibration_k, recall, time.perf_counter() - started)
+        vectors_map = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
+        return cls(directory, name, index, clip_ids, seqs_arr, vectors_map, manifest)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], name: str, *, dim: int | None = None) -> AnnoySegment:
+        """Open a persisted segment, checking its files; raises SegmentCorrupt if anything is off."""
+        directory = Path(directory)
+        try:
+            manifest = json.loads((directory / f"{name}.json").read_text())
+            n, seg_dim = int(manifest["n_items"]), int(manifest["dim"])
+            expected_sizes = dict(manifest["file_bytes"])
+            int(manifest["search_k"])
+        except FileNotFoundError:
+            raise SegmentCorrupt(f"segment {name} in {directory} has no manifest") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SegmentCorrupt(f"segment {name} in {directory} has an unreadable manifest: {exc}") from None
+        if dim is not None and seg_dim != dim:
+            raise SegmentCorrupt(f"segment {name} has dim {seg_dim}, shard expects {dim}")
+        for suffix in _SUFFIXES:
+            path = directory / f"{name}{suffix}"
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise SegmentCorrupt(f"segment {name} is missing {path.name}") from None
+            # Checked before Annoy maps the file: a truncated forest can crash the process.
+            if size != expected_sizes.get(suffix):
+                raise SegmentCorrupt(f"segment {name}: {path.name} has {size} bytes, manifest says "
+                                     f"{expected_sizes.get(suffix)}")
+        try:
+            ids = json.loads((directory / f"{name}.ids.json").read_text())
+            clip_ids = [str(c) for c in ids["clip_ids"]]
+            seqs = np.asarray(ids["seqs"], dtype=np.int64)
+            vectors = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise SegmentCorrupt(f"segment {name}: unreadable ids or vectors: {exc}") from None
+        if len(clip_ids) != n or len(seqs) != n:
+            raise SegmentCorrupt(f"segment {name}: id map has {len(clip_ids)} ids, manifest says {n} items")
+        if vectors.shape != (n, seg_dim) or vectors.dtype != np.float32:
+            raise SegmentCorrupt(f"segment {name}: vectors are {vectors.dtype}{vectors.shape}, "
+                                 f"expected float32({n}, {seg_dim})")
+        index = _load_annoy(directory / f"{name}.ann", seg_dim)
+        if index.get_n_items() != n:
+            raise SegmentCorrupt(f"segment {name}: forest has {index.get_n_items()} items, manifest says {n}")
+        # Spot-check that the forest and the re-rank vectors hold the same data.
+        for i in np.unique(np.linspace(0, n - 1, num=min(n, 8)).astype(int)):
+            if not np.array_equal(np.asarray(index.get_item_vector(int(i)), dtype=np.float32), vectors[i]):
+                raise SegmentCorrupt(f"segment {name}: item {i} differs between forest and vectors")
+        return cls(directory, name, index, clip_ids, seqs, vectors, manifest)
+
+    def remove(self) -> None:
+        """Delete the segment's files (manifest first, so a crash leaves no half-valid segment).
+
+        The forest stays mapped until this object is garbage-collected, so searches that still
+        hold it finish safely.
+        """
+        for path in reversed(self.files()):
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ search
+
+    def effective_search_k(self, n: int, search_k: int | None = None) -> int:
+        """``search_k`` for a query wanting its top ``n`` right: the calibrated value scaled by
+        ``n / calibration_k``, never fewer nodes than twice the candidates asked for."""
+        if search_k is None:
+            search_k = int(math.ceil(self.search_k * max(1.0, n / self.calibration_k)))
+        return max(int(search_k), 2 * n)
+
+    def search_one(self, query: np.ndarray, n: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` candidates for one unit query: (local ids, cosine), best first."""
+        ids, dist = self._index.get_nns_by_vector(query, n, search_k=search_k, include_distances=True)
+        d = np.asarray(dist, dtype=np.float32)
+        return np.asarray(ids, dtype=np.int64), 1.0 - 0.5 * d * d
+
+    def search(self, queries: np.ndarray, k: int, search_k: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` candidates of each unit query ``[q, dim]``: local ids and cosine, ``[q, k]`` each.
+
+        Rows with fewer than ``k`` results are padded with id -1 and score -inf.
+        """
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.dim:
+            raise InvalidInput(f"query has dimension {queries.shape[1]}, segment {self.name} has {self.dim}")
+        sk = self.effective_search_k(k, search_k)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for row, query in enumerate(queries):
+            i, s = self.search_one(query, k, sk)
+            ids[row, : len(i)] = i
+            scores[row, : len(s)] = s
+        return ids, scores
+
+
+def _calibrate(index: AnnoyIndex, vectors: np.ndarray, n_trees: int, k: int, target: float,
+               sample: int, rng: np.random.Generator) -> tuple[int, float, int]:
+    """Smallest ``search_k`` whose recall@k on noisy self-queries reaches ``target``."""
+    n, dim = vectors.shape
+    exhaustive = n * n_trees
+    if n <= k:
+        return max(exhaustive, 1), 1.0, 0
+    m = min(sample, n)
+    base = vectors[rng.choice(n, size=m, replace=False)]
+    # Noise of the size of the k-th neighbour distance puts a query about as far from its
+    # neighbours as a fresh query from the same distribution would be.
+    _, sims = exact_top_k(base[: min(m, 64)], vectors, k + 1)
+    kth = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims[:, -1]))
+    scale = float(np.median(kth))
+    queries = base + rng.standard_normal(base.shape).astype(np.float32) * (scale / math.sqrt(dim))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    truth, _ = exact_top_k(queries, vectors, k)
+
+    def recall(search_k: int) -> float:
+        found = 0
+        for query, expected in zip(queries, truth, strict=True):
+            got = index.get_nns_by_vector(query, k, search_k=search_k)
+            found += len(set(got).intersection(expected.tolist()))
+        return found / truth.size
+
+    lo, hi = 0, max(k * n_trees, 2 * k)
+    hi_recall = recall(hi)
+    while hi_recall < target and hi < exhaustive:
+        lo, hi = hi, min(hi * 2, exhaustive)
+        hi_recall = recall(hi)
+    # Narrow the last doubling step down to ~10% so we do not inspect up to twice the nodes needed.
+    while lo and hi - lo > max(k, hi // 10):
+        mid = (lo + hi) // 2
+        mid_recall = recall(mid)
+        if mid_recall >= target:
+            hi, hi_recall = mid, mid_recall
+        else:
+            lo = mid
+    return hi, hi_recall, m
+
+
+def _load_annoy(path: Path, dim: int) -> AnnoyIndex:
+    index = AnnoyIndex(dim, "angular")
+    try:
+        index.load(str(path), prefault=False)
+    except OSError as exc:
+        raise SegmentCorrupt(f"annoy cannot load {path}: {exc}") from None
+    return index
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    _fsync(directory)
