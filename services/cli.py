@@ -18,13 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidsearch", description="Content-based video retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("index", help="run one index shard (settings from VIDSEARCH_INDEX_*)")
+    sub.add_parser("encoder", help="run the encoder (settings from VIDSEARCH_ENCODER_*)")
     demo = sub.add_parser("demo", help="start a local shard, load clips, search, print the hits")
     demo.add_argument("--data-dir", default=".demo", help="where the demo keeps its data")
     demo.add_argument("--clips", type=int, default=20_000, help="clips to load")
     args = parser.parse_args(argv)
     try:
-        if args.command == "index":
-            _serve("index")
+        if args.command in ("index", "encoder"):
+            _serve(args.command)
         elif args.command == "demo":
             from services.demo import run_demo
 

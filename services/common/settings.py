@@ -102,3 +102,16 @@ def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
         return cls(**values)
     except SettingsError as exc:
         raise SettingsError(f"{prefix}: {exc}") from None
+
+
+def load_or_exit(cls: type[T], prefix: str) -> T:
+    """``load`` for a service's ``main``: a bad configuration ends the process with status 2."""
+    try:
+        return load(cls, prefix)
+    except SettingsError as exc:
+        import logging
+        import sys
+
+        logging.getLogger(__name__).error("configuration error: %s", exc)
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

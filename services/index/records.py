@@ -182,7 +182,7 @@ def validate_records(records: Iterable[ClipRecord], dim: int, model_id: str) -> 
         if not isinstance(cid, str) or not cid.strip():
             raise InvalidInput("clip_id must be a non-empty string")
         if cid in seen:
-            raise InvalidInput(f"clip {cid!r} appears more than once in the batch")
+            raise InvalidInput(f"duplicate clip id {cid!r} in one batch; each clip may appear once")
         seen.add(cid)
         if not isinstance(record.video_id, str) or not record.video_id.strip():
             raise InvalidInput(f"clip {cid!r} has an empty video_id")

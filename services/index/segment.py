@@ -8,9 +8,9 @@ A segment is a set of files named after it in one directory:
 - ``<name>.json``         manifest, written last: counts, sizes, build parameters and the
                           calibrated ``search_k``; a segment without it does not exist
 
-``search_k`` is measured at build time, not guessed: the segment's own vectors, perturbed by noise
-of the size of their k-th neighbour distance, are queried at increasing ``search_k`` and compared
-with exact search; the smallest ``search_k`` that reaches the recall target is kept.
+``search_k`` is measured at build time, not guessed: a sample of the segment's own vectors, each
+held out of its own answer, is queried at increasing ``search_k`` and compared with exact search;
+the smallest ``search_k`` whose recall reaches the target (with 95% confidence) is kept.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class AnnoySegment:
         n_trees: int = 16,
         recall_target: float = 0.95,
         calibration_k: int = 10,
-        calibration_queries: int = 300,
+        calibration_queries: int = 500,
         seed: int = 0,
         n_jobs: int = -1,
     ) -> AnnoySegment:
@@ -247,7 +247,7 @@ class AnnoySegment:
         """``search_k`` for a query wanting its top ``n`` right: the calibrated value scaled by
         ``n / calibration_k``, never fewer nodes than twice the candidates asked for."""
         if search_k is None:
-            search_k = int(math.ceil(self.search_k * max(1.0, n / self.calibration_k)))
+            search_k = math.ceil(self.search_k * max(1.0, n / self.calibration_k))
         return max(int(search_k), 2 * n)
 
     def search_one(self, query: np.ndarray, n: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -277,39 +277,45 @@ class AnnoySegment:
 
 def _calibrate(index: AnnoyIndex, vectors: np.ndarray, n_trees: int, k: int, target: float,
                sample: int, rng: np.random.Generator) -> tuple[int, float, int]:
-    """Smallest ``search_k`` whose recall@k on noisy self-queries reaches ``target``."""
-    n, dim = vectors.shape
+    """Smallest ``search_k`` whose recall@k on held-out queries reaches ``target`` with 95% confidence.
+
+    The queries are ``sample`` of the segment's own vectors, each held out of its own answer
+    (leave-one-out): Annoy is asked for k+1 and the query's own id is dropped, the truth is the exact
+    top-k of the other vectors. They stand for queries distributed like the data. A ``search_k``
+    passes when the mean recall minus 1.645 standard errors is at least ``target``, so the figure
+    holds on fresh queries rather than only on this sample.
+    """
+    n = len(vectors)
     exhaustive = n * n_trees
-    if n <= k:
+    if n <= k + 1:
         return max(exhaustive, 1), 1.0, 0
     m = min(sample, n)
-    base = vectors[rng.choice(n, size=m, replace=False)]
-    # Noise of the size of the k-th neighbour distance puts a query about as far from its
-    # neighbours as a fresh query from the same distribution would be.
-    _, sims = exact_top_k(base[: min(m, 64)], vectors, k + 1)
-    kth = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims[:, -1]))
-    scale = float(np.median(kth))
-    queries = base + rng.standard_normal(base.shape).astype(np.float32) * (scale / math.sqrt(dim))
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    truth, _ = exact_top_k(queries, vectors, k)
+    picks = rng.choice(n, size=m, replace=False)
+    queries = vectors[picks]
+    scores = queries @ vectors.T
+    scores[np.arange(m), picks] = -np.inf
+    truth, _ = top_k(scores, k)
+    del scores
 
-    def recall(search_k: int) -> float:
-        found = 0
-        for query, expected in zip(queries, truth, strict=True):
-            got = index.get_nns_by_vector(query, k, search_k=search_k)
-            found += len(set(got).intersection(expected.tolist()))
-        return found / truth.size
+    def recall(search_k: int) -> tuple[bool, float]:
+        per_query = np.empty(m)
+        for j, (query, own, expected) in enumerate(zip(queries, picks.tolist(), truth, strict=True)):
+            got = [i for i in index.get_nns_by_vector(query, k + 1, search_k=search_k) if i != own][:k]
+            per_query[j] = len(set(got).intersection(expected.tolist())) / k
+        mean = float(per_query.mean())
+        lower = mean - 1.645 * float(per_query.std(ddof=1)) / math.sqrt(m)
+        return lower >= target, mean
 
-    lo, hi = 0, max(k * n_trees, 2 * k)
-    hi_recall = recall(hi)
-    while hi_recall < target and hi < exhaustive:
+    lo, hi = 0, max(k * n_trees, 2 * (k + 1))
+    ok, hi_recall = recall(hi)
+    while not ok and hi < exhaustive:
         lo, hi = hi, min(hi * 2, exhaustive)
-        hi_recall = recall(hi)
+        ok, hi_recall = recall(hi)
     # Narrow the last doubling step down to ~10% so we do not inspect up to twice the nodes needed.
     while lo and hi - lo > max(k, hi // 10):
         mid = (lo + hi) // 2
-        mid_recall = recall(mid)
-        if mid_recall >= target:
+        mid_ok, mid_recall = recall(mid)
+        if mid_ok:
             hi, hi_recall = mid, mid_recall
         else:
             lo = mid

@@ -58,5 +58,5 @@ async def run(cfg: IndexSettings) -> None:
 
 def main() -> None:
     logs.configure("index")
-    cfg = settings.load(IndexSettings, "VIDSEARCH_INDEX")
+    cfg = settings.load_or_exit(IndexSettings, "VIDSEARCH_INDEX")
     asyncio.run(run(cfg))

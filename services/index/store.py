@@ -98,7 +98,8 @@ class ShardStore:
         path = Path(path)
         with _storage_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(path)
+            # The writer is shared by every writing thread, serialised by the write lock.
+            conn = _connect(path, check_same_thread=False)
             try:
                 conn.executescript(_SCHEMA)
                 bound = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -120,6 +121,22 @@ class ShardStore:
                 conn.close()
                 raise
         return cls(path, model_id, dim, conn)
+
+    @staticmethod
+    def read_binding(path: str | os.PathLike[str]) -> tuple[str, int] | None:
+        """The ``(model_id, dim)`` a store at ``path`` is bound to, or None if there is no store yet."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        conn = _connect(path)
+        try:
+            conn.executescript(_SCHEMA)
+            bound = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            conn.close()
+        if "model_id" not in bound:
+            return None
+        return bound["model_id"], int(bound["dim"])
 
     @property
     def path(self) -> Path:
@@ -193,7 +210,8 @@ class ShardStore:
         with self._write_lock, _storage_errors(self._path), self._writer:
             for chunk in _chunks(ids, _IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
-                deleted += self._writer.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", chunk).rowcount
+                cursor = self._writer.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", chunk)
+                deleted += cursor.rowcount
         return deleted
 
     # ------------------------------------------------------------------ reads

@@ -39,7 +39,7 @@ class VisionConfig:
         _positive(self, "image_size", "patch_size", "width", "layers", "heads")
         if self.openclip_name is None:
             if self.image_size % self.patch_size:
-                raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+                raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch_size}")
             if self.width % self.heads:
                 raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
 
@@ -70,7 +70,7 @@ class TextConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"text pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.builtin_tokenizer is not None and self.builtin_tokenizer not in BUILTIN_TOKENIZERS:
-            raise ValueError(f"builtin_tokenizer must be one of {BUILTIN_TOKENIZERS}, got {self.builtin_tokenizer!r}")
+            raise ValueError(f"builtin_tokenizer {self.builtin_tokenizer!r} not in {BUILTIN_TOKENIZERS}")
         if self.hf_config is not None and "model_type" not in self.hf_config:
             raise ValueError("hf_config needs a 'model_type' key (e.g. 'bert', 'xlm-roberta')")
 
@@ -92,7 +92,7 @@ class ModelConfig:
         if self.temporal not in TEMPORAL_KINDS:
             raise ValueError(f"temporal must be one of {TEMPORAL_KINDS}, got {self.temporal!r}")
         if self.text.kind == "openclip" and self.max_tokens > OPENCLIP_CONTEXT_LENGTH:
-            raise ValueError(f"max_tokens {self.max_tokens} exceeds open_clip's {OPENCLIP_CONTEXT_LENGTH} positions")
+            raise ValueError(f"max_tokens {self.max_tokens} exceeds open_clip's {OPENCLIP_CONTEXT_LENGTH}")
         if self.max_tokens < 3:
             raise ValueError("max_tokens must leave room for the start and end tokens plus one word")
 

@@ -1,0 +1,196 @@
+"""Benchmark of the index shard: recall@10 and single-query throughput against exact search and HNSW.
+
+    python -m bench.index --n 200000 --dim 512 --json
+
+Data: ``n / 200`` Gaussian clusters of unit vectors (centres uniform on the sphere, per-dimension
+noise ``spread / sqrt(dim)``, then normalised), and held-out queries drawn the same way. A
+``ShardIndex`` is filled through its public ``upsert`` in batches, sealed into one segment and
+searched one query at a time through ``search`` (filters off; hits carry their records, as the
+servicer needs). Baselines: a NumPy exact scan (matrix-vector product + argpartition) and faiss
+``IndexHNSWFlat`` (inner product on the same unit vectors) whose ``efSearch`` is swept to the
+smallest value reaching the shard's recall.
+
+Threads: Annoy answers a query on one thread; faiss is pinned to one OpenMP thread for search
+(one query cannot use more) and may use all cores to build; the NumPy baseline keeps its BLAS
+default (all cores), which only makes the exact baseline stronger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from services.index.records import ClipRecord
+from services.index.segment import exact_top_k
+from services.index.shard import ShardIndex
+
+MODEL = "bench-model"
+K = 10
+
+
+def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, spread: float) -> np.ndarray:
+    """``n`` unit vectors around randomly chosen ``centres``, generated in float32 chunks."""
+    dim = centres.shape[1]
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 20_000):
+        m = min(20_000, n - start)
+        v = centres[rng.integers(0, len(centres), size=m)]
+        v = v + rng.standard_normal((m, dim), dtype=np.float32) * np.float32(spread / np.sqrt(dim))
+        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def recall_at_k(found: list[list[int]], truth: np.ndarray) -> float:
+    hits = sum(len(set(f[:K]).intersection(t.tolist())) for f, t in zip(found, truth, strict=True))
+    return hits / truth.size
+
+
+def timed_qps(fn, queries: np.ndarray, repeat_min_s: float = 2.0) -> tuple[float, list]:
+    """Single-query throughput of ``fn(query)`` over ``queries`` (repeated to run >= repeat_min_s)."""
+    for q in queries[: min(20, len(queries))]:
+        fn(q)  # warm caches and page in the memory maps
+    results: list = []
+    done, started = 0, time.perf_counter()
+    while True:
+        for q in queries:
+            out = fn(q)
+            if len(results) < len(queries):
+                results.append(out)
+        done += len(queries)
+        elapsed = time.perf_counter() - started
+        if elapsed >= repeat_min_s:
+            return done / elapsed, results
+
+
+def bench_exact(vectors: np.ndarray, queries: np.ndarray) -> float:
+    def search(q: np.ndarray) -> np.ndarray:
+        scores = vectors @ q
+        top = np.argpartition(-scores, K)[:K]
+        return top[np.argsort(-scores[top])]
+
+    qps, _ = timed_qps(search, queries[:100])
+    return qps
+
+
+def bench_shard(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+                data_dir: str) -> dict:
+    n = len(vectors)
+    index = ShardIndex(data_dir, model_id=MODEL, dim=args.dim, seal_threshold=n + 1, n_trees=args.n_trees,
+                       recall_target=args.recall_target, seed=args.seed)
+    try:
+        started = time.perf_counter()
+        for start in range(0, n, args.batch):
+            index.upsert([
+                ClipRecord(f"v{i // 100}:{i % 100:06d}", f"v{i // 100}", float(i % 100), float(i % 100 + 1),
+                           vectors[i], model_id=MODEL)
+                for i in range(start, min(n, start + args.batch))
+            ])
+        ingest_s = time.perf_counter() - started
+        started = time.perf_counter()
+        index.seal(wait=True)
+        build_s = time.perf_counter() - started
+        stats = index.stats()
+        segment = index._segments[0].segment  # the bench inspects the one segment it built
+        row_of = {cid: i for i, cid in enumerate(segment.clip_ids)}
+
+        def search(q: np.ndarray) -> list[int]:
+            return [row_of[h.clip_id] for h in index.search(q[None, :], K)[0]]
+
+        qps, found = timed_qps(search, queries)
+        # Map segment rows back to the generated order for recall.
+        order = np.array([int(c.split(":")[0][1:]) * 100 + int(c.split(":")[1]) for c in segment.clip_ids])
+        recall = recall_at_k([[int(order[r]) for r in f] for f in found], truth)
+        return {
+            "recall_at_10": round(recall, 4),
+            "qps": round(qps, 1),
+            "search_k": segment.search_k,
+            "calibrated_recall": round(segment.manifest["calibration"]["recall"], 4),
+            "n_trees": segment.n_trees,
+            "ingest_seconds": round(ingest_s, 2),
+            "build_seconds": round(build_s, 2),
+            "index_bytes": segment.bytes_on_disk,
+            "store_bytes": stats["bytes_on_disk"] - segment.bytes_on_disk,
+        }
+    finally:
+        index.close()
+
+
+def bench_hnsw(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+               target: float) -> dict:
+    import faiss
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    index = faiss.IndexHNSWFlat(args.dim, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = args.hnsw_ef_construction
+    index.add(vectors)
+    build_s = time.perf_counter() - started
+    chosen, chosen_recall = None, 0.0
+    for ef in (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024):
+        index.hnsw.efSearch = ef
+        _, ids = index.search(queries, K)
+        chosen, chosen_recall = ef, recall_at_k(ids.tolist(), truth)
+        if chosen_recall >= target:
+            break
+    index.hnsw.efSearch = chosen
+    faiss.omp_set_num_threads(1)
+    qps, _ = timed_qps(lambda q: index.search(q[None, :], K), queries)
+    return {
+        "peer": f"faiss IndexHNSWFlat M={args.hnsw_m} efConstruction={args.hnsw_ef_construction}",
+        "peer_ef_search": chosen,
+        "peer_recall_at_10": round(chosen_recall, 4),
+        "peer_qps": round(qps, 1),
+        "peer_build_seconds": round(build_s, 2),
+        "peer_index_bytes": int(faiss.serialize_index(index).size),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=200_000, help="vectors in the shard")
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
+    p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
+    p.add_argument("--spread", type=float, default=0.5, help="noise norm around a unit cluster centre")
+    p.add_argument("--n-trees", type=int, default=16)
+    p.add_argument("--recall-target", type=float, default=0.95)
+    p.add_argument("--batch", type=int, default=5000, help="records per upsert")
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--hnsw-ef-construction", type=int, default=80)
+    p.add_argument("--no-peer", action="store_true", help="skip the faiss HNSW baseline")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = p.parse_args(argv)
+
+    rng = np.random.default_rng(args.seed)
+    centres = rng.standard_normal((max(1, args.n // args.cluster_size), args.dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = clustered(rng, centres, args.n, args.spread)
+    queries = clustered(rng, centres, args.queries, args.spread)
+    truth, _ = exact_top_k(queries, vectors, K)
+
+    result: dict = {"n": args.n, "dim": args.dim, "queries": args.queries, "k": K,
+                    "clusters": len(centres), "spread": args.spread, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
+        result.update(bench_shard(args, vectors, queries, truth, tmp))
+    result["exact_qps"] = round(bench_exact(vectors, queries), 1)
+    result["speedup_vs_exact"] = round(result["qps"] / result["exact_qps"], 2)
+    if not args.no_peer:
+        result.update(bench_hnsw(args, vectors, queries, truth, result["recall_at_10"]))
+        result["qps_vs_peer"] = round(result["qps"] / result["peer_qps"], 3)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Encoder process: settings, model loading and warm-up before SERVING, then serving."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from services.common import logs, settings
+from services.common.server import Registration, ServiceHooks, serve
+from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
+from services.encoder.runner import ModelRunner
+from services.encoder.servicer import EncoderServicer
+from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSettings:
+    """Settings of the encoder, from VIDSEARCH_ENCODER_* variables."""
+
+    checkpoint: Path = dataclasses.field(metadata={"help": "a vidsearch checkpoint directory (vidsearch train)"})
+    # "auto" picks CUDA (float16) when present, else CPU (float32).
+    device: str = "auto"
+    batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
+    limits: EngineLimits = dataclasses.field(default_factory=EngineLimits)
+    preprocess_workers: int = 2
+    server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
+
+    def __post_init__(self) -> None:
+        if self.batching.max_batch_size < 1:
+            raise settings.SettingsError("batching max_batch_size must be >= 1")
+        if self.batching.max_queue_delay_ms < 0:
+            raise settings.SettingsError("batching max_queue_delay_ms must be >= 0")
+        if self.batching.max_queue_items < self.batching.max_batch_size:
+            raise settings.SettingsError("batching max_queue_items must be >= max_batch_size")
+        if self.preprocess_workers < 1:
+            raise settings.SettingsError("preprocess_workers must be >= 1")
+
+
+def load_runner(cfg: EncoderSettings) -> ModelRunner:
+    from services.encoder.model.checkpoint import load_checkpoint
+
+    device = None if cfg.device == "auto" else cfg.device
+    return ModelRunner(load_checkpoint(cfg.checkpoint, device=device))
+
+
+async def run(cfg: EncoderSettings) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    servicer = EncoderServicer()
+
+    async def start() -> None:
+        runner = await asyncio.to_thread(load_runner, cfg)
+        engine = EncoderEngine(runner, cfg.batching, cfg.limits, cfg.preprocess_workers)
+        await engine.warm_up()
+        servicer.engine = engine
+        log.info("model %s loaded on %s (%s): %s", runner.model_id, runner.device, runner.dtype, runner.architecture)
+
+    async def stop() -> None:
+        if servicer.engine is not None:
+            await servicer.engine.close()
+
+    registration = Registration(
+        encoder_pb2_grpc.add_EncoderServiceServicer_to_server,
+        servicer,
+        encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name,
+    )
+    await serve(cfg.server, [registration], ServiceHooks(start=start, stop=stop))
+
+
+def main() -> None:
+    logs.configure("encoder")
+    asyncio.run(run(settings.load_or_exit(EncoderSettings, "VIDSEARCH_ENCODER")))

@@ -1,0 +1,791 @@
+"""The index shard's in-process engine: durable writes, approximate + exact search, background builds.
+
+Data directory layout::
+
+    clips.sqlite3      ShardStore: every live record, the source of truth
+    segments.json      which sealed segments exist and which store sequence numbers each covers
+    segments/          AnnoySegment files
+
+New rows land in the *fresh buffer*, searched exactly. At ``seal_threshold`` rows (or on ``seal()``)
+the buffer is frozen and a background thread builds an Annoy segment from it; until the segment is
+swapped in, the frozen buffer keeps being searched exactly, so a search never waits for a build.
+Overwrites and deletes tombstone the old row wherever it lives. On open, listed segments are checked;
+one that is missing or corrupt is rebuilt from the store, and live rows no segment covers go back
+into the fresh buffer, so nothing acknowledged is ever dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from services.common.errors import InvalidInput, WrongState
+from services.index.records import ClipAttrs, ClipRecord, Hit, SearchFilter, validate_records
+from services.index.segment import AnnoySegment, SegmentCorrupt, top_k
+from services.index.store import ShardStore
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+_MANIFEST = "segments.json"
+_STORE = "clips.sqlite3"
+_SEGMENT_DIR = "segments"
+_QUERY_CHUNK = 256
+# Scan a segment exactly when Annoy would inspect at least 1/_EXACT_SCAN_RATIO of its rows: a
+# contiguous matrix-vector product costs a fraction of Annoy's per-node work.
+_EXACT_SCAN_RATIO = 4
+
+
+class _Part:
+    """A run of rows searched together: a sealed segment (approximate) or a buffer (exact scan).
+
+    Rows are append-only; a row is never changed, only marked dead. A buffer grows by copying into
+    a larger array, so a search that captured ``(part, size)`` keeps a consistent view.
+    """
+
+    def __init__(self, dim: int, segment: AnnoySegment | None = None,
+                 seq_ranges: list[list[int]] | None = None) -> None:
+        self.segment = segment
+        self.seq_ranges: list[list[int]] = seq_ranges or []
+        self.building = False
+        if segment is not None:
+            self.clip_ids: list[str] = segment.clip_ids
+            self.seqs = segment.seqs
+            self.vectors: np.ndarray = segment.vectors
+            self.size = segment.n_items
+            self.dead = np.zeros(self.size, dtype=bool)
+        else:
+            self.clip_ids = []
+            self.seqs = np.zeros(0, dtype=np.int64)
+            self.vectors = np.zeros((0, dim), dtype=np.float32)
+            self.size = 0
+            self.dead = np.zeros(0, dtype=bool)
+
+    @property
+    def exact(self) -> bool:
+        return self.segment is None
+
+    def append(self, clip_ids: list[str], seqs: Sequence[int], vectors: np.ndarray) -> int:
+        """Append rows to a buffer (caller holds the state lock); returns the first new row."""
+        start, end = self.size, self.size + len(clip_ids)
+        if end > len(self.vectors):
+            capacity = max(end, 2 * len(self.vectors), 1024)
+            self.vectors = _grow(self.vectors, capacity, start)
+            self.seqs = _grow(self.seqs, capacity, start)
+            self.dead = _grow(self.dead, capacity, start)
+        self.vectors[start:end] = vectors
+        self.seqs[start:end] = seqs
+        self.dead[start:end] = False
+        self.clip_ids.extend(clip_ids)
+        self.size = end
+        return start
+
+    def n_dead(self) -> int:
+        return int(np.count_nonzero(self.dead[: self.size]))
+
+
+def _grow(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
+    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
+class ShardIndex:
+    """Vector index of one shard. Thread-safe: any number of searching threads and writers.
+
+    Args:
+        data_dir: directory holding the store, the segment manifest and segment files.
+        model_id, dim: the embedding model the shard is bound to. A shard opened without them
+            takes the binding from its store, or, when new, from its first write; opening with a
+            model or dimension other than the stored one is WrongState.
+        seal_threshold: fresh-buffer rows that trigger a background segment build.
+        n_trees: Annoy trees per segment (more: larger index, fewer nodes needed per recall).
+        recall_target: recall@10 each segment's ``search_k`` is calibrated to reach.
+        exact_filter_rows, exact_filter_fraction: a filter estimated to match at most this many
+            rows, or this fraction of live rows, is answered by an exact scan of the matching rows;
+            a broader one by over-fetching from the index and post-filtering.
+        build_jobs: threads an Annoy build may use (-1: all cores).
+        max_store_bytes: optional disk quota for the store (StorageFull beyond it).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        model_id: str | None = None,
+        dim: int | None = None,
+        seal_threshold: int = 50_000,
+        n_trees: int = 16,
+        recall_target: float = 0.95,
+        exact_filter_rows: int = 20_000,
+        exact_filter_fraction: float = 0.05,
+        build_jobs: int = -1,
+        max_store_bytes: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if seal_threshold < 1:
+            raise InvalidInput(f"seal_threshold must be >= 1, got {seal_threshold}")
+        if not 0.0 < recall_target <= 1.0:
+            raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
+        self._dir = Path(data_dir)
+        self._seg_dir = self._dir / _SEGMENT_DIR
+        self._seg_dir.mkdir(parents=True, exist_ok=True)
+        self._seal_threshold = seal_threshold
+        self._n_trees = n_trees
+        self._recall_target = recall_target
+        self._exact_filter_rows = exact_filter_rows
+        self._exact_filter_fraction = exact_filter_fraction
+        self._build_jobs = build_jobs
+        self._max_store_bytes = max_store_bytes
+        self._seed = seed
+        self._closed = False
+
+        # _write_lock orders store writes with their in-memory application; _state guards the
+        # parts lists, the location map and the filter indexes. Searches hold _state only to
+        # snapshot or to read filter indexes, never while scoring.
+        self._write_lock = threading.Lock()
+        self._state = threading.RLock()
+        self._store: ShardStore | None = None
+        self._model_id: str | None = None
+        self._dim: int | None = None
+        self._segments: list[_Part] = []
+        self._frozen: list[_Part] = []
+        self._fresh = _Part(1)
+        self._location: dict[str, tuple[_Part, int]] = {}
+        self._attrs: dict[str, ClipAttrs] = {}
+        self._by_video: dict[str, set[str]] = {}
+        self._by_tag: dict[str, set[str]] = {}
+        self._by_meta: dict[tuple[str, str], set[str]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-build")
+
+        binding = ShardStore.read_binding(self._dir / _STORE)
+        if binding is None and (model_id is None or dim is None):
+            self._expected = (model_id, dim)  # checked against the first write
+            log.info("opened new shard %s; it binds to a model on its first write", self._dir)
+            return
+        try:
+            self._bind(model_id or binding[0], dim or binding[1])
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # ================================================================== public API
+
+    @property
+    def model_id(self) -> str | None:
+        """The embedding model the shard is bound to; None until its first write."""
+        return self._model_id
+
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    def upsert(self, records: Iterable[ClipRecord]) -> list[int]:
+        """Validate, durably store and index records; overwrites by clip id. Returns their seqs.
+
+        When this returns the records are on disk and visible to searches.
+        """
+        self._check_open()
+        records = list(records)
+        if not records:
+            return []
+        if self._store is None:
+            with self._write_lock:
+                if self._store is None:
+                    self._bind_from(records)
+        clean = validate_records(records, self._dim, self._model_id)
+        vectors = np.stack([r.vector for r in clean])
+        ids = [r.clip_id for r in clean]
+        with self._write_lock:
+            seqs = self._store.upsert(clean)
+            with self._state:
+                for cid in ids:
+                    self._tombstone(cid)
+                first = self._fresh.append(ids, seqs, vectors)
+                for offset, record in enumerate(clean):
+                    self._location[record.clip_id] = (self._fresh, first + offset)
+                    self._index_attrs(record.clip_id, ClipAttrs.of(record))
+                if self._fresh.size >= self._seal_threshold:
+                    self._seal_locked()
+        return seqs
+
+    def delete(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> int:
+        """Durably delete the named clips and every clip of the named videos.
+
+        Unknown ids are ignored. Returns how many clips existed and were deleted.
+        """
+        self._check_open()
+        ids = list(dict.fromkeys(clip_ids))
+        videos = list(dict.fromkeys(video_ids))
+        if self._store is None:
+            return 0
+        with self._write_lock:
+            if videos:
+                with self._state:
+                    ids += [c for v in videos for c in sorted(self._by_video.get(v, ()))]
+                ids = list(dict.fromkeys(ids))
+            deleted = self._store.delete(ids)
+            with self._state:
+                for cid in ids:
+                    self._tombstone(cid)
+        return deleted
+
+    def get(self, clip_ids: Iterable[str], *, with_vectors: bool = True) -> list[ClipRecord]:
+        """Stored records of the named clips, in request order; unknown ids are skipped."""
+        self._check_open()
+        if self._store is None:
+            return []
+        return self._store.get(clip_ids, with_vectors=with_vectors)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        search_k: int | None = None,
+        candidate_factor: int = 4,
+    ) -> list[list[Hit]]:
+        """Top-``k`` clips by cosine similarity for each row of ``queries`` ``[q, dim]``, best first.
+
+        ``search_k`` overrides the segments' calibrated value (nodes Annoy inspects);
+        ``candidate_factor`` sets how many candidates per wanted hit are fetched from each segment
+        before tombstones and the filter are applied (at least 40), grown until ``k`` survive.
+        """
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise InvalidInput(f"top_k must be an integer in 1..{MAX_K}, got {k!r}")
+        if candidate_factor < 1:
+            raise InvalidInput(f"candidate_factor must be >= 1, got {candidate_factor}")
+        if search_k is not None and search_k < 1:
+            raise InvalidInput(f"search_k must be >= 1, got {search_k}")
+        q = self._check_queries(queries)
+        if len(q) == 0 or self._store is None:
+            return [[] for _ in q]
+        k = int(k)
+        flt = None if filter is None or filter.is_empty else filter
+        with self._state:
+            parts = [(p, p.size) for p in (*self._segments, *self._frozen, self._fresh) if p.size]
+            live = len(self._location)
+        matching = None if flt is None else self._matching_rows(flt, live)
+        accept = self._alive if flt is None else self._accept_filter(flt)
+        found: list[tuple[list[str], np.ndarray]] = []
+        # Chunked so the exact scores ([chunk, rows]) of buffers and small segments stay small.
+        for start in range(0, len(q), _QUERY_CHUNK):
+            chunk = q[start : start + _QUERY_CHUNK]
+            if matching is not None:
+                found += self._search_rows(chunk, k, matching)
+            else:
+                found += self._search_parts(chunk, k, parts, accept, search_k, candidate_factor)
+        return self._hits(found)
+
+    def seal(self, wait: bool = False) -> int:
+        """Freeze the fresh buffer and build a segment from it in the background.
+
+        Also retries builds that failed earlier. With ``wait``, returns once every queued build has
+        finished (re-raising a build's error). Returns the number of rows sealed (0 if none).
+        """
+        self._check_open()
+        if self._store is None:
+            return 0
+        with self._state:
+            for part in self._frozen:
+                if not part.building:
+                    self._submit_build(part)
+            sealed = self._fresh.size - self._fresh.n_dead()
+            future = self._seal_locked()
+        if wait:
+            if future is not None:
+                future.result()
+            self.wait_for_builds()
+        return sealed
+
+    def compact(self, wait: bool = False, *, max_dead_fraction: float = 0.1,
+                small_segment_rows: int | None = None) -> None:
+        """Merge small segments and rebuild ones with many tombstones, in the background.
+
+        Segments whose dead fraction exceeds ``max_dead_fraction`` or whose live rows are fewer
+        than ``small_segment_rows`` (default: ``seal_threshold``) are rebuilt together from their
+        live rows into one segment, swapped in atomically; searches continue meanwhile.
+        """
+        self._check_open()
+        if self._store is None:
+            return
+        small = self._seal_threshold if small_segment_rows is None else small_segment_rows
+        future = self._executor.submit(self._compact, max_dead_fraction, small)
+        if wait:
+            future.result()
+
+    def wait_for_builds(self, timeout: float | None = None) -> None:
+        """Block until every build and compaction queued so far has finished."""
+        self._executor.submit(lambda: None).result(timeout=timeout)
+
+    def stats(self) -> dict:
+        """Counts for health and metrics.
+
+        ``records`` counts row copies held by segments and buffers, tombstoned ones included;
+        ``fresh`` counts live rows searched exactly (fresh buffer plus buffers being built).
+        """
+        with self._state:
+            parts = [*self._segments, *self._frozen, self._fresh]
+            records = sum(p.size for p in parts)
+            live = len(self._location)
+            stats = {
+                "records": records,
+                "live": live,
+                "tombstoned": records - live,
+                "segments": len(self._segments),
+                "building": len(self._frozen),
+                "fresh": sum(p.size - p.n_dead() for p in (*self._frozen, self._fresh)),
+                "model_id": self._model_id,
+                "dim": self._dim,
+            }
+            segment_bytes = sum(p.segment.bytes_on_disk for p in self._segments)
+        store_bytes = self._store.bytes_on_disk() if self._store is not None else 0
+        stats["bytes_on_disk"] = store_bytes + segment_bytes
+        return stats
+
+    def close(self) -> None:
+        """Wait for running builds, then release the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> ShardIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ================================================================== binding
+
+    def _bind(self, model_id: str, dim: int) -> None:
+        self._store = ShardStore.open(self._dir / _STORE, model_id, dim, max_bytes=self._max_store_bytes)
+        self._model_id, self._dim = model_id, dim
+        self._fresh = _Part(dim)
+
+    def _bind_from(self, records: list[ClipRecord]) -> None:
+        """Bind a new shard to the model and dimension of its first write (caller holds _write_lock)."""
+        models = sorted({r.model_id for r in records if isinstance(r, ClipRecord) and r.model_id})
+        if len(models) > 1:
+            raise InvalidInput(f"the first write to a new shard mixes models {models}")
+        first = records[0]
+        if not models:
+            raise InvalidInput("the first write to a new shard must name its model_id")
+        if not isinstance(first, ClipRecord) or first.vector is None or first.vector.ndim != 1 \
+                or first.vector.shape[0] == 0:
+            raise InvalidInput("the first write to a new shard needs a non-empty 1-D vector")
+        model_id, dim = models[0], int(first.vector.shape[0])
+        want_model, want_dim = self._expected
+        if (want_model is not None and want_model != model_id) or (want_dim is not None and want_dim != dim):
+            raise WrongState(f"shard {self._dir} expects model {want_model!r} with dim {want_dim}; "
+                             f"first write has model {model_id!r} with dim {dim}")
+        with self._state:
+            self._bind(model_id, dim)
+        self._write_manifest(self._manifest())
+        log.info("shard %s bound to model %r, dim %d", self._dir, model_id, dim)
+
+    # ================================================================== search internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WrongState(f"shard index {self._dir} is closed")
+
+    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
+        try:
+            q = np.asarray(queries, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"queries must be a numeric [q, dim] matrix: {exc}") from None
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or (self._dim is not None and q.shape[1] != self._dim):
+            got = q.shape[1] if q.ndim == 2 else f"shape {q.shape}"
+            raise InvalidInput(f"query has dimension {got}, shard expects {self._dim}")
+        if not np.isfinite(q).all():
+            raise InvalidInput("query vector contains NaN or Inf")
+        norms = np.linalg.norm(q.astype(np.float64), axis=1)
+        if (norms == 0).any():
+            raise InvalidInput(f"query {int(np.argmax(norms == 0))} is all zeros; cosine is undefined")
+        return (q / norms[:, None]).astype(np.float32)
+
+    @staticmethod
+    def _alive(part: _Part, rows: np.ndarray) -> np.ndarray:
+        return ~part.dead[rows]
+
+    def _accept_filter(self, flt: SearchFilter) -> Callable[[_Part, np.ndarray], np.ndarray]:
+        attrs = self._attrs
+
+        def accept(part: _Part, rows: np.ndarray) -> np.ndarray:
+            ok = ~part.dead[rows]
+            ids = part.clip_ids
+            for j in np.flatnonzero(ok):
+                a = attrs.get(ids[rows[j]])
+                ok[j] = a is not None and flt.matches(a)
+            return ok
+
+        return accept
+
+    def _search_parts(self, q: np.ndarray, k: int, parts: list[tuple[_Part, int]],
+                      accept: Callable[[_Part, np.ndarray], np.ndarray], search_k: int | None,
+                      candidate_factor: int) -> list[tuple[list[str], np.ndarray]]:
+        """Candidates from every part, accepted rows only, merged to the global top-k per query."""
+        n_cand = max(k * candidate_factor, 40)
+        # Buffers, and segments so small that Annoy would inspect a good share of them anyway,
+        # are scored exactly for the whole query chunk in one matrix product.
+        full_scores = [
+            q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None
+            for part, size in parts
+        ]
+        results = []
+        for qi, query in enumerate(q):
+            scores, owners = [], []
+            for (part, size), full in zip(parts, full_scores, strict=True):
+                rows, s = self._part_top(part, size, query, None if full is None else full[qi],
+                                         k, n_cand, accept, search_k)
+                scores.append(s)
+                owners.append((part, rows))
+            results.append(_merge(scores, owners, k))
+        return results
+
+    @staticmethod
+    def _scan_exactly(part: _Part, size: int, k: int, search_k: int | None) -> bool:
+        if part.exact:
+            return True
+        return part.segment.effective_search_k(k, search_k) * _EXACT_SCAN_RATIO >= size
+
+    def _part_top(self, part: _Part, size: int, query: np.ndarray, full: np.ndarray | None, k: int,
+                  n_cand: int, accept: Callable[[_Part, np.ndarray], np.ndarray],
+                  search_k: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k accepted rows of one part for one query, widening the candidate pool as needed.
+
+        ``full`` holds the query's exact scores against every row when the part is scanned exactly.
+        """
+        n = min(n_cand, size) if full is not None else n_cand
+        while True:
+            if n >= size:
+                scores = full if full is not None else part.vectors[:size] @ query
+                rows = np.arange(size)
+            elif full is not None:
+                rows, scores = _top1(full, n)
+            else:
+                seg = part.segment
+                # Tombstones and filters shrink the pool, so once widened ask for recall on all n.
+                sk = seg.effective_search_k(k if n == n_cand else n, search_k)
+                rows, _ = seg.search_one(query, n, sk)
+                # Re-rank exactly against the stored vectors, so scores agree bit for bit with
+                # the exactly scanned parts whatever Annoy's own arithmetic does.
+                scores = part.vectors[rows] @ query
+            ok = accept(part, rows)
+            if n >= size or np.count_nonzero(ok) >= k:
+                rows, scores = rows[ok], scores[ok]
+                best = _top1(scores, k)[0]
+                return rows[best], scores[best]
+            n *= 4
+
+    def _matching_rows(self, flt: SearchFilter, live: int) -> list[tuple[_Part, np.ndarray]] | None:
+        """Rows matching a selective filter, grouped by part; None when the filter is broad."""
+        with self._state:
+            pools: list[set[str] | list[str]] = []
+            if flt.video_ids:
+                pools.append([c for v in flt.video_ids for c in self._by_video.get(v, ())])
+            pools.extend(self._by_tag.get(t, set()) for t in flt.tags)
+            pools.extend(self._by_meta.get(kv, set()) for kv in flt.metadata.items())
+            if not pools:
+                return None  # only a time range: no index narrows it; post-filter
+            pool = min(pools, key=len)
+            if len(pool) > max(self._exact_filter_rows, self._exact_filter_fraction * live):
+                return None
+            by_part: dict[int, tuple[_Part, list[int]]] = {}
+            for cid in pool:
+                if flt.matches(self._attrs[cid]):
+                    part, row = self._location[cid]
+                    by_part.setdefault(id(part), (part, []))[1].append(row)
+        return [(part, np.asarray(rows, dtype=np.int64)) for part, rows in by_part.values()]
+
+    def _search_rows(self, q: np.ndarray, k: int, matching: list[tuple[_Part, np.ndarray]]
+                     ) -> list[tuple[list[str], np.ndarray]]:
+        """Exact search restricted to the given rows (the selective-filter path)."""
+        if not matching:
+            return [([], np.zeros(0, dtype=np.float32)) for _ in q]
+        vectors = np.concatenate([part.vectors[rows] for part, rows in matching])
+        best, best_scores = top_k(q @ vectors.T, k)
+        return [(_clip_ids(matching, idx), sc) for idx, sc in zip(best, best_scores, strict=True)]
+
+    def _hits(self, found: list[tuple[list[str], np.ndarray]]) -> list[list[Hit]]:
+        wanted = list(dict.fromkeys(cid for ids, _ in found for cid in ids))
+        records = {r.clip_id: r for r in self._store.get(wanted, with_vectors=False)}
+        hits = []
+        for ids, scores in found:
+            row: dict[str, Hit] = {}
+            for cid, score in zip(ids, scores.tolist(), strict=True):
+                # A clip deleted between scoring and this read is dropped, never returned stale;
+                # setdefault guards against a copy seen twice while an overwrite races the search.
+                if cid in records:
+                    row.setdefault(cid, Hit(cid, score, records[cid]))
+            hits.append(list(row.values()))
+        return hits
+
+    # ================================================================== write internals
+
+    def _tombstone(self, clip_id: str) -> None:
+        loc = self._location.pop(clip_id, None)
+        if loc is not None:
+            loc[0].dead[loc[1]] = True
+        attrs = self._attrs.pop(clip_id, None)
+        if attrs is not None:
+            _discard(self._by_video, attrs.video_id, clip_id)
+            for tag in attrs.tags:
+                _discard(self._by_tag, tag, clip_id)
+            for kv in attrs.metadata.items():
+                _discard(self._by_meta, kv, clip_id)
+
+    def _index_attrs(self, clip_id: str, attrs: ClipAttrs) -> None:
+        self._attrs[clip_id] = attrs
+        self._by_video.setdefault(attrs.video_id, set()).add(clip_id)
+        for tag in attrs.tags:
+            self._by_tag.setdefault(tag, set()).add(clip_id)
+        for kv in attrs.metadata.items():
+            self._by_meta.setdefault(kv, set()).add(clip_id)
+
+    def _seal_locked(self) -> Future | None:
+        part = self._fresh
+        if part.size == 0:
+            return None
+        part.seq_ranges = [[int(part.seqs[0]), int(part.seqs[part.size - 1])]]
+        self._fresh = _Part(self._dim)
+        self._frozen.append(part)
+        return self._submit_build(part)
+
+    def _submit_build(self, part: _Part) -> Future:
+        part.building = True
+        return self._executor.submit(self._build_frozen, part)
+
+    def _build_frozen(self, part: _Part) -> None:
+        try:
+            with self._state:
+                rows = np.flatnonzero(~part.dead[: part.size])
+            new = self._build_segment([(part, rows)], part.seq_ranges) if len(rows) else None
+            with self._state:
+                if new is not None:
+                    self._adopt(new, [(part, rows)])
+                    self._segments.append(new)
+                self._frozen.remove(part)
+                manifest = self._manifest()
+            self._write_manifest(manifest)
+        except BaseException:
+            part.building = False
+            log.exception("building a segment from %d buffered rows failed; they stay searchable "
+                          "exactly and the build is retried on the next seal()", part.size)
+            raise
+
+    def _compact(self, max_dead_fraction: float, small_rows: int) -> None:
+        with self._state:
+            chosen = [
+                p for p in self._segments
+                if p.n_dead() > max_dead_fraction * p.size or p.size - p.n_dead() < small_rows
+            ]
+            if not chosen or (len(chosen) == 1 and chosen[0].n_dead() == 0):
+                return
+            sources = [(p, np.flatnonzero(~p.dead[: p.size])) for p in chosen]
+        ranges = _union_ranges(r for p in chosen for r in p.seq_ranges)
+        n_live = sum(len(rows) for _, rows in sources)
+        new = self._build_segment(sources, ranges) if n_live else None
+        with self._state:
+            if new is not None:
+                self._adopt(new, sources)
+            kept = [p for p in self._segments if p not in chosen]
+            self._segments = sorted(kept + ([new] if new else []), key=lambda p: p.seq_ranges[0][0])
+            manifest = self._manifest()
+        self._write_manifest(manifest)
+        for p in chosen:
+            p.segment.remove()
+        log.info("compacted %d segments (%d rows, %d live) into %s", len(chosen),
+                 sum(p.size for p in chosen), n_live, new.segment.name if new else "nothing")
+
+    def _build_segment(self, sources: list[tuple[_Part, np.ndarray]], seq_ranges: list[list[int]]) -> _Part:
+        """Build a segment from the given rows (outside the state lock; rows are immutable)."""
+        clip_ids = [part.clip_ids[r] for part, rows in sources for r in rows]
+        seqs = np.concatenate([part.seqs[rows] for part, rows in sources])
+        vectors = np.concatenate([part.vectors[rows] for part, rows in sources])
+        name = f"seg-{max(hi for _, hi in seq_ranges):012d}-{uuid.uuid4().hex[:8]}"
+        segment = AnnoySegment.build(
+            self._seg_dir, name, clip_ids, vectors, seqs=seqs, n_trees=self._n_trees,
+            recall_target=self._recall_target, seed=self._seed, n_jobs=self._build_jobs,
+        )
+        return _Part(self._dim, segment, seq_ranges)
+
+    def _adopt(self, new: _Part, sources: list[tuple[_Part, np.ndarray]]) -> None:
+        """Point live clips at their rows in ``new``; rows whose source died meanwhile start dead.
+
+        Caller holds the state lock, so no write interleaves with the swap.
+        """
+        dead = np.ones(new.size, dtype=bool)
+        location = self._location
+        j = 0
+        for part, rows in sources:
+            for row in rows.tolist():
+                cid = new.clip_ids[j]
+                loc = location.get(cid)
+                if loc is not None and loc[0] is part and loc[1] == row:
+                    location[cid] = (new, j)
+                    dead[j] = False
+                j += 1
+        new.dead = dead
+
+    # ================================================================== persistence
+
+    def _manifest(self) -> dict:
+        return {
+            "version": 1,
+            "model_id": self._model_id,
+            "dim": self._dim,
+            "segments": [
+                {"name": p.segment.name, "seq_ranges": p.seq_ranges, "n_items": p.size}
+                for p in self._segments
+            ],
+        }
+
+    def _write_manifest(self, manifest: dict) -> None:
+        path = self._dir / _MANIFEST
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(self._dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read_manifest(self) -> list[dict]:
+        path = self._dir / _MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+            entries = [
+                {"name": str(e["name"]), "seq_ranges": [[int(lo), int(hi)] for lo, hi in e["seq_ranges"]]}
+                for e in manifest["segments"]
+            ]
+        except FileNotFoundError:
+            return []
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("segment manifest %s is unreadable (%s); rebuilding the index from the store",
+                        path, exc)
+            return []
+        return entries
+
+    def _load(self) -> None:
+        """Rebuild in-memory state from the store and the persisted segments."""
+        live_seq: dict[str, int] = {}
+        for seq, record in self._store.iter_records(with_vectors=False):
+            live_seq[record.clip_id] = seq
+            self._index_attrs(record.clip_id, ClipAttrs.of(record))
+        to_rebuild: list[dict] = []
+        for entry in self._read_manifest():
+            try:
+                segment = AnnoySegment.load(self._seg_dir, entry["name"], dim=self._dim)
+            except SegmentCorrupt as exc:
+                log.warning("segment %s is unusable (%s); rebuilding its rows from the store",
+                            entry["name"], exc)
+                to_rebuild.append(entry)
+                continue
+            part = _Part(self._dim, segment, entry["seq_ranges"])
+            for row, (cid, seq) in enumerate(zip(segment.clip_ids, segment.seqs.tolist(), strict=True)):
+                if live_seq.get(cid) == seq and cid not in self._location:
+                    self._location[cid] = (part, row)
+                else:
+                    part.dead[row] = True
+            self._segments.append(part)
+        self._segments.sort(key=lambda p: p.seq_ranges[0][0])
+        for entry in to_rebuild:
+            part = self._buffer_from_store(
+                [cid for cid, seq in live_seq.items() if cid not in self._location
+                 and _in_ranges(seq, entry["seq_ranges"])],
+                live_seq,
+            )
+            part.seq_ranges = entry["seq_ranges"]
+            self._frozen.append(part)
+        uncovered = sorted((seq, cid) for cid, seq in live_seq.items() if cid not in self._location)
+        self._fresh = self._buffer_from_store([cid for _, cid in uncovered], live_seq)
+        keep = {p.segment.name for p in self._segments}
+        for path in self._seg_dir.iterdir():
+            if path.name.split(".", 1)[0] not in keep:
+                path.unlink()
+        self._write_manifest(self._manifest())
+        for part in self._frozen:
+            self._submit_build(part)
+        if self._fresh.size >= self._seal_threshold:
+            self._seal_locked()
+        log.info("opened shard %s: %d live clips, %d segments, %d fresh, %d segments to rebuild",
+                 self._dir, len(self._location), len(self._segments), self._fresh.size, len(to_rebuild))
+
+    def _buffer_from_store(self, clip_ids: list[str], live_seq: dict[str, int]) -> _Part:
+        part = _Part(self._dim)
+        for start in range(0, len(clip_ids), 4096):
+            chunk = clip_ids[start : start + 4096]
+            first = part.append(chunk, [live_seq[c] for c in chunk], self._store.vectors_for(chunk))
+            for offset, cid in enumerate(chunk):
+                self._location[cid] = (part, first + offset)
+        return part
+
+
+def _top1(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    idx, sc = top_k(scores[None, :], k)
+    return idx[0], sc[0]
+
+
+def _merge(scores: list[np.ndarray], owners: list[tuple[_Part, np.ndarray]], k: int
+           ) -> tuple[list[str], np.ndarray]:
+    """Global top-k over per-part candidate lists; returns (clip ids, scores)."""
+    if not scores:
+        return [], np.zeros(0, dtype=np.float32)
+    if len(scores) == 1:
+        part, rows = owners[0]
+        return [part.clip_ids[r] for r in rows.tolist()], scores[0]
+    best, best_scores = _top1(np.concatenate(scores), k)
+    return _clip_ids(owners, best), best_scores
+
+
+def _clip_ids(owners: list[tuple[_Part, np.ndarray]], positions: np.ndarray) -> list[str]:
+    """Clip ids at ``positions`` of the concatenation of each owner's rows."""
+    bounds = np.cumsum([0] + [len(rows) for _, rows in owners])
+    which = np.searchsorted(bounds, positions, side="right") - 1
+    return [
+        owners[w][0].clip_ids[owners[w][1][i - bounds[w]]]
+        for w, i in zip(which.tolist(), positions.tolist(), strict=True)
+    ]
+
+
+def _discard(index: dict, key: object, clip_id: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(clip_id)
+        if not members:
+            del index[key]
+
+
+def _in_ranges(seq: int, ranges: list[list[int]]) -> bool:
+    return any(lo <= seq <= hi for lo, hi in ranges)
+
+
+def _union_ranges(ranges: Iterable[list[int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged
+

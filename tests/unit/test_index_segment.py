@@ -1,0 +1,183 @@
+"""AnnoySegment: immutable memory-mapped Annoy segments with a measured search_k."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.common.errors import InvalidInput
+from services.index.segment import AnnoySegment, SegmentCorrupt, exact_top_k, top_k
+
+DIM = 32
+
+
+def clustered(rng: np.random.Generator, n: int, n_clusters: int, spread: float = 1.0,
+              centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    if centres is None:
+        centres = rng.normal(size=(n_clusters, DIM)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    v = centres[rng.integers(0, len(centres), n)] + rng.normal(size=(n, DIM)) * spread / np.sqrt(DIM)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32), centres
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    vectors, centres = clustered(rng, 4000, 20)
+    queries, _ = clustered(rng, 200, 20, centres=centres)
+    return vectors, queries
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, data) -> AnnoySegment:
+    vectors, _ = data
+    ids = [f"c{i}" for i in range(len(vectors))]
+    return AnnoySegment.build(tmp_path_factory.mktemp("seg"), "s1", ids, vectors, seqs=np.arange(1, 4001),
+                              n_trees=8, seed=3)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)) / truth.size
+
+
+def test_recall_on_held_out_queries_meets_target(built: AnnoySegment, data) -> None:
+    vectors, queries = data
+    truth, _ = exact_top_k(queries, vectors, 10)
+    ids, _ = built.search(queries, 10)
+    assert recall(ids, truth) >= 0.95
+    # A fraction of the forest is inspected, so the calibration bought speed, not exhaustive search.
+    assert built.search_k < built.n_items * built.n_trees
+
+
+def test_search_k_is_measured_for_the_recall_target(tmp_path: Path, data) -> None:
+    vectors, _ = data
+    ids = [str(i) for i in range(len(vectors))]
+    loose = AnnoySegment.build(tmp_path, "loose", ids, vectors, n_trees=8, recall_target=0.5)
+    strict = AnnoySegment.build(tmp_path, "strict", ids, vectors, n_trees=8, recall_target=0.995)
+    assert loose.search_k < strict.search_k
+    for seg, target in ((loose, 0.5), (strict, 0.995)):
+        manifest = json.loads((tmp_path / f"{seg.name}.json").read_text())
+        assert manifest["search_k"] == seg.search_k
+        assert manifest["calibration"]["recall"] >= target
+        assert manifest["calibration"]["recall_target"] == target
+
+
+def test_scores_are_cosines_and_sorted(built: AnnoySegment, data) -> None:
+    vectors, queries = data
+    ids, scores = built.search(queries[:20], 5)
+    for row_ids, row_scores, q in zip(ids, scores, queries[:20], strict=True):
+        np.testing.assert_allclose(row_scores, vectors[row_ids] @ q, atol=1e-5)
+        assert list(row_scores) == sorted(row_scores, reverse=True)
+
+
+def test_load_gives_the_same_answers_memory_mapped(built: AnnoySegment, data) -> None:
+    _, queries = data
+    loaded = AnnoySegment.load(built.directory, built.name, dim=DIM)
+    assert isinstance(loaded.vectors, np.memmap)
+    assert loaded.n_items == 4000 and loaded.search_k == built.search_k
+    assert loaded.clip_ids[17] == "c17" and loaded.seqs[17] == 18
+    a, sa = built.search(queries[:30], 10)
+    b, sb = loaded.search(queries[:30], 10)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(sa, sb)
+    assert loaded.bytes_on_disk == sum(p.stat().st_size for p in loaded.files())
+
+
+def _copy(src: AnnoySegment, dst: Path) -> None:
+    for p in src.files():
+        (dst / p.name).write_bytes(p.read_bytes())
+
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _edit_manifest(key: str, value):
+    def edit(p: Path) -> None:
+        m = json.loads(p.read_text())
+        m[key] = value
+        p.write_text(json.dumps(m))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage", "message"),
+    [
+        (".ann", Path.unlink, "missing s1.ann"),
+        (".vectors.npy", Path.unlink, "missing"),
+        (".ids.json", Path.unlink, "missing"),
+        (".json", Path.unlink, "no manifest"),
+        (".ann", _truncate, "bytes"),
+        (".vectors.npy", _truncate, "bytes"),
+        (".json", lambda p: p.write_text("{not json"), "unreadable manifest"),
+        (".json", _edit_manifest("n_items", 3999), "items"),
+        (".json", _edit_manifest("dim", 16), "dim 16"),
+    ],
+)
+def test_load_rejects_damaged_segments(tmp_path: Path, built: AnnoySegment, suffix, damage, message) -> None:
+    _copy(built, tmp_path)
+    damage(tmp_path / f"s1{suffix}")
+    with pytest.raises(SegmentCorrupt, match=message):
+        AnnoySegment.load(tmp_path, "s1", dim=DIM)
+
+
+def test_load_rejects_id_map_of_wrong_length(tmp_path: Path, built: AnnoySegment) -> None:
+    _copy(built, tmp_path)
+    ids_path = tmp_path / "s1.ids.json"
+    ids = json.loads(ids_path.read_text())
+    ids["clip_ids"].pop()
+    ids["seqs"].pop()
+    ids_path.write_text(json.dumps(ids))
+    manifest = json.loads((tmp_path / "s1.json").read_text())
+    manifest["file_bytes"][".ids.json"] = ids_path.stat().st_size  # sizes agree; the count does not
+    (tmp_path / "s1.json").write_text(json.dumps(manifest))
+    with pytest.raises(SegmentCorrupt, match="3999 ids"):
+        AnnoySegment.load(tmp_path, "s1")
+
+
+def test_load_rejects_other_dimension(built: AnnoySegment) -> None:
+    with pytest.raises(SegmentCorrupt, match="expects 64"):
+        AnnoySegment.load(built.directory, built.name, dim=64)
+
+
+def test_tiny_segment_returns_everything(tmp_path: Path) -> None:
+    v = np.eye(DIM, dtype=np.float32)[:3]
+    seg = AnnoySegment.build(tmp_path, "tiny", ["a", "b", "c"], v)
+    ids, scores = seg.search(v[1], 10)
+    assert sorted(ids[0][:3].tolist()) == [0, 1, 2] and ids[0][0] == 1
+    assert (ids[0][3:] == -1).all() and np.isneginf(scores[0][3:]).all()
+
+
+def test_remove_deletes_all_files(tmp_path: Path, data) -> None:
+    vectors, _ = data
+    seg = AnnoySegment.build(tmp_path, "gone", [str(i) for i in range(100)], vectors[:100])
+    seg.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("ids", "vectors"),
+    [([], np.zeros((0, DIM), np.float32)), (["a", "b"], np.ones((3, DIM), np.float32)),
+     (["a"], np.ones(DIM, np.float32))],
+)
+def test_build_rejects_mismatched_input(tmp_path: Path, ids, vectors) -> None:
+    with pytest.raises(InvalidInput):
+        AnnoySegment.build(tmp_path, "bad", ids, vectors)
+
+
+def test_search_rejects_wrong_query_dimension(built: AnnoySegment) -> None:
+    with pytest.raises(InvalidInput, match="dimension 5"):
+        built.search(np.ones((1, 5), np.float32), 3)
+
+
+def test_top_k_sorts_and_clips() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [1.0, -1.0, 0.0, 0.2]], dtype=np.float32)
+    idx, vals = top_k(scores, 2)
+    np.testing.assert_array_equal(idx, [[1, 3], [0, 3]])
+    np.testing.assert_allclose(vals, [[0.9, 0.7], [1.0, 0.2]])
+    idx, _ = top_k(scores, 10)
+    assert idx.shape == (2, 4)
