@@ -94,7 +94,7 @@ def run_demo(data_dir: str, n_clips: int) -> int:
         address = f"127.0.0.1:{port_file.read_text()}"
         _wait_serving(address, proc)
         rng = np.random.default_rng(7)
-        vectors, records = _archive(n_clips, rng)
+        _, records = _archive(n_clips, rng)
         with grpc.insecure_channel(address, options=client_options()) as channel:
             stub = index_pb2_grpc.IndexServiceStub(channel)
             t0 = time.perf_counter()

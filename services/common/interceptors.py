@@ -96,7 +96,7 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any
         except grpc.aio.AbortError:
             outcome.code = _code_of(context)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
             await _abort(outcome, exc, context)
         finally:
             outcome.finish()
@@ -114,7 +114,7 @@ def _wrap_stream(behaviour: Callable[..., Any], method: str) -> Callable[..., An
         except grpc.aio.AbortError:
             outcome.code = _code_of(context)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
             await _abort(outcome, exc, context)
         finally:
             outcome.finish()

@@ -27,7 +27,8 @@ class EncoderSettings:
     device: str = "auto"
     batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
     limits: EngineLimits = dataclasses.field(default_factory=EngineLimits)
-    preprocess_workers: int = 2
+    # Threads decoding and resizing images and video; 0 means one per CPU core.
+    preprocess_workers: int = 0
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -37,8 +38,8 @@ class EncoderSettings:
             raise settings.SettingsError("batching max_queue_delay_ms must be >= 0")
         if self.batching.max_queue_items < self.batching.max_batch_size:
             raise settings.SettingsError("batching max_queue_items must be >= max_batch_size")
-        if self.preprocess_workers < 1:
-            raise settings.SettingsError("preprocess_workers must be >= 1")
+        if self.preprocess_workers < 0:
+            raise settings.SettingsError("preprocess_workers must be >= 0")
 
 
 def load_runner(cfg: EncoderSettings) -> ModelRunner:
@@ -55,7 +56,8 @@ async def run(cfg: EncoderSettings) -> None:
 
     async def start() -> None:
         runner = await asyncio.to_thread(load_runner, cfg)
-        engine = EncoderEngine(runner, cfg.batching, cfg.limits, cfg.preprocess_workers)
+        workers = cfg.preprocess_workers or os.cpu_count() or 1
+        engine = EncoderEngine(runner, cfg.batching, cfg.limits, workers)
         await engine.warm_up()
         servicer.engine = engine
         log.info("model %s loaded on %s (%s): %s", runner.model_id, runner.device, runner.dtype, runner.architecture)

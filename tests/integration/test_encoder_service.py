@@ -68,7 +68,11 @@ def test_info_describes_the_loaded_model(stub) -> None:
 
 
 def test_text_embeddings_are_unit_vectors_and_batching_changes_nothing(stub) -> None:
-    texts = ["스튜디오에서 전화를 받는 남자", "밤에 바다 위로 빨간 공 두 개가 오른쪽으로 움직인다", "a man on the phone"]
+    texts = [
+        "스튜디오에서 전화를 받는 남자",
+        "밤에 바다 위로 빨간 공 두 개가 오른쪽으로 움직인다",
+        "a man on the phone",
+    ]
     together = _rows(stub.EncodeText(encoder_pb2.EncodeTextRequest(texts=texts), timeout=30))
     assert together.shape == (3, 64)
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
