@@ -187,7 +187,7 @@ def _write_openclip(clip: open_clip.CLIP, path: Path, layout: str) -> Path:
         torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     elif layout == "torchscript":  # the layout of OpenAI's original ViT-B-32.pt
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
             torch.jit.script(clip).save(str(path))
     else:
         torch.save(state, path)

@@ -130,7 +130,8 @@ def _is_torchscript(path: Path) -> bool:
 
 def _torchscript_state(path: Path, clip: open_clip.CLIP) -> dict[str, torch.Tensor]:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; these files still exist
+        # torch.jit is deprecated (a FutureWarning or DeprecationWarning by version); these files still exist.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
     # TorchScript keeps non-persistent buffers and OpenAI's bookkeeping ints in its state dict.
     wanted = clip.state_dict().keys()

@@ -1,7 +1,9 @@
 """Temporal aggregation of per-frame embeddings into one clip embedding (CLIP4Clip section 3.2).
 
 Both aggregators take ``frames [b, T, d]`` and a boolean ``mask [b, T]`` (True = a real frame)
-and return L2-normalised ``[b, d]``; padded frames never influence the result.
+and return L2-normalised float32 ``[b, d]``; padded frames never influence the result.
+Normalising and averaging run in float32: in float16, ``F.normalize``'s epsilon underflows and a
+zero (padded) frame becomes NaN.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ from services.encoder.model.config import ModelConfig
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid frames of each clip."""
-    weights = mask.unsqueeze(-1).to(x.dtype)
-    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    """Mean over the valid frames of each clip; whatever padded frames hold (even NaN) is ignored."""
+    keep = mask.unsqueeze(-1)
+    total = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=1)
+    return total / keep.sum(dim=1).clamp(min=1).to(x.dtype)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=-1)
 
 
 class MeanPooling(nn.Module):
     """Parameter-free meanP: normalise each frame, average the valid ones, normalise again."""
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return F.normalize(masked_mean(F.normalize(frames, dim=-1), mask), dim=-1)
+        return _unit(masked_mean(_unit(frames), mask))
 
 
 class SequenceTransformer(nn.Module):
@@ -52,7 +59,7 @@ class SequenceTransformer(nn.Module):
             raise ValueError(f"{steps} frames exceed the {self.frame_position.shape[0]} learned positions")
         x = frames + self.frame_position[:steps].to(frames.dtype)
         x = self.encoder(x, src_key_padding_mask=~mask)
-        return F.normalize(masked_mean(F.normalize(x + frames, dim=-1), mask), dim=-1)
+        return _unit(masked_mean(_unit(x + frames), mask))
 
 
 def build_temporal(config: ModelConfig) -> nn.Module:

@@ -85,11 +85,6 @@ class OpenClipTextTower(nn.Module):
         self.register_buffer("attn_mask", causal, persistent=False)
         self.tokenizer = _simple_tokenizer(max_tokens)
 
-    @property
-    def output_dim(self) -> int:
-        proj = self.text_projection
-        return proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
-
     def tokenize(self, texts: list[str]) -> TokenBatch:
         # SimpleTokenizer truncates to max_tokens and keeps the end-of-text token last.
         return {"input_ids": self.tokenizer(texts)}
