@@ -150,11 +150,14 @@ class FrameSampler:
     """Samples clips of ``num_frames`` frames at ``size`` x ``size`` from video files or bytes.
 
     Decodes only what the targets need. Before each target it either keeps decoding forward or
-    seeks: with the stream's keyframe index (MP4/MOV sample tables, Matroska cues) it seeks exactly
-    when a keyframe lies between the decoder's position and the target (decoding from that keyframe
-    is strictly less work than decoding through it); without an index it seeks when the gap exceeds
-    the keyframe interval measured from the first packets. Frames not needed are never converted
-    to RGB, and non-reference frames well before the next target are not even decoded.
+    seeks. With a full sample index (MP4/MOV) it seeks exactly when a keyframe lies more than
+    `SEEK_COST_FRAMES` past the decoder's position and at or before the target: decoding from that
+    keyframe is less work than decoding up to it. Without one (Matroska, MPEG-TS, elementary
+    streams) it seeks when the gap exceeds the keyframe interval measured from the first packets.
+    Frames not kept are never converted to RGB, and non-reference frames well before the next
+    target are not decoded at all (``skip_frame=NONREF``).
+
+    Stateless between calls, so one instance may serve many threads.
     """
 
     def __init__(
@@ -237,7 +240,7 @@ class FrameSampler:
             at_start = False
         while i < n:
             target = targets[i]
-            video.skip_before_s = target.time_s - video.skip_guard_s if retries == 0 else None
+            video.skip_before_s = target.time_s - video.skip_guard_s if video.skip_enabled else None
             item = video.next_frame()
             decoded[target.clip] += video.frames_decoded - counted
             counted = video.frames_decoded
@@ -248,9 +251,8 @@ class FrameSampler:
                 continue
             if prev is None and at_start:
                 prev = item
-            elif prev is None or video.skipped_between(prev.pts, target.time_s):
-                # Landed after the target (B-frame reordering, imprecise container seeking) or a
-                # skipped non-reference frame was the one on screen: back off and decode it all.
+            elif prev is None:
+                # The seek landed after the target (B-frame reordering, imprecise container seeking).
                 retries += 1
                 back_off = (2**retries) * max(video.keyframe_interval_s or 1.0, 1.0)
                 if retries > 4 or target.time_s - back_off <= video.first_time_s:
@@ -258,7 +260,13 @@ class FrameSampler:
                     at_start = True
                 else:
                     video.seek(target.time_s - back_off)
-                prev = None
+                continue
+            elif video.skipped_between(prev.pts, target.time_s):
+                # A skipped non-reference frame was on screen at the target: a variable frame rate
+                # hold longer than the guard. Decode that stretch again, and stop skipping here.
+                video.skip_enabled = False
+                video.seek(target.time_s)
+                prev, at_start = None, False
                 continue
             if prev_pixels is None:
                 prev_pixels = self._model_input(video, prev.frame)
@@ -274,12 +282,12 @@ class FrameSampler:
             return
         # End of stream: the last frame stays on screen for its duration; beyond that, the file
         # holds less than its header promised.
-        if prev is not None and targets[i].time_s < prev.time_s + video.frame_span_s(prev.frame) + 0.5:
-            prev_pixels = self._model_input(video, prev.frame) if prev_pixels is None else prev_pixels
-            for target in targets[i:]:
-                if target.time_s < prev.time_s + video.frame_span_s(prev.frame) + 0.5:
-                    yield target, prev.time_s, prev_pixels
-                    i += 1
+        shown_until = -math.inf if prev is None else prev.time_s + video.frame_span_s(prev.frame) + 0.5
+        while i < n and targets[i].time_s < shown_until:
+            if prev_pixels is None:
+                prev_pixels = self._model_input(video, prev.frame)
+            yield targets[i], prev.time_s, prev_pixels
+            i += 1
         if i < n:
             last = "no frame" if prev is None else f"the last frame at {prev.time_s:.3f}s"
             reason = f" ({video.read_error})" if video.read_error else ""
@@ -360,6 +368,7 @@ class _Video:
         self.pixel_aspect = float(sar) if sar else 1.0
         self.read_error: str | None = None
         self.skip_before_s: float | None = None
+        self.skip_enabled = True
         self._skipping = False
         self._skipped: set[int] = set()
         self._bad_packets = 0
@@ -399,7 +408,8 @@ class _Video:
 
     def _scan_duration(self) -> float:
         """Demux (without decoding) every packet; for streams whose header carries no duration."""
-        end = elapsed = 0.0
+        end: float | None = None
+        elapsed = 0.0  # elementary streams carry no timestamps: add up frame durations instead
         with _open_container(self._source) as container:
             stream = container.streams[self.stream.index]
             try:
@@ -407,12 +417,13 @@ class _Video:
                     if not packet.size:
                         continue
                     span = float(packet.duration * self.time_base) if packet.duration else self.nominal_s
-                    elapsed += span  # elementary streams carry no timestamps: count frames instead
+                    elapsed += span
                     if packet.pts is not None:
-                        end = max(end, float(packet.pts * self.time_base) + span - self.origin_s)
+                        stop = float(packet.pts * self.time_base) + span - self.origin_s
+                        end = stop if end is None else max(end, stop)
             except av.error.FFmpegError:
                 pass  # a damaged tail: what was read so far is the duration
-        return max(end, elapsed)
+        return elapsed if end is None else end
 
     def clamp(self, start_s: float, end_s: float | None) -> tuple[float, float]:
         """Validate a requested range and clamp its end to the duration."""

@@ -1,0 +1,76 @@
+"""Outbound gRPC channels: explicit limits and keepalive, retries of UNAVAILABLE, optional TLS.
+
+Targets may be ``host:port`` or ``dns:///name:port``; with a DNS name that resolves to several
+addresses (a headless Kubernetes service) the ``round_robin`` policy spreads calls over all of
+them, which a plain ClusterIP service cannot do for long-lived HTTP/2 connections.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common import errors
+from services.common.server import client_options
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """TLS for outbound calls: the CA to trust, and a client certificate for mutual TLS."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_file.read_bytes(),
+            private_key=self.key_file.read_bytes() if self.key_file else None,
+            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
+        )
+
+
+def retry_service_config(*services: str, max_attempts: int = 4) -> str:
+    """Retries UNAVAILABLE with backoff; only for services whose calls are idempotent."""
+    return json.dumps({
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": s} for s in services],
+            "retryPolicy": {
+                "maxAttempts": max_attempts,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+    })
+
+
+def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None = None,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> grpc.aio.Channel:
+    options = [*client_options(max_message_bytes), ("grpc.service_config", retry_service_config(*services)),
+               ("grpc.enable_retries", 1)]
+    if tls is not None:
+        if tls.server_name:
+            options.append(("grpc.ssl_target_name_override", tls.server_name))
+        return grpc.aio.secure_channel(target, tls.credentials(), options=options)
+    return grpc.aio.insecure_channel(target, options=options)
+
+
+def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
+    """Maps a failed outbound call to the domain error the caller should raise in turn."""
+    code, detail = exc.code(), exc.details() or exc.code().name
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidInput(detail)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.NotFound(detail)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return errors.WrongState(f"{what}: {detail}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.Overloaded(f"{what}: {detail}")
+    return errors.DependencyDown(f"{what} unavailable ({code.name}): {detail}")

@@ -1,0 +1,69 @@
+"""Async client of the encoder service, used by ingest and the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from services.common.channels import ClientTLS, domain_error, open_channel
+from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+
+SERVICE = "vidsearch.encoder.v1.EncoderService"
+
+
+def _matrix(reply) -> np.ndarray:
+    return np.array([list(v.values) for v in reply.embeddings], dtype=np.float32)
+
+
+class EncoderClient:
+    """Embeds through a remote encoder; every call carries a deadline."""
+
+    def __init__(self, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = open_channel(target, (SERVICE,), tls)
+        self._stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
+
+    async def _call(self, method, request, timeout_s: float | None):
+        try:
+            return await method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise domain_error(exc, f"encoder at {self.target}") from None
+
+    async def info(self, timeout_s: float | None = None) -> encoder_pb2.InfoResponse:
+        return await self._call(self._stub.Info, encoder_pb2.InfoRequest(), timeout_s)
+
+    async def encode_texts(self, texts: Sequence[str], language: str = "",
+                           timeout_s: float | None = None) -> tuple[np.ndarray, str]:
+        reply = await self._call(
+            self._stub.EncodeText, encoder_pb2.EncodeTextRequest(texts=list(texts), language=language), timeout_s
+        )
+        return _matrix(reply), reply.model_id
+
+    async def encode_images(self, images: Sequence[bytes], timeout_s: float | None = None) -> tuple[np.ndarray, str]:
+        reply = await self._call(self._stub.EncodeImages, encoder_pb2.EncodeImagesRequest(images=list(images)),
+                                 timeout_s)
+        return _matrix(reply), reply.model_id
+
+    async def encode_frames(self, clips: Sequence[np.ndarray], timeout_s: float | None = None
+                            ) -> tuple[np.ndarray, str]:
+        """Clips of uint8 RGB frames ``[n, size, size, 3]`` at the model's resolution."""
+        request = encoder_pb2.EncodeVideosRequest(clips=[
+            encoder_pb2.VideoClip(frames=encoder_pb2.RawFrames(
+                count=c.shape[0], height=c.shape[1], width=c.shape[2], rgb=np.ascontiguousarray(c).tobytes()))
+            for c in clips
+        ])
+        reply = await self._call(self._stub.EncodeVideos, request, timeout_s)
+        return _matrix(reply), reply.model_id
+
+    async def encode_video(self, data: bytes, start_s: float = 0.0, end_s: float = 0.0,
+                           timeout_s: float | None = None) -> tuple[np.ndarray, str]:
+        request = encoder_pb2.EncodeVideosRequest(clips=[encoder_pb2.VideoClip(
+            segment=encoder_pb2.VideoSegment(data=data, start_seconds=start_s, end_seconds=end_s))])
+        reply = await self._call(self._stub.EncodeVideos, request, timeout_s)
+        return _matrix(reply), reply.model_id
+
+    async def close(self) -> None:
+        await self._channel.close()

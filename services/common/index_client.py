@@ -1,0 +1,79 @@
+"""Async clients of the index shards: one per shard, and the set that routes by video id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from services.common.channels import ClientTLS, domain_error, open_channel
+from services.common.shards import shard_for_video
+from vidsearch.common.v1 import common_pb2
+from vidsearch.index.v1 import index_pb2, index_pb2_grpc
+
+SERVICE = "vidsearch.index.v1.IndexService"
+
+
+class ShardClient:
+    """One shard (possibly several replicas behind one DNS name, balanced round-robin)."""
+
+    def __init__(self, name: str, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None) -> None:
+        self.name = name
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = open_channel(target, (SERVICE,), tls)
+        self.stub = index_pb2_grpc.IndexServiceStub(self._channel)
+
+    async def _call(self, method, request, timeout_s: float | None):
+        try:
+            return await method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise domain_error(exc, f"index {self.name} at {self.target}") from None
+
+    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
+        reply = await self._call(self.stub.Upsert, index_pb2.UpsertRequest(clips=list(clips)), timeout_s)
+        return reply.upserted
+
+    async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
+                     timeout_s: float | None = None) -> int:
+        request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids))
+        return (await self._call(self.stub.Delete, request, timeout_s)).deleted
+
+    async def search(self, queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter | None = None,
+                     timeout_s: float | None = None, include_vectors: bool = False) -> index_pb2.SearchResponse:
+        request = index_pb2.SearchRequest(
+            queries=[common_pb2.Vector(values=q) for q in np.asarray(queries, np.float32).tolist()],
+            top_k=top_k, filter=flt, include_vectors=include_vectors,
+        )
+        return await self._call(self.stub.Search, request, timeout_s)
+
+    async def get(self, clip_ids: Sequence[str], include_vectors: bool = False,
+                  timeout_s: float | None = None) -> index_pb2.GetResponse:
+        request = index_pb2.GetRequest(clip_ids=list(clip_ids), include_vectors=include_vectors)
+        return await self._call(self.stub.Get, request, timeout_s)
+
+    async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
+        return await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class ShardSet:
+    """Every shard, in shard-number order; a video's clips all live on ``for_video(video_id)``."""
+
+    def __init__(self, targets: Sequence[str], *, timeout_s: float = 30.0, tls: ClientTLS | None = None) -> None:
+        if not targets:
+            raise ValueError("at least one index shard address is required")
+        self.shards = [ShardClient(f"shard-{i}", t, timeout_s=timeout_s, tls=tls) for i, t in enumerate(targets)]
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def for_video(self, video_id: str) -> ShardClient:
+        return self.shards[shard_for_video(video_id, len(self.shards))]
+
+    async def close(self) -> None:
+        for shard in self.shards:
+            await shard.close()
