@@ -1,0 +1,80 @@
+"""Fan-out of one batch of query vectors to every shard, and the k-way merge of their hits.
+
+Each shard gets the time left on the request's deadline minus a small margin, so a late shard
+is dropped (and named in ``failed``) while the others' hits still go back in time. Only when
+every shard failed is the search itself an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.common.errors import DependencyDown, VidsearchError
+from services.common.index_client import ShardClient
+from vidsearch.common.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FanoutResult:
+    """Merged hits per query, best first, and the shards that failed or were late."""
+
+    hits: list[list[common_pb2.ScoredClip]]
+    failed: list[str] = field(default_factory=list)
+
+
+def merge_ranked(lists: list[list[common_pb2.ScoredClip]], top_k: int,
+                 collapse_by_video: bool = False, exclude: frozenset[str] = frozenset()) -> list[common_pb2.ScoredClip]:
+    """k-way merge of per-shard lists (each sorted by descending score)."""
+    merged = heapq.merge(*lists, key=lambda h: -h.score)
+    out: list[common_pb2.ScoredClip] = []
+    seen_videos: set[str] = set()
+    seen_clips: set[str] = set()
+    for hit in merged:
+        clip = hit.clip
+        if clip.clip_id in exclude or clip.clip_id in seen_clips:
+            continue
+        if collapse_by_video:
+            if clip.video_id in seen_videos:
+                continue
+            seen_videos.add(clip.video_id)
+        seen_clips.add(clip.clip_id)
+        out.append(hit)
+        if len(out) == top_k:
+            break
+    return out
+
+
+async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter,
+                  timeout_s: float, *, collapse_by_video: bool = False,
+                  exclude: frozenset[str] = frozenset()) -> FanoutResult:
+    """Searches every shard concurrently within ``timeout_s`` and merges the ranked hits."""
+    # Over-fetch when results are post-processed, so collapsing or exclusion still fills top_k.
+    fetch = min(1000, top_k * 4 if collapse_by_video else top_k + len(exclude))
+
+    async def one(shard: ShardClient):
+        return await shard.search(queries, fetch, flt, timeout_s=timeout_s)
+
+    replies = await asyncio.gather(*(one(s) for s in shards), return_exceptions=True)
+    failed: list[str] = []
+    per_query: list[list[list[common_pb2.ScoredClip]]] = [[] for _ in range(len(queries))]
+    for shard, reply in zip(shards, replies, strict=True):
+        if isinstance(reply, BaseException):
+            if not isinstance(reply, VidsearchError):
+                log.error("shard %s failed unexpectedly: %r", shard.name, reply)
+            else:
+                log.warning("shard %s failed: %s", shard.name, reply)
+            failed.append(shard.name)
+            continue
+        for q, result in enumerate(reply.results):
+            per_query[q].append(list(result.hits))
+    if len(failed) == len(shards):
+        raise DependencyDown(f"all {len(shards)} index shards failed or timed out: {', '.join(failed)}")
+    hits = [merge_ranked(lists, top_k, collapse_by_video, exclude) for lists in per_query]
+    return FanoutResult(hits, failed)

@@ -1,0 +1,96 @@
+"""Gateway process: settings, clients of the encoder and every shard, the cache, serving."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+from services.common import logs, settings
+from services.common.auth import ApiKeyInterceptor, load_api_keys
+from services.common.encoder_client import EncoderClient
+from services.common.errors import VidsearchError
+from services.common.index_client import ShardSet
+from services.common.media import MediaStore
+from services.common.server import Registration, ServiceHooks, serve
+from services.gateway.cache import LocalLRUCache, QueryCache, RedisQueryCache
+from services.gateway.search import SearchCore
+from services.gateway.servicer import GatewayServicer
+from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings:
+    """Settings of the gateway, from VIDSEARCH_GATEWAY_* variables."""
+
+    encoder: str = dataclasses.field(metadata={"help": "encoder address, host:port or dns:///name:port"})
+    index_shards: tuple[str, ...] = dataclasses.field(
+        metadata={"help": "comma-separated shard addresses in shard order (shard-0 first)"})
+    # Unset: the in-process LRU cache. Set: a Redis shared by every gateway replica.
+    redis_url: str | None = None
+    cache_ttl_s: float = 86_400.0
+    cache_max_entries: int = 10_000
+    cache_socket_timeout_s: float = 0.05
+    media_root: Path | None = None
+    # Budget of a search when the client sets no deadline.
+    default_timeout_s: float = 10.0
+    max_video_bytes: int = 48 * 1024 * 1024
+    # One "<key> <read|write>" per line; unset disables API keys (for loopback development only).
+    api_keys_file: Path | None = None
+    server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
+
+    def __post_init__(self) -> None:
+        if not self.index_shards:
+            raise settings.SettingsError("index_shards needs at least one address")
+        if self.default_timeout_s <= 0:
+            raise settings.SettingsError("default_timeout_s must be > 0")
+
+
+def build_cache(cfg: GatewaySettings) -> QueryCache:
+    if cfg.redis_url:
+        return RedisQueryCache(cfg.redis_url, cfg.cache_ttl_s, cfg.cache_socket_timeout_s)
+    return LocalLRUCache(cfg.cache_max_entries, cfg.cache_ttl_s)
+
+
+async def run(cfg: GatewaySettings) -> None:
+    media = MediaStore(cfg.media_root) if cfg.media_root else None
+    servicer = GatewayServicer(media, cfg.max_video_bytes)
+    interceptors = [ApiKeyInterceptor(load_api_keys(cfg.api_keys_file))] if cfg.api_keys_file else []
+    encoder = EncoderClient(cfg.encoder)
+    shards = ShardSet(cfg.index_shards)
+    cache = build_cache(cfg)
+    core = SearchCore(encoder, shards, cache, default_timeout_s=cfg.default_timeout_s)
+
+    async def start() -> None:
+        # Ready once the encoder answers: without it no text, image or video query can run.
+        delay = 0.2
+        while True:
+            try:
+                model_id = await core.refresh_model()
+                break
+            except VidsearchError as exc:
+                log.info("waiting for the encoder: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        servicer.core = core
+        log.info("gateway ready: model %s, %d shards, cache %s", model_id, len(shards), type(cache).__name__)
+
+    async def stop() -> None:
+        await encoder.close()
+        await shards.close()
+        await cache.close()
+
+    registration = Registration(
+        gateway_pb2_grpc.add_SearchServiceServicer_to_server,
+        servicer,
+        gateway_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,
+    )
+    await serve(cfg.server, [registration], ServiceHooks(start=start, stop=stop, extra_interceptors=interceptors))
+
+
+def main() -> None:
+    logs.configure("gateway")
+    asyncio.run(run(settings.load_or_exit(GatewaySettings, "VIDSEARCH_GATEWAY")))

@@ -1,0 +1,165 @@
+"""The SearchService servicer: requests to ``Query``/``SearchOptions``, results to ``SearchHit``s."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from services.common.errors import InvalidInput, NotFound, WrongState
+from services.common.media import MediaStore
+from services.common.shards import video_of_clip
+from services.gateway.playback import cut_clip
+from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult
+from vidsearch.common.v1 import common_pb2
+from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+MAX_BATCH = 64
+CHUNK = 1 << 20
+
+
+def timecode(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def to_hit(scored: common_pb2.ScoredClip) -> gateway_pb2.SearchHit:
+    c = scored.clip
+    return gateway_pb2.SearchHit(
+        clip_id=c.clip_id, video_id=c.video_id, start_seconds=c.start_seconds, end_seconds=c.end_seconds,
+        start_timecode=timecode(c.start_seconds), score=scored.score, caption=c.caption, tags=list(c.tags),
+        thumbnail_ref=c.thumbnail_ref, shard=scored.shard, metadata=dict(c.metadata),
+    )
+
+
+def to_response(result: SearchResult) -> gateway_pb2.SearchResponse:
+    return gateway_pb2.SearchResponse(
+        hits=[to_hit(h) for h in result.hits], model_id=result.model_id,
+        partial=bool(result.failed_shards), failed_shards=result.failed_shards,
+        timings=gateway_pb2.Timings(encode_ms=result.encode_ms, search_ms=result.search_ms,
+                                    total_ms=result.total_ms, cache_hit=result.cache_hit),
+    )
+
+
+def query_of(request: gateway_pb2.SearchRequest, video: bytes | None = None,
+             video_range: tuple[float, float] = (0.0, 0.0)) -> Query:
+    kind = request.WhichOneof("query")
+    if video is not None:
+        if kind is not None:
+            raise InvalidInput("SearchByVideo takes the video from the stream; leave the query empty")
+        return Query(video=video, video_start_s=video_range[0], video_end_s=video_range[1])
+    if kind == "text":
+        return Query(text=request.text.text, language=request.text.language)
+    if kind == "image":
+        return Query(image=request.image)
+    if kind == "video":
+        v = request.video
+        return Query(video=v.data, video_start_s=v.start_seconds, video_end_s=v.end_seconds)
+    if kind == "clip_id":
+        return Query(clip_id=request.clip_id)
+    raise InvalidInput("the query is empty: set text, image, video or clip_id")
+
+
+def options_of(request: gateway_pb2.SearchRequest) -> SearchOptions:
+    return SearchOptions(top_k=request.top_k or 10, filter=request.filter,
+                         collapse_by_video=request.collapse_by_video)
+
+
+def _local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path) if parsed.scheme else uri)
+    raise NotFound(f"the clip's source {uri!r} is not a local file")
+
+
+class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
+    """Serves searches once ``core`` is ready; thumbnails and playback from the media store."""
+
+    def __init__(self, media: MediaStore | None, max_video_bytes: int) -> None:
+        self.core: SearchCore | None = None
+        self.media = media
+        self.max_video_bytes = max_video_bytes
+
+    def _ready(self) -> SearchCore:
+        if self.core is None:
+            raise WrongState("the gateway is still starting")
+        return self.core
+
+    async def Search(self, request, context):
+        core = self._ready()
+        return to_response(await core.search(query_of(request), options_of(request), context.time_remaining()))
+
+    async def BatchSearch(self, request, context):
+        core = self._ready()
+        if not request.requests:
+            raise InvalidInput("BatchSearch needs at least one request")
+        if len(request.requests) > MAX_BATCH:
+            raise InvalidInput(f"BatchSearch takes at most {MAX_BATCH} requests, got {len(request.requests)}")
+        queries = []
+        for i, r in enumerate(request.requests):
+            try:
+                queries.append((query_of(r), options_of(r)))
+            except InvalidInput as exc:
+                raise InvalidInput(f"request {i}: {exc}") from None
+        timeout = context.time_remaining()
+        results = await asyncio.gather(*(core.search(q, o, timeout) for q, o in queries))
+        return gateway_pb2.BatchSearchResponse(responses=[to_response(r) for r in results])
+
+    async def SearchByVideo(self, request_iterator, context):
+        core = self._ready()
+        search: gateway_pb2.SearchRequest | None = None
+        video_range = (0.0, 0.0)
+        chunks: list[bytes] = []
+        size = 0
+        async for message in request_iterator:
+            part = message.WhichOneof("part")
+            if part == "search":
+                if search is not None:
+                    raise InvalidInput("SearchByVideo: the search settings must come once, first")
+                search, video_range = message.search, (message.start_seconds, message.end_seconds)
+            elif part == "chunk":
+                if search is None:
+                    raise InvalidInput("SearchByVideo: send the search settings before the video chunks")
+                size += len(message.chunk)
+                if size > self.max_video_bytes:
+                    raise InvalidInput(f"SearchByVideo: the video exceeds {self.max_video_bytes} bytes")
+                chunks.append(message.chunk)
+        if search is None:
+            raise InvalidInput("SearchByVideo: the stream had no search settings")
+        query = query_of(search, b"".join(chunks), video_range)
+        result = await core.search(query, options_of(search), context.time_remaining())
+        return gateway_pb2.SearchByVideoResponse(result=to_response(result))
+
+    async def _clip(self, clip_id: str) -> common_pb2.ClipRecord:
+        core = self._ready()
+        if not clip_id:
+            raise InvalidInput("clip_id is empty")
+        reply = await core.shards.for_video(video_of_clip(clip_id)).get([clip_id])
+        if not reply.clips:
+            raise NotFound(f"no clip {clip_id!r} in the index")
+        return reply.clips[0]
+
+    async def GetThumbnail(self, request, context):
+        clip = await self._clip(request.clip_id)
+        if not clip.thumbnail_ref or self.media is None:
+            raise NotFound(f"clip {request.clip_id!r} has no thumbnail")
+        data = await asyncio.to_thread(self.media.get, clip.thumbnail_ref)
+        return gateway_pb2.GetThumbnailResponse(image=data, content_type="image/jpeg")
+
+    async def GetClip(self, request, context):
+        clip = await self._clip(request.clip_id)
+        uri = clip.metadata.get("source_uri", "")
+        if not uri:
+            raise NotFound(f"clip {request.clip_id!r} has no recorded source video")
+        data = await asyncio.to_thread(cut_clip, _local_path(uri), clip.start_seconds, clip.end_seconds)
+        for offset in range(0, len(data), CHUNK):
+            first = offset == 0
+            yield gateway_pb2.GetClipResponse(
+                data=data[offset:offset + CHUNK],
+                content_type="video/mp4" if first else "",
+                start_seconds=clip.start_seconds if first else 0.0,
+                end_seconds=clip.end_seconds if first else 0.0,
+            )
