@@ -1,0 +1,122 @@
+"""The local stack: every service as its own process on loopback, data under one directory.
+
+Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so all of them run
+the same topology: N index shards, the encoder, ingest (API + workers) and the gateway, plus a
+local redis-server when one is installed (the gateway then caches in Redis; ingest needs it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.processes import RedisServer, ServiceProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackConfig:
+    """What to start and where its data lives."""
+
+    data_dir: Path
+    checkpoint: Path
+    n_shards: int = 2
+    ingest_workers: int = 1
+    with_ingest: bool = True
+    use_redis: bool = True
+    api_keys_file: Path | None = None
+    seal_threshold: int = 50_000
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_level: str = "INFO"
+
+
+class LocalStack:
+    """Starts, stops and restarts the services of one local deployment."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.root = Path(config.data_dir).resolve()
+        self.logs = self.root / "logs"
+        self.redis: RedisServer | None = None
+        self.shards: list[ServiceProcess] = []
+        self.encoder: ServiceProcess | None = None
+        self.ingest: ServiceProcess | None = None
+        self.gateway: ServiceProcess | None = None
+
+    @property
+    def media_root(self) -> Path:
+        return self.root / "media"
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.url if self.redis else None
+
+    @property
+    def has_ingest(self) -> bool:
+        return (self.config.with_ingest and self.redis is not None
+                and importlib.util.find_spec("services.ingest.server") is not None)
+
+    def _env(self, prefix: str, **values: object) -> dict[str, str]:
+        env = {f"{prefix}_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+        env["VIDSEARCH_LOG_LEVEL"] = self.config.log_level
+        return {**env, **self.config.extra_env}
+
+    def _shard(self, i: int) -> ServiceProcess:
+        port = self.shards[i].port if i < len(self.shards) else None
+        return ServiceProcess("services.index", self._env(
+            "VIDSEARCH_INDEX", data_dir=self.root / f"shard-{i}", shard_name=f"shard-{i}",
+            seal_threshold=self.config.seal_threshold), self.logs / f"shard-{i}.log", port=port,
+            env_prefix="VIDSEARCH_INDEX")
+
+    def start(self, timeout_s: float = 180.0) -> LocalStack:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        if self.config.use_redis and shutil.which("redis-server"):
+            self.redis = RedisServer(self.root / "redis").start()
+        self.shards = [self._shard(i).start() for i in range(self.config.n_shards)]
+        self.encoder = ServiceProcess("services.encoder", self._env(
+            "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log",
+            env_prefix="VIDSEARCH_ENCODER").start()
+        shard_list = ",".join(s.address for s in self.shards)
+        if self.has_ingest:
+            self.ingest = ServiceProcess("services.ingest", self._env(
+                "VIDSEARCH_INGEST", redis_url=self.redis_url, encoder=self.encoder.address,
+                index_shards=shard_list, media_root=self.media_root, allowed_roots=str(self.root.anchor),
+                workers=self.config.ingest_workers, api_keys_file=self.config.api_keys_file),
+                self.logs / "ingest.log", env_prefix="VIDSEARCH_INGEST").start()
+        self.gateway = ServiceProcess("services.gateway", self._env(
+            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=shard_list,
+            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
+            self.logs / "gateway.log", env_prefix="VIDSEARCH_GATEWAY").start()
+        for proc in self.processes:
+            proc.wait_serving(timeout=timeout_s)
+        return self
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway) if p is not None]
+
+    def restart_shard(self, i: int, timeout_s: float = 60.0) -> ServiceProcess:
+        """Starts shard ``i`` again on its old port (after a kill), and waits until it serves."""
+        self.shards[i] = self._shard(i).start()
+        self.shards[i].wait_serving(timeout=timeout_s)
+        return self.shards[i]
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the rest whatever one did
+                log.warning("stopping %s: %s", proc.module, exc)
+        if self.redis is not None:
+            self.redis.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
