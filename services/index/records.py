@@ -44,6 +44,9 @@ class ClipRecord:
                 vector = np.asarray(self.vector, dtype=np.float32)
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"vector for clip {self.clip_id!r} is not numeric: {exc}") from None
+            # A read-only view: the record cannot be changed through it, the caller's array stays
+            # writable, and no data is copied.
+            vector = vector.view()
             vector.flags.writeable = False
             object.__setattr__(self, "vector", vector)
         object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
@@ -128,8 +131,8 @@ class SearchFilter:
             and not self.metadata
         )
 
-    def matches(self, record: ClipRecord | ClipAttrs) -> bool:
-        """True if ``record`` (anything with the ClipRecord filter attributes) passes the filter."""
+    def matches(self, record: ClipRecord) -> bool:
+        """True if ``record`` passes the filter (its vector is not needed)."""
         if self.video_ids and record.video_id not in self.video_ids:
             return False
         if self.min_start_s is not None and record.start_s < self.min_start_s:
@@ -140,21 +143,6 @@ class SearchFilter:
             return False
         meta = record.metadata
         return all(meta.get(key) == value for key, value in self.metadata.items())
-
-
-@dataclass(frozen=True, slots=True)
-class ClipAttrs:
-    """The filterable attributes of a clip, kept in memory by the shard for every live clip."""
-
-    video_id: str
-    start_s: float
-    end_s: float
-    tags: frozenset[str]
-    metadata: Mapping[str, str]
-
-    @classmethod
-    def of(cls, record: ClipRecord) -> ClipAttrs:
-        return cls(record.video_id, record.start_s, record.end_s, frozenset(record.tags), record.metadata)
 
 
 @dataclass(frozen=True)

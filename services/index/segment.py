@@ -119,7 +119,7 @@ class AnnoySegment:
         vectors: np.ndarray,
         *,
         seqs: np.ndarray | Sequence[int] | None = None,
-        n_trees: int = 16,
+        n_trees: int = 64,
         recall_target: float = 0.95,
         calibration_k: int = 10,
         calibration_queries: int = 500,

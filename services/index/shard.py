@@ -16,6 +16,7 @@ into the fresh buffer, so nothing acknowledged is ever dropped.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.errors import InvalidInput, WrongState
-from services.index.records import ClipAttrs, ClipRecord, Hit, SearchFilter, validate_records
+from services.common.errors import InvalidInput, StorageFull, WrongState
+from services.index.records import ClipRecord, Hit, SearchFilter, validate_records
 from services.index.segment import AnnoySegment, SegmentCorrupt, top_k
 from services.index.store import ShardStore
 
@@ -59,7 +60,8 @@ class _Part:
         if segment is not None:
             self.clip_ids: list[str] = segment.clip_ids
             self.seqs = segment.seqs
-            self.vectors: np.ndarray = segment.vectors
+            # A plain ndarray view of the memory map: same pages, no np.memmap indexing overhead.
+            self.vectors: np.ndarray = segment.vectors.view(np.ndarray)
             self.size = segment.n_items
             self.dead = np.zeros(self.size, dtype=bool)
         else:
@@ -107,7 +109,9 @@ class ShardIndex:
             takes the binding from its store, or, when new, from its first write; opening with a
             model or dimension other than the stored one is WrongState.
         seal_threshold: fresh-buffer rows that trigger a background segment build.
-        n_trees: Annoy trees per segment (more: larger index, fewer nodes needed per recall).
+        n_trees: Annoy trees per segment. More trees cost build time and ~1-2% index size each but
+            cut the nodes a query must inspect for a given recall; at dim 512 and 200k rows, 64
+            trees reach recall@10 0.95 with a fraction of the search_k that 16 trees need.
         recall_target: recall@10 each segment's ``search_k`` is calibrated to reach.
         exact_filter_rows, exact_filter_fraction: a filter estimated to match at most this many
             rows, or this fraction of live rows, is answered by an exact scan of the matching rows;
@@ -123,7 +127,7 @@ class ShardIndex:
         model_id: str | None = None,
         dim: int | None = None,
         seal_threshold: int = 50_000,
-        n_trees: int = 16,
+        n_trees: int = 64,
         recall_target: float = 0.95,
         exact_filter_rows: int = 20_000,
         exact_filter_fraction: float = 0.05,
@@ -160,7 +164,9 @@ class ShardIndex:
         self._frozen: list[_Part] = []
         self._fresh = _Part(1)
         self._location: dict[str, tuple[_Part, int]] = {}
-        self._attrs: dict[str, ClipAttrs] = {}
+        # Every live clip's record without its vector: filters test it and hits carry it, so a
+        # search never reads SQLite (~0.5 KB per clip, plus the caption).
+        self._records: dict[str, ClipRecord] = {}
         self._by_video: dict[str, set[str]] = {}
         self._by_tag: dict[str, set[str]] = {}
         self._by_meta: dict[tuple[str, str], set[str]] = {}
@@ -213,7 +219,7 @@ class ShardIndex:
                 first = self._fresh.append(ids, seqs, vectors)
                 for offset, record in enumerate(clean):
                     self._location[record.clip_id] = (self._fresh, first + offset)
-                    self._index_attrs(record.clip_id, ClipAttrs.of(record))
+                    self._index_record(record.without_vector())
                 if self._fresh.size >= self._seal_threshold:
                     self._seal_locked()
         return seqs
@@ -424,14 +430,14 @@ class ShardIndex:
         return ~part.dead[rows]
 
     def _accept_filter(self, flt: SearchFilter) -> Callable[[_Part, np.ndarray], np.ndarray]:
-        attrs = self._attrs
+        records = self._records
 
         def accept(part: _Part, rows: np.ndarray) -> np.ndarray:
             ok = ~part.dead[rows]
             ids = part.clip_ids
-            for j in np.flatnonzero(ok):
-                a = attrs.get(ids[rows[j]])
-                ok[j] = a is not None and flt.matches(a)
+            for j in np.flatnonzero(ok).tolist():
+                record = records.get(ids[rows[j]])
+                ok[j] = record is not None and flt.matches(record)
             return ok
 
         return accept
@@ -508,7 +514,7 @@ class ShardIndex:
                 return None
             by_part: dict[int, tuple[_Part, list[int]]] = {}
             for cid in pool:
-                if flt.matches(self._attrs[cid]):
+                if flt.matches(self._records[cid]):
                     part, row = self._location[cid]
                     by_part.setdefault(id(part), (part, []))[1].append(row)
         return [(part, np.asarray(rows, dtype=np.int64)) for part, rows in by_part.values()]
@@ -523,16 +529,16 @@ class ShardIndex:
         return [(_clip_ids(matching, idx), sc) for idx, sc in zip(best, best_scores, strict=True)]
 
     def _hits(self, found: list[tuple[list[str], np.ndarray]]) -> list[list[Hit]]:
-        wanted = list(dict.fromkeys(cid for ids, _ in found for cid in ids))
-        records = {r.clip_id: r for r in self._store.get(wanted, with_vectors=False)}
+        records = self._records
         hits = []
         for ids, scores in found:
             row: dict[str, Hit] = {}
             for cid, score in zip(ids, scores.tolist(), strict=True):
-                # A clip deleted between scoring and this read is dropped, never returned stale;
-                # setdefault guards against a copy seen twice while an overwrite races the search.
-                if cid in records:
-                    row.setdefault(cid, Hit(cid, score, records[cid]))
+                # A clip deleted since it was scored is dropped, never returned stale; setdefault
+                # guards against a copy seen twice while an overwrite races the search.
+                record = records.get(cid)
+                if record is not None:
+                    row.setdefault(cid, Hit(cid, score, record))
             hits.append(list(row.values()))
         return hits
 
@@ -542,21 +548,23 @@ class ShardIndex:
         loc = self._location.pop(clip_id, None)
         if loc is not None:
             loc[0].dead[loc[1]] = True
-        attrs = self._attrs.pop(clip_id, None)
-        if attrs is not None:
-            _discard(self._by_video, attrs.video_id, clip_id)
-            for tag in attrs.tags:
+        record = self._records.pop(clip_id, None)
+        if record is not None:
+            _discard(self._by_video, record.video_id, clip_id)
+            for tag in set(record.tags):
                 _discard(self._by_tag, tag, clip_id)
-            for kv in attrs.metadata.items():
+            for kv in record.metadata.items():
                 _discard(self._by_meta, kv, clip_id)
 
-    def _index_attrs(self, clip_id: str, attrs: ClipAttrs) -> None:
-        self._attrs[clip_id] = attrs
-        self._by_video.setdefault(attrs.video_id, set()).add(clip_id)
-        for tag in attrs.tags:
-            self._by_tag.setdefault(tag, set()).add(clip_id)
-        for kv in attrs.metadata.items():
-            self._by_meta.setdefault(kv, set()).add(clip_id)
+    def _index_record(self, record: ClipRecord) -> None:
+        """Keep a live clip's record (vector-less) and enter it in the filter indexes."""
+        cid = record.clip_id
+        self._records[cid] = record
+        self._by_video.setdefault(record.video_id, set()).add(cid)
+        for tag in record.tags:
+            self._by_tag.setdefault(tag, set()).add(cid)
+        for kv in record.metadata.items():
+            self._by_meta.setdefault(kv, set()).add(cid)
 
     def _seal_locked(self) -> Future | None:
         part = self._fresh
@@ -657,18 +665,24 @@ class ShardIndex:
         }
 
     def _write_manifest(self, manifest: dict) -> None:
+        """Replace the segment manifest atomically and durably (write, fsync, rename, fsync dir)."""
         path = self._dir / _MANIFEST
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(self._dir, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            with open(tmp, "w") as f:
+                json.dump(manifest, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            fd = os.open(self._dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFull(f"no space left on device for the segment manifest {path}") from exc
+            raise
 
     def _read_manifest(self) -> list[dict]:
         path = self._dir / _MANIFEST
@@ -691,7 +705,7 @@ class ShardIndex:
         live_seq: dict[str, int] = {}
         for seq, record in self._store.iter_records(with_vectors=False):
             live_seq[record.clip_id] = seq
-            self._index_attrs(record.clip_id, ClipAttrs.of(record))
+            self._index_record(record)
         to_rebuild: list[dict] = []
         for entry in self._read_manifest():
             try:
@@ -742,8 +756,10 @@ class ShardIndex:
 
 
 def _top1(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    idx, sc = top_k(scores[None, :], k)
-    return idx[0], sc[0]
+    """Top-k of one score vector, best first (plain argsort below a few hundred: less overhead)."""
+    small = len(scores) <= 256
+    idx = np.argsort(-scores, kind="stable")[:k] if small else top_k(scores[None, :], k)[0][0]
+    return idx, scores[idx]
 
 
 def _merge(scores: list[np.ndarray], owners: list[tuple[_Part, np.ndarray]], k: int

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -191,31 +191,21 @@ def test_full_disk_raises_storage_full_and_writes_nothing(tmp_path: Path) -> Non
 
 
 def test_concurrent_writers_and_readers(store: ShardStore) -> None:
-    errors: list[BaseException] = []
-    seqs: list[int] = []
-
-    def write(t: int) -> None:
-        try:
-            for b in range(10):
-                seqs.extend(store.upsert([record(t * 1000 + b * 10 + j) for j in range(10)]))
-        except BaseException as exc:
-            errors.append(exc)
+    def write(t: int) -> list[int]:
+        batches = [[record(t * 1000 + b * 10 + j) for j in range(10)] for b in range(10)]
+        return [seq for batch in batches for seq in store.upsert(batch)]
 
     def read() -> None:
-        try:
-            for _ in range(50):
-                assert store.count() <= 400
-                list(store.iter_records(batch_size=7))
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(50):
+            assert store.count() <= 400
+            list(store.iter_records(batch_size=7))
 
-    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
-    threads += [threading.Thread(target=read) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        writers = [pool.submit(write, t) for t in range(4)]
+        readers = [pool.submit(read) for _ in range(2)]
+        seqs = [seq for f in writers for seq in f.result()]  # .result() re-raises a thread's error
+        for f in readers:
+            f.result()
     assert store.count() == 400
     assert sorted(seqs) == list(range(1, 401))
 
