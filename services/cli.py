@@ -1,41 +1,51 @@
-"""The ``vidsearch`` command line: run services and the demo."""
+"""The ``vidsearch`` command line: run services, the local stack, search, ingest, train and the demo."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from services.common.settings import SettingsError
 
+SERVICES = ("index", "encoder", "ingest", "gateway")
+# Modules that register subcommands with add_parser(sub) or add_parsers(sub).
+COMMAND_MODULES = ("services.up", "services.search_cli", "services.ingest.cli", "services.training.cli",
+                   "services.training.synth", "services.demo")
 
-def _serve(module: str) -> None:
-    import importlib
 
-    importlib.import_module(f"services.{module}.server").main()
+def _serve(args) -> int:
+    importlib.import_module(f"services.{args.command}.server").main()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidsearch", description="Content-based video retrieval.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SERVICES:
+        p = sub.add_parser(name, help=f"run the {name} service (settings from VIDSEARCH_{name.upper()}_*)")
+        p.set_defaults(run=_serve)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of the system is not installed in this checkout
+            raise
+        register = getattr(module, "add_parsers", None) or module.add_parser
+        register(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vidsearch", description="Content-based video retrieval.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("index", help="run one index shard (settings from VIDSEARCH_INDEX_*)")
-    sub.add_parser("encoder", help="run the encoder (settings from VIDSEARCH_ENCODER_*)")
-    demo = sub.add_parser("demo", help="start a local shard, load clips, search, print the hits")
-    demo.add_argument("--data-dir", default=".demo", help="where the demo keeps its data")
-    demo.add_argument("--clips", type=int, default=20_000, help="clips to load")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        if args.command in ("index", "encoder"):
-            _serve(args.command)
-        elif args.command == "demo":
-            from services.demo import run_demo
-
-            return run_demo(args.data_dir, args.clips)
+        return args.run(args) or 0
     except SettingsError as exc:
         print(f"vidsearch: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -76,6 +76,13 @@ def _print_hits(title: str, hits) -> None:
               f"{hit.shard:<8} {c.metadata.get('programme', '')}")
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="start the system locally, load an archive, search it, print the hits")
+    p.add_argument("--data-dir", default=".demo", help="where the demo keeps its data")
+    p.add_argument("--clips", type=int, default=20_000, help="clips to load")
+    p.set_defaults(run=lambda args: run_demo(args.data_dir, args.clips))
+
+
 def run_demo(data_dir: str, n_clips: int) -> int:
     root = Path(data_dir)
     shutil.rmtree(root / "shard-0", ignore_errors=True)

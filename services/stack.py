@@ -32,6 +32,9 @@ class StackConfig:
     seal_threshold: int = 50_000
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    # Fixed ports for the user-facing services (None: any free port).
+    gateway_port: int | None = None
+    ingest_port: int | None = None
 
 
 class LocalStack:
@@ -87,11 +90,11 @@ class LocalStack:
                 "VIDSEARCH_INGEST", redis_url=self.redis_url, encoder=self.encoder.address,
                 index_shards=shard_list, media_root=self.media_root, allowed_roots=str(self.root.anchor),
                 workers=self.config.ingest_workers, api_keys_file=self.config.api_keys_file),
-                self.logs / "ingest.log", env_prefix="VIDSEARCH_INGEST").start()
+                self.logs / "ingest.log", port=self.config.ingest_port, env_prefix="VIDSEARCH_INGEST").start()
         self.gateway = ServiceProcess("services.gateway", self._env(
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=shard_list,
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
-            self.logs / "gateway.log", env_prefix="VIDSEARCH_GATEWAY").start()
+            self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY").start()
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self
@@ -99,6 +102,18 @@ class LocalStack:
     @property
     def processes(self) -> list[ServiceProcess]:
         return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway) if p is not None]
+
+    def describe(self) -> dict[str, object]:
+        """Addresses of everything running, as ``vidsearch up`` prints and records them."""
+        return {
+            "gateway": self.gateway.address if self.gateway else None,
+            "ingest": self.ingest.address if self.ingest else None,
+            "encoder": self.encoder.address if self.encoder else None,
+            "shards": [s.address for s in self.shards],
+            "redis": self.redis_url,
+            "data_dir": str(self.root),
+            "logs": str(self.logs),
+        }
 
     def restart_shard(self, i: int, timeout_s: float = 60.0) -> ServiceProcess:
         """Starts shard ``i`` again on its old port (after a kill), and waits until it serves."""

@@ -1,0 +1,50 @@
+"""``vidsearch up``: the whole system on loopback until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from services.stack import LocalStack, StackConfig
+
+DEFAULT_MODEL = Path("models/default")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="run encoder, shards, ingest and gateway locally until Ctrl-C")
+    p.add_argument("--data-dir", type=Path, default=Path(".vidsearch"), help="where all data and logs go")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL, help="model checkpoint directory")
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1, help="ingest workers")
+    p.add_argument("--gateway-port", type=int, default=50051)
+    p.add_argument("--ingest-port", type=int, default=50052)
+    p.add_argument("--no-redis", action="store_true", help="in-process cache, no ingest queue")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if not (args.checkpoint / "config.json").is_file():
+        print(f"no model at {args.checkpoint}: run `make model` (or pass --checkpoint)")
+        return 2
+    config = StackConfig(data_dir=args.data_dir, checkpoint=args.checkpoint.resolve(), n_shards=args.shards,
+                         ingest_workers=args.workers, use_redis=not args.no_redis,
+                         gateway_port=args.gateway_port, ingest_port=args.ingest_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stack = LocalStack(config)
+    try:
+        stack.start()
+        info = stack.describe()
+        (stack.root / "stack.json").write_text(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2))
+        print("vidsearch is up. Ctrl-C stops every service.")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...")
+        stack.stop()
+    return 0
