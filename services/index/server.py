@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import re
+import socket
 from pathlib import Path
 
 from services.common import logs, settings
@@ -21,7 +24,8 @@ class IndexSettings:
     """Settings of one shard, from VIDSEARCH_INDEX_* variables."""
 
     data_dir: Path = dataclasses.field(metadata={"help": "directory of the shard's store and segments"})
-    shard_name: str = "shard-0"
+    # Empty: derived from the pod's ordinal in a StatefulSet (HOSTNAME "index-3" -> "shard-3").
+    shard_name: str = ""
     # Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.
     seal_threshold: int = 50_000
     # Recall the per-segment search_k is calibrated for at build time.
@@ -35,14 +39,21 @@ class IndexSettings:
             raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
 
 
+def shard_name_from_host(hostname: str) -> str:
+    """"shard-N" from a StatefulSet pod name ending in "-N"; "shard-0" otherwise."""
+    match = re.search(r"-(\d+)$", hostname)
+    return f"shard-{int(match.group(1))}" if match else "shard-0"
+
+
 async def run(cfg: IndexSettings) -> None:
-    servicer = IndexServicer(cfg.shard_name)
+    name = cfg.shard_name or shard_name_from_host(os.environ.get("HOSTNAME", socket.gethostname()))
+    servicer = IndexServicer(name)
 
     async def start() -> None:
         servicer.shard = await asyncio.to_thread(
             ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target
         )
-        log.info("shard %s open: %s", cfg.shard_name, servicer.shard.stats())
+        log.info("shard %s open: %s", name, servicer.shard.stats())
 
     async def stop() -> None:
         if servicer.shard is not None:

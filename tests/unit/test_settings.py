@@ -54,3 +54,12 @@ def test_missing_required_value_names_the_variable_and_its_meaning() -> None:
 def test_invalid_values_fail_fast(key: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load(_Example, "x", {"X_DATA_DIR": "/d", key: value})
+
+
+@pytest.mark.parametrize(
+    ("host", "name"), [("index-3", "shard-3"), ("vidsearch-index-12", "shard-12"), ("laptop", "shard-0")]
+)
+def test_shard_name_comes_from_the_statefulset_ordinal(host: str, name: str) -> None:
+    from services.index.server import shard_name_from_host
+
+    assert shard_name_from_host(host) == name
