@@ -90,6 +90,7 @@ def run_demo(data_dir: str, n_clips: int) -> int:
     port_file = root / "shard-0.port"
     port_file.unlink(missing_ok=True)
     env = {**os.environ, "VIDSEARCH_INDEX_DATA_DIR": str(root / "shard-0"), "VIDSEARCH_INDEX_SERVER_PORT": "0",
+           "VIDSEARCH_INDEX_SHARD_NAME": "shard-0",
            "VIDSEARCH_INDEX_SERVER_PORT_FILE": str(port_file), "VIDSEARCH_LOG_LEVEL": "WARNING"}
     print(f"starting index shard (data in {root / 'shard-0'}) ...")
     proc = subprocess.Popen([sys.executable, "-m", "services.index"], env=env)

@@ -341,6 +341,33 @@ def test_truncated_video_still_serves_the_part_that_is_there(
     assert sampler.sample(bad_inputs["truncated_streamable"], 0.0, 0.5).n_valid == N
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".ts", ".webm"])
+def test_damaged_bytes_give_frames_or_invalid_input_never_another_error(
+    sampler: FrameSampler, media: Path, suffix: str
+) -> None:
+    codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    data = make_video(media / f"fuzz{suffix}", seconds=2, gop=10, codec=codec).read_bytes()
+    outcomes = set()
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        damaged = bytearray(data)
+        if seed % 3 == 0:  # scattered bit rot
+            for at in rng.integers(0, len(damaged), 20):
+                damaged[at] = int(rng.integers(0, 256))
+        elif seed % 3 == 1:  # a garbage burst
+            at = int(rng.integers(0, len(damaged) - 2000))
+            damaged[at : at + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+        else:  # cut short
+            damaged = damaged[: int(rng.integers(1, len(damaged)))]
+        try:
+            clips = sampler.sample_many(bytes(damaged), [(0.0, 1.0), (1.0, None)])
+            assert all(c.frames.shape == (N, 224, 224, 3) for c in clips)
+            outcomes.add("frames")
+        except InvalidInput:
+            outcomes.add("invalid")
+    assert "invalid" in outcomes  # the damage was real
+
+
 def test_missing_file_is_not_found(sampler: FrameSampler, media: Path) -> None:
     with pytest.raises(NotFound):
         sampler.sample(media / "does-not-exist.mp4")
