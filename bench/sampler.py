@@ -122,7 +122,8 @@ def bench_case(path: Path, *, clip_s: float, num_frames: int, size: int, threads
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark and returns its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--seconds", type=int, default=60)
@@ -174,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             "pyav": av.__version__,
         },
     }
-    print(json.dumps(result, indent=None if args.json else 2))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    print(json.dumps(run(argv), indent=2))
 
 
 if __name__ == "__main__":
