@@ -1,0 +1,1 @@
+"""Training data and training for the video-text model: the synthetic corpus and its manifest."""
