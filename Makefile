@@ -34,7 +34,7 @@ proto-check: proto
 	git diff --exit-code -- vidsearch
 
 bench: setup
-	$(PY) -m bench.index --n 200000 --dim 512 --json
+	$(PY) -m bench.report
 
 demo: setup
 	$(PY) -m services.cli demo

@@ -1,0 +1,120 @@
+"""``make bench``: runs every benchmark in ``bench/`` and writes ``docs/benchmarks.md`` plus the raw JSON.
+
+Each benchmark prints one JSON object; this collects them into one table of figure, baseline
+(or peer) run in the same process, and ratio, so a reader sees every target in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (module, default arguments)
+BENCHMARKS: dict[str, tuple[str, list[str]]] = {
+    "index": ("bench.index", ["--n", "200000", "--dim", "512", "--json"]),
+    "sampler": ("bench.sampler", ["--json"]),
+    "encoder": ("bench.encoder", ["--json", "--skip-sampler"]),
+    "gateway": ("bench.gateway", ["--json"]),
+    "ingest": ("bench.ingest", ["--json"]),
+}
+
+# (benchmark, figure, baseline figure or None, ratio figure or None, target text)
+ROWS = [
+    ("index", "recall_at_10", "peer_recall_at_10", None, ">= 0.95"),
+    ("index", "qps", "exact_qps", "speedup_vs_exact", "speedup >= 10"),
+    ("index", "qps", "peer_qps", "qps_vs_peer", "(faiss HNSW peer)"),
+    ("index", "build_seconds", "peer_build_seconds", None, ""),
+    ("index", "index_bytes", "peer_index_bytes", None, ""),
+    ("sampler", "sampler_clips_per_s", "baseline_clips_per_s", "speedup", "(decode-every-frame baseline)"),
+    ("sampler", "frames_decoded_per_kept", "baseline_frames_decoded_per_kept", None, "lower is better"),
+    ("encoder", "batched_images_per_s", "unbatched_images_per_s", "batching_speedup", "GPU: >= 5"),
+    ("encoder", "batched_images_per_s", "offline_images_per_s", "batching_efficiency", "CPU: >= 0.85"),
+    ("gateway", "qps", None, None, ""),
+    ("gateway", "p99_ms", "p50_ms", "p99_over_p50", "< 4"),
+    ("gateway", "errors", None, None, "= 0"),
+    ("gateway", "hit_p50_ms", "miss_p50_ms", "cache_hit_speedup", ""),
+    ("gateway", "fanout_overhead_ms", None, None, ""),
+    ("ingest", "sample_realtime_factor", "ffmpeg_decode_realtime_factor", "sample_vs_ffmpeg", ">= 0.8"),
+    ("ingest", "end_to_end_realtime_factor_tiny", None, None, ""),
+    ("ingest", "end_to_end_realtime_factor_vitb32", None, None, ""),
+]
+
+
+def _lookup(result: dict, key: str | None):
+    if key is None:
+        return None
+    if key in result:
+        return result[key]
+    for case in result.get("cases", [])[-1:]:
+        if key in case:
+            return case[key]
+    return None
+
+
+def run_benchmark(module: str, args: list[str]) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}", "stderr_tail": proc.stderr[-2000:]}
+    start = proc.stdout.find("{")
+    result = json.loads(proc.stdout[start:])
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def render(results: dict[str, dict]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}; "
+        f"written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        "Raw JSON: `docs/benchmarks.json`.",
+        "",
+        "| benchmark | figure | value | baseline / peer | value | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for bench, figure, base, ratio, target in ROWS:
+        result = results.get(bench)
+        if result is None:
+            continue
+        if "error" in result:
+            lines.append(f"| {bench} | (failed: {result['error']}) | | | | | {target} |")
+            continue
+        ratio_value = _lookup(result, ratio)
+        lines.append(
+            f"| {bench} | {figure} | {_lookup(result, figure)} | {base or ''} | "
+            f"{'' if base is None else _lookup(result, base)} | "
+            f"{'' if ratio_value is None else f'{ratio}={ratio_value}'} | {target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(BENCHMARKS))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args(argv)
+    names = [n for n in (args.only.split(",") if args.only else BENCHMARKS) if n]
+    raw_path = args.out / "benchmarks.json"
+    results: dict[str, dict] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    for name in names:
+        module, bench_args = BENCHMARKS[name]
+        print(f"running {module} {' '.join(bench_args)} ...", file=sys.stderr, flush=True)
+        results[name] = run_benchmark(module, bench_args)
+        print(json.dumps(results[name]), file=sys.stderr, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (args.out / "benchmarks.md").write_text(render(results))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
