@@ -1,0 +1,279 @@
+"""Text<->video retrieval evaluation of a checkpoint on a manifest split, per caption language.
+
+Text->video: every caption of the language is a query; the gallery is every distinct clip of the
+split (all languages share it); each caption has exactly one true clip. Video->text: every clip
+with a caption in the language is a query; the gallery is the split's captions in that language;
+a clip's rank is the best rank among its own captions (see `metrics`). Optionally the
+text->video search also runs through an Annoy segment built as the index shard builds one, to
+show the recall approximate search loses, and a "motion" subset keeps the text->video queries
+whose true clip has a twin differing only in motion direction (meanP cannot separate such pairs;
+seqTransf can).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from services.encoder.model.clip4clip import VideoTextModel
+from services.training import metrics
+from services.training.frame_cache import ClipSpan, FrameCache, open_frame_cache
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "eval_report.json"
+PLOT_FILE = "recall_at_k.png"
+CURVE_MAX_K = 50
+ANNOY_K = max(metrics.RECALL_KS)
+DIRECTIONS = {"t2v": "Text -> Video", "v2t": "Video -> Text"}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """``vidsearch eval``'s options."""
+
+    checkpoint: Path
+    manifest: Path
+    split: str = "test"
+    languages: tuple[str, ...] | None = None  # None: every language of the split
+    report_dir: Path | None = None
+    annoy: bool = False
+    motion_key: str = "motion"
+    cache_dir: Path | None = None  # default: <manifest dir>/.frame_cache
+    cache_workers: int | None = None
+    batch_size: int = 64
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The distinct clips of a split and its captions, in a fixed order."""
+
+    clip_ids: list[str]
+    rows: np.ndarray  # frame-cache row of each clip
+    attributes: list[dict[str, Any]]
+    captions: list[str]
+    caption_clip: np.ndarray  # index into clip_ids of each caption's clip
+    caption_language: np.ndarray  # str
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[Any], cache: FrameCache, split: str,
+                     languages: Sequence[str] | None = None) -> EvalSet:
+        chosen = [e for e in entries if e.split == split and (languages is None or e.language in languages)]
+        if not chosen:
+            raise ValueError(f"the manifest has no {split!r} entries" +
+                             (f" in languages {list(languages)}" if languages else ""))
+        index: dict[ClipSpan, int] = {}
+        clip_ids: list[str] = []
+        rows: list[int] = []
+        attributes: list[dict[str, Any]] = []
+        caption_clip: list[int] = []
+        for entry in chosen:
+            span = ClipSpan.of(entry)
+            if span not in index:
+                index[span] = len(clip_ids)
+                clip_ids.append(entry.clip_id)
+                rows.append(cache.row(entry))
+                attributes.append(dict(entry.attributes or {}))
+            caption_clip.append(index[span])
+        return cls(clip_ids, np.asarray(rows), attributes, [e.caption for e in chosen],
+                   np.asarray(caption_clip), np.asarray([e.language for e in chosen]))
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(set(self.caption_language.tolist()))
+
+
+@torch.inference_mode()
+def embed(model: VideoTextModel, cache: FrameCache, evalset: EvalSet, batch_size: int = 64
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit float32 embeddings of the captions ``[m, d]`` and of the clips ``[n, d]``."""
+    was_training = model.training
+    model.eval()
+    try:
+        texts = [model.encode_text(evalset.captions[i : i + 4 * batch_size]).cpu()
+                 for i in range(0, len(evalset.captions), 4 * batch_size)]
+        clips = []
+        for i in range(0, len(evalset.rows), batch_size):
+            frames, mask = cache.clip(evalset.rows[i : i + batch_size])
+            clips.append(model.encode_frames(frames, mask).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(texts).numpy(), torch.cat(clips).numpy()
+
+
+def retrieval_report(text_emb: np.ndarray, clip_emb: np.ndarray, evalset: EvalSet, *,
+                     annoy: bool = False, motion_key: str = "motion") -> dict[str, Any]:
+    """Per language: ``t2v`` and ``v2t`` summaries (``r1 r5 r10 median_rank mean_rank n`` and
+    ``recall_at_k``), plus ``t2v_annoy`` and ``t2v_motion`` when asked for and possible."""
+    twins = metrics.motion_twins(evalset.attributes, motion_key)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="vidsearch-eval-") as scratch:
+        segment = _annoy_segment(clip_emb, Path(scratch)) if annoy else None
+        for language in evalset.languages:
+            out[language] = _language_report(language, text_emb, clip_emb, evalset, twins, segment)
+    return out
+
+
+def _language_report(language: str, text_emb: np.ndarray, clip_emb: np.ndarray, evalset: EvalSet,
+                     twins: list[list[int]], segment: Any) -> dict[str, Any]:
+    n_clips = len(evalset.clip_ids)
+    which = np.flatnonzero(evalset.caption_language == language)
+    truth = evalset.caption_clip[which]
+    scores = text_emb[which] @ clip_emb.T
+    t2v_rank = metrics.ranks(scores, truth, np.arange(n_clips))
+    queried = np.unique(truth)  # clips with a caption in this language
+    v2t_rank = metrics.ranks(clip_emb[queried] @ text_emb[which].T, queried, truth)
+    result = {"t2v": _summary(t2v_rank, n_clips), "v2t": _summary(v2t_rank, len(which))}
+    if segment is not None:
+        result["t2v_annoy"] = _annoy_summary(segment, text_emb[which], truth, result["t2v"])
+    has_twin = np.asarray([bool(twins[c]) for c in truth])
+    if has_twin.any():
+        motion = _summary(t2v_rank[has_twin], n_clips)
+        motion["twin_accuracy"] = metrics.twin_accuracy(scores[has_twin], truth[has_twin], twins)
+        result["t2v_motion"] = motion
+    return result
+
+
+def evaluate_model(model: VideoTextModel, entries: Sequence[Any], cache: FrameCache, *, split: str = "test",
+                   languages: Sequence[str] | None = None, batch_size: int = 64, annoy: bool = False,
+                   motion_key: str = "motion") -> dict[str, Any]:
+    """The full report of ``model`` on ``split``: settings, sizes and `retrieval_report` per language."""
+    evalset = EvalSet.from_entries(entries, cache, split, languages)
+    text_emb, clip_emb = embed(model, cache, evalset, batch_size)
+    return {
+        "model_id": model.model_id,
+        "temporal": model.config.temporal,
+        "split": split,
+        "n_clips": len(evalset.clip_ids),
+        "n_captions": {lang: int((evalset.caption_language == lang).sum()) for lang in evalset.languages},
+        "languages": retrieval_report(text_emb, clip_emb, evalset, annoy=annoy, motion_key=motion_key),
+    }
+
+
+def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Load the checkpoint and the manifest, evaluate, and write the report files if asked."""
+    from services.encoder.model.checkpoint import load_checkpoint
+
+    if entries is None:
+        from services.training.manifest import read_manifest
+
+        entries = read_manifest(settings.manifest)
+    model = load_checkpoint(settings.checkpoint, device=settings.device)
+    cache = open_frame_cache(
+        entries,
+        settings.cache_dir or Path(settings.manifest).parent / ".frame_cache",
+        num_frames=model.config.num_frames,
+        size=model.config.vision.image_size,
+        workers=settings.cache_workers,
+        label=str(Path(settings.manifest).resolve()),
+        progress=settings.progress,
+    )
+    report = evaluate_model(model, entries, cache, split=settings.split, languages=settings.languages,
+                            batch_size=settings.batch_size, annoy=settings.annoy, motion_key=settings.motion_key)
+    report = {"checkpoint": str(settings.checkpoint), "manifest": str(settings.manifest), **report}
+    if settings.report_dir is not None:
+        write_report(report, settings.report_dir)
+    return report
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def write_report(report: dict[str, Any], directory: str | Path) -> tuple[Path, Path]:
+    """``eval_report.json`` and ``recall_at_k.png`` in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / REPORT_FILE
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    png_path = directory / PLOT_FILE
+    plot_recall_curves(report, png_path)
+    return json_path, png_path
+
+
+def plot_recall_curves(report: dict[str, Any], path: Path) -> None:
+    """Recall@K against K, one line per language and direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (language, result) in enumerate(report["languages"].items()):
+        for direction, label in DIRECTIONS.items():  # colour: language; line style: direction
+            curve = result[direction]["recall_at_k"]
+            ax.plot(range(1, len(curve) + 1), [100 * r for r in curve], marker=".", color=f"C{i}",
+                    linestyle="-" if direction == "t2v" else "--", label=f"{label} ({language})")
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K (%)")
+    ax.set_ylim(0, 103)
+    ax.set_title(f"CLIP4Clip-{report['temporal']} on {report['split']} ({report['n_clips']} clips)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Tables shaped like CLIP4Clip's Table 2: rows method (language), R@K in percent, MdR, MnR."""
+    method = f"CLIP4Clip-{report['temporal']}"
+    header = f"{'Method':<34}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MdR':>7}{'MnR':>8}"
+    lines = [f"split {report['split']}: {report['n_clips']} clips, model {report['model_id']}"]
+    for direction, title in DIRECTIONS.items():
+        lines += ["", title, header, "-" * len(header)]
+        for language, result in report["languages"].items():
+            lines.append(_row(f"{method} ({language})", result[direction]))
+            if direction == "t2v" and "t2v_motion" in result:
+                motion = result["t2v_motion"]
+                lines.append(_row(f"  motion pairs, n={motion['n']}", motion)
+                             + f"   twin acc {100 * motion['twin_accuracy']:.1f}")
+            if direction == "t2v" and "t2v_annoy" in result:
+                lines.append(_row("  through Annoy", result["t2v_annoy"]))
+    return "\n".join(lines)
+
+
+def _row(name: str, summary: dict[str, Any]) -> str:
+    recalls = "".join(f"{100 * summary[f'r{k}']:>7.1f}" for k in metrics.RECALL_KS)
+    md, mn = summary.get("median_rank"), summary.get("mean_rank")
+    ranks = f"{md:>7.1f}{mn:>8.1f}" if md is not None else f"{'-':>7}{'-':>8}"
+    return f"{name:<34}{recalls}{ranks}"
+
+
+# -- pieces --------------------------------------------------------------------------------------
+
+
+def _summary(rank: np.ndarray, n_candidates: int) -> dict[str, Any]:
+    summary = metrics.summarise(rank)
+    summary["recall_at_k"] = metrics.recall_curve(rank, min(CURVE_MAX_K, n_candidates))
+    return summary
+
+
+def _annoy_segment(clip_emb: np.ndarray, directory: Path) -> Any:
+    from services.index.segment import AnnoySegment
+
+    # The shard's own build: 64 trees, search_k calibrated for recall@10 >= 0.95.
+    return AnnoySegment.build(directory, "eval", [str(i) for i in range(len(clip_emb))], clip_emb)
+
+
+def _annoy_summary(segment: Any, queries: np.ndarray, truth: np.ndarray, exact: dict[str, Any]) -> dict[str, Any]:
+    ids, _ = segment.search(queries, ANNOY_K)
+    hit = ids == truth[:, None]
+    # A truth Annoy did not return in its top ANNOY_K ranks beyond every K reported.
+    rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, ANNOY_K + 1)
+    summary: dict[str, Any] = {f"r{k}": float(np.mean(rank <= k)) for k in metrics.RECALL_KS}
+    summary["n"] = len(rank)
+    summary["recall_lost"] = {f"r{k}": exact[f"r{k}"] - summary[f"r{k}"] for k in metrics.RECALL_KS}
+    summary["n_trees"] = segment.n_trees
+    summary["search_k"] = segment.effective_search_k(ANNOY_K)
+    return summary
+

@@ -1,0 +1,58 @@
+"""CLIP4Clip's contrastive loss: symmetric cross-entropy over the text x video similarity matrix.
+
+Row ``i`` of ``text_emb`` and row ``i`` of ``video_emb`` are a matching pair; every other video in
+the batch is a negative for text ``i`` and every other text a negative for video ``i``.
+
+Several captions of one clip: the trainer puts each clip in a batch at most once, with one of
+its captions drawn per epoch, so the diagonal is the only positive (CLIP4Clip does the same).
+A caller that cannot promise this passes ``clip_ids``: an off-diagonal pair of the same clip is
+then dropped from both softmax denominators, so a duplicate is neither a false negative nor a
+second positive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: CLIP's ceiling on the learnable temperature: the logit scale never exceeds 100.
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+def clamp_logit_scale_(logit_scale: torch.nn.Parameter) -> None:
+    """Keep the raw parameter in [0, log 100] after an optimiser step, as CLIP and open_clip do.
+
+    The forward pass already clamps, but a parameter left above the ceiling gets no gradient and
+    would need many steps to come back.
+    """
+    with torch.no_grad():
+        logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
+
+
+def contrastive_loss(
+    text_emb: torch.Tensor,
+    video_emb: torch.Tensor,
+    logit_scale: torch.Tensor,
+    clip_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean of the text->video and video->text cross-entropies, computed in float32.
+
+    ``text_emb`` and ``video_emb`` are unit rows ``[n, d]``; ``logit_scale`` is the model's raw
+    (log) temperature, clamped to ``LOGIT_SCALE_MAX`` before ``exp``. ``clip_ids [n]``, when
+    given, marks rows of the same clip (see the module docstring).
+    """
+    if text_emb.shape != video_emb.shape or text_emb.ndim != 2:
+        raise ValueError(f"need paired [n, d] embeddings, got {tuple(text_emb.shape)} and {tuple(video_emb.shape)}")
+    # Under autocast the matmul would run in bf16/fp16; the logits of a 512-wide product of unit
+    # vectors times 100 need float32.
+    with torch.autocast(device_type=text_emb.device.type, enabled=False):
+        scale = logit_scale.float().clamp(max=LOGIT_SCALE_MAX).exp()
+        logits = scale * text_emb.float() @ video_emb.float().T
+        if clip_ids is not None:
+            same = clip_ids.view(-1, 1) == clip_ids.view(1, -1)
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+        targets = torch.arange(logits.shape[0], device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
