@@ -15,16 +15,16 @@ COMMAND_MODULES = ("services.up", "services.search_cli", "services.ingest.cli", 
 
 
 def _serve(args) -> int:
-    importlib.import_module(f"services.{args.command}.server").main()
+    importlib.import_module(f"services.{args.service}.server").main()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidsearch", description="Content-based video retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SERVICES:
-        p = sub.add_parser(name, help=f"run the {name} service (settings from VIDSEARCH_{name.upper()}_*)")
-        p.set_defaults(run=_serve)
+    serve = sub.add_parser("serve", help="run one service; settings from VIDSEARCH_<SERVICE>_* variables")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(run=_serve)
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
