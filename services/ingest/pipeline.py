@@ -1,0 +1,249 @@
+"""One ingest attempt: plan the clips, then decode -> encode -> index as three concurrent stages.
+
+Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
+the encoder service, and records go to the shard `shard_for_video` picks. Bounded queues link the
+stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
+Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
+them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.common.encoder_client import EncoderClient
+from services.common.errors import DependencyDown
+from services.common.index_client import ShardSet
+from services.common.media import MediaStore, thumbnail_key
+from services.common.shards import clip_id_for
+from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
+from services.ingest.records import Job, JobStage
+from vidsearch.common.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+STAGE_SECONDS = Histogram(
+    "vidsearch_ingest_stage_seconds", "Time per unit of work in each ingest stage (plan: per video; "
+    "decode: per chunk of clips; encode, index: per batch).", ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+CLIPS = Counter("vidsearch_ingest_clips_total", "Clips through each ingest stage.", ["stage"])
+VIDEO_SECONDS = Counter("vidsearch_ingest_video_seconds_total", "Seconds of video ingested successfully.")
+QUEUE_DEPTH = Gauge("vidsearch_ingest_queue_clips", "Clips waiting between pipeline stages.", ["queue"])
+
+#: Encoder requests stay well under the 64 MiB message limit whatever the model's frame size.
+MAX_ENCODE_BYTES = 48 * 1024 * 1024
+#: Metadata keys the service sets itself; a submission's extra metadata may not use them.
+RESERVED_METADATA = frozenset({"title", "programme", "air_date", "source_uri"})
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    """Batching and queueing of one attempt (see `IngestSettings` for what each bounds)."""
+
+    decode_chunk_clips: int = 4
+    encode_batch_clips: int = 16
+    queue_clips: int = 32
+    rpc_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    clips: int
+    video_seconds: float
+
+
+#: Records progress for the job (fields to set, clip ids about to be written). Raises
+#: ``JobCancelled`` or ``Superseded`` when the attempt must stop.
+Report = Callable[[dict[str, object], list[str] | None], Awaitable[None]]
+
+
+def clip_metadata(job: Job) -> dict[str, str]:
+    """The metadata map every clip of the job carries (empty values left out, so filters on them miss)."""
+    meta = job.spec.meta
+    fields = {**meta.extra, "title": meta.title, "programme": meta.programme, "air_date": meta.air_date,
+              "source_uri": job.spec.source}
+    return {k: v for k, v in fields.items() if v}
+
+
+class Pipeline:
+    """Runs attempts at jobs; shared by every worker task of a process."""
+
+    def __init__(self, encoder: EncoderClient, shards: ShardSet, media: MediaStore, pool: DecodePool,
+                 ctx: DecodeContext, limits: PipelineLimits) -> None:
+        self.encoder = encoder
+        self.shards = shards
+        self.media = media
+        self.pool = pool
+        self.ctx = ctx
+        self.limits = limits
+
+    async def run(self, job: Job, report: Report) -> Outcome:
+        info = await self.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        started = time.perf_counter()
+        plan = await self.pool.run(plan_video, self.ctx, job.spec.source, job.spec.segment)
+        STAGE_SECONDS.labels("plan").observe(time.perf_counter() - started)
+        segments = plan.segments
+        await report({"stage": JobStage.DECODING.value, "clips_total": len(segments),
+                      "video_seconds": plan.duration_s}, None)
+        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size)
+        await run.stages(segments)
+        VIDEO_SECONDS.inc(plan.duration_s)
+        return Outcome(len(segments), plan.duration_s)
+
+
+class _Attempt:
+    """The three stages of one attempt and the queues between them."""
+
+    def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int) -> None:
+        self.p = pipeline
+        self.job = job
+        self.report = report
+        self.num_frames = num_frames
+        self.size = size
+        limits = pipeline.limits
+        clip_bytes = num_frames * size * size * 3
+        self.batch = max(1, min(limits.encode_batch_clips, MAX_ENCODE_BYTES // clip_bytes))
+        self.decoded: asyncio.Queue[DecodedClip | None] = asyncio.Queue(limits.queue_clips)
+        self.encoded: asyncio.Queue[tuple[list[DecodedClip], np.ndarray, str] | None] = asyncio.Queue(
+            max(1, limits.queue_clips // self.batch))
+        self.decoding_done = False
+        self.encoding_done = False
+        self.metadata = clip_metadata(job)
+
+    async def stages(self, segments: list) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._decode(segments))
+                group.create_task(self._encode())
+                group.create_task(self._index())
+        except BaseExceptionGroup as eg:
+            raise _first_error(eg) from None
+        finally:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Empties the queues (of a failed attempt), keeping the queue gauge true."""
+        while not self.decoded.empty():
+            if self.decoded.get_nowait() is not None:
+                QUEUE_DEPTH.labels("decoded").dec()
+        while not self.encoded.empty():
+            item = self.encoded.get_nowait()
+            if item is not None:
+                QUEUE_DEPTH.labels("encoded").dec(len(item[0]))
+
+    def _stage(self) -> str:
+        if not self.decoding_done:
+            return JobStage.DECODING.value
+        return JobStage.INDEXING.value if self.encoding_done else JobStage.ENCODING.value
+
+    async def _decode(self, segments: list) -> None:
+        chunk = self.p.limits.decode_chunk_clips
+        chunks = [segments[i:i + chunk] for i in range(0, len(segments), chunk)]
+        pending: collections.deque[asyncio.Task] = collections.deque()
+
+        async def one(part: list) -> tuple[list[DecodedClip], float]:
+            started = time.perf_counter()
+            clips = await self.p.pool.run(sample_chunk, self.p.ctx, self.job.spec.source, part,
+                                          self.num_frames, self.size)
+            return clips, time.perf_counter() - started
+
+        try:
+            for part in chunks:
+                pending.append(asyncio.ensure_future(one(part)))
+                if len(pending) >= self.p.pool.processes:
+                    await self._emit(await pending.popleft())
+            while pending:
+                await self._emit(await pending.popleft())
+        finally:
+            for task in pending:
+                task.cancel()
+        self.decoding_done = True
+        await self.decoded.put(None)
+
+    async def _emit(self, result: tuple[list[DecodedClip], float]) -> None:
+        clips, seconds = result
+        STAGE_SECONDS.labels("decode").observe(seconds)
+        CLIPS.labels("decoded").inc(len(clips))
+        for clip in clips:
+            await self.decoded.put(clip)
+            QUEUE_DEPTH.labels("decoded").inc()
+
+    async def _encode(self) -> None:
+        finished = False
+        while not finished:
+            first = await self.decoded.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.batch and not self.decoded.empty():
+                item = self.decoded.get_nowait()
+                if item is None:
+                    finished = True
+                    break
+                batch.append(item)
+            QUEUE_DEPTH.labels("decoded").dec(len(batch))
+            started = time.perf_counter()
+            vectors, model_id = await self.p.encoder.encode_frames(
+                [c.frames for c in batch], timeout_s=self.p.limits.rpc_timeout_s)
+            STAGE_SECONDS.labels("encode").observe(time.perf_counter() - started)
+            if len(vectors) != len(batch):
+                raise DependencyDown(f"encoder returned {len(vectors)} embeddings for {len(batch)} clips")
+            CLIPS.labels("encoded").inc(len(batch))
+            await self.encoded.put((batch, vectors, model_id))
+            QUEUE_DEPTH.labels("encoded").inc(len(batch))
+        self.encoding_done = True
+        await self.encoded.put(None)
+
+    async def _index(self) -> None:
+        shard = self.p.shards.for_video(self.job.video_id)
+        done = 0
+        while (item := await self.encoded.get()) is not None:
+            batch, vectors, model_id = item
+            QUEUE_DEPTH.labels("encoded").dec(len(batch))
+            started = time.perf_counter()
+            records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
+            # Record the ids before writing them: a cancel or failure must be able to find every clip.
+            await self.report({}, [r.clip_id for r in records])
+            await asyncio.to_thread(self._put_thumbnails, batch)
+            await shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s)
+            STAGE_SECONDS.labels("index").observe(time.perf_counter() - started)
+            CLIPS.labels("indexed").inc(len(records))
+            done += len(records)
+            await self.report({"clips_done": done, "stage": self._stage()}, None)
+
+    def _record(self, clip: DecodedClip, vector: np.ndarray, model_id: str) -> common_pb2.ClipRecord:
+        video_id = self.job.video_id
+        return common_pb2.ClipRecord(
+            clip_id=clip_id_for(video_id, clip.start_s),
+            video_id=video_id,
+            start_seconds=clip.start_s,
+            end_seconds=clip.end_s,
+            vector=common_pb2.Vector(values=np.asarray(vector, np.float32).tolist()),
+            tags=list(self.job.spec.meta.tags),
+            thumbnail_ref=thumbnail_key(video_id, clip.start_s),
+            model_id=model_id,
+            metadata=self.metadata,
+        )
+
+    def _put_thumbnails(self, batch: list[DecodedClip]) -> None:
+        for clip in batch:
+            self.p.media.put(thumbnail_key(self.job.video_id, clip.start_s), clip.thumbnail)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception that stopped the stages (the others were cancelled because of it)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
