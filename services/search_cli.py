@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from services.common.server import client_options
+from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 
@@ -42,7 +43,7 @@ def _metadata() -> list[tuple[str, str]]:
 
 def search_once(stub, args) -> gateway_pb2.SearchResponse:
     base = {"top_k": args.top_k, "collapse_by_video": args.collapse,
-            "filter": gateway_pb2.common__pb2.SearchFilter(video_ids=args.video_id, tags=args.tag)}
+            "filter": common_pb2.SearchFilter(video_ids=args.video_id, tags=args.tag)}
     md = _metadata()
     if args.video:
         data = args.video.read_bytes()

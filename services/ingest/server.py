@@ -13,6 +13,7 @@ import logging
 import redis.exceptions
 
 from services.common import logs
+from services.common.auth import ApiKeyInterceptor, load_api_keys
 from services.common.server import Registration, ServiceHooks, serve
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.servicer import IngestServicer
@@ -68,7 +69,8 @@ async def run(cfg: IngestSettings) -> None:
         servicer,
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     )
-    await serve(cfg.server, [registration], ServiceHooks(start=start, stop=stop))
+    interceptors = [ApiKeyInterceptor(load_api_keys(cfg.api_keys_file))] if cfg.api_keys_file else []
+    await serve(cfg.server, [registration], ServiceHooks(start=start, stop=stop, extra_interceptors=interceptors))
 
 
 def main() -> None:

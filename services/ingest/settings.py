@@ -68,6 +68,9 @@ class IngestSettings:
     # Shot mode: least colour-histogram distance (0..1) between consecutive frames that can be a cut
     # (it must also stand out from the recent frames; see `segmenting._CutFinder`).
     shot_threshold: float = 0.15
+    # One "<key> <read|write>" per line; unset disables API keys (loopback development only).
+    # Submitting, uploading, cancelling and deleting need a write key.
+    api_keys_file: Path | None = None
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
