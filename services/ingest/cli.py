@@ -47,10 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tag", action="append", default=[], help="tag for every clip (repeatable)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="extra metadata (repeatable)")
     p.add_argument("--video-id", default="", help="video id (one file only; default: content hash)")
+    p.add_argument("--id-from-name", action="store_true", help="use each file's name (without extension) as its id")
     p.add_argument("--upload", action="store_true", help="always upload, even files the service could read")
     p.add_argument("--no-wait", action="store_true", help="submit and print the job ids without waiting")
     p.add_argument("--ingest", default=os.environ.get(ADDRESS_ENV, ""),
                    help=f"ingest service address (default: ${ADDRESS_ENV})")
+    p.set_defaults(run=run)
     return p
 
 
@@ -118,12 +120,17 @@ async def _chunks(header: ingest_pb2.UploadHeader, path: Path,
             yield ingest_pb2.UploadVideoRequest(chunk=chunk)
 
 
+def _video_id(args: argparse.Namespace, video: _Video) -> str:
+    """The id to ingest under: --video-id, the file's name with --id-from-name, else the content hash."""
+    return args.video_id or (video.path.stem if args.id_from_name else "")
+
+
 async def _submit(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, args: argparse.Namespace,
                   meta: ingest_pb2.VideoMetadata, segment: ingest_pb2.SegmentOptions) -> None:
     if not args.upload:
         try:
             reply = await stub.SubmitVideo(ingest_pb2.SubmitVideoRequest(
-                uri=str(video.path), video_id=args.video_id, metadata=meta, segment=segment), timeout=600)
+                uri=str(video.path), video_id=_video_id(args, video), metadata=meta, segment=segment), timeout=600)
             video.job_id, video.video_id = reply.job_id, reply.video_id
             return
         except grpc.aio.AioRpcError as err:
@@ -132,7 +139,7 @@ async def _submit(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, args: 
             if not readable:
                 raise
     size = video.path.stat().st_size
-    header = ingest_pb2.UploadHeader(filename=video.path.name, video_id=args.video_id, metadata=meta,
+    header = ingest_pb2.UploadHeader(filename=video.path.name, video_id=_video_id(args, video), metadata=meta,
                                      segment=segment, size_bytes=size)
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {video.path.name}", leave=False,
               disable=None) as bar:
