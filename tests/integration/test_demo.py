@@ -1,0 +1,28 @@
+"""`vidsearch demo` runs end to end: stack up, ingest, four query modalities, HTML page, clean stop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from services.processes import ROOT
+
+
+def test_demo_runs_end_to_end_and_reuses_the_index(tmp_path: Path) -> None:
+    from services.encoder.model.checkpoint import build_model, save_checkpoint
+    from services.encoder.model.config import tiny
+
+    checkpoint = save_checkpoint(build_model(tiny(temporal="seqTransf")), tmp_path / "model")
+    cmd = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"),
+           "--checkpoint", str(checkpoint)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for heading in ("Korean: ", "English: ", "image: a frame of", "video: film_"):
+        assert heading in first.stdout
+    assert "ingested 12 of 12 videos" in first.stdout
+    page = (tmp_path / "demo" / "results.html").read_text()
+    assert page.count("<figure>") == 20 and "data:image/jpeg;base64," in page
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "index already holds the 12 demo videos" in second.stdout
