@@ -26,7 +26,7 @@ from grpc import aio as grpc_aio
 from PIL import Image
 
 from services.common.server import client_options
-from tests.procs import ServiceProcess
+from services.processes import ServiceProcess
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 
