@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup test test-fast lint proto proto-check bench demo clean
+.PHONY: setup test test-fast lint proto proto-check bench demo model clean deploy-check clients-node
 
 setup: $(STAMP)
 
@@ -24,8 +24,15 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench deploy docker
 	$(VENV)/bin/buf lint
+	BUF=$(VENV)/bin/buf ./scripts/buf_breaking.sh
+
+deploy-check: setup
+	PYTHON=$(PY) ./scripts/validate_deploy.sh
+
+clients-node:
+	npm ci --prefix clients/node --no-audit --no-fund
 
 proto: setup
 	PYTHON=$(PY) ./scripts/gen_protos.sh

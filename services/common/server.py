@@ -36,6 +36,10 @@ def server_options(settings: ServerSettings) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_pings_without_data", 0),
+        # Clients re-resolve DNS only when a connection closes: ageing connections out lets
+        # round-robin clients find replicas added by an autoscaler. The grace lets calls finish.
+        ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
+        ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
     ]
 
 

@@ -41,6 +41,8 @@ class ServerSettings:
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
     max_concurrent_rpcs: int = 1000
+    # Connections are closed (gracefully) after this long so clients re-resolve and rebalance.
+    max_connection_age_ms: int = 300_000
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     # When set, clients must present a certificate signed by this CA (mutual TLS).

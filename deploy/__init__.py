@@ -1,0 +1,1 @@
+"""Deployment tooling: generated shard addresses, and validation of the images and manifests."""

@@ -1,0 +1,169 @@
+"""The Kubernetes overlays: they render, match the schemas, and follow the deployment rules."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy import addresses, policy, tools, validate
+from tests.deploy.conftest import need
+
+OVERLAYS = validate.OVERLAYS
+
+
+def test_generated_addresses_match_their_overlays() -> None:
+    stale = addresses.sync(check=True)
+    assert not stale, f"stale {[str(p) for p in stale]}: run python -m deploy.validate addresses"
+
+
+def test_shard_addresses_follow_the_statefulset_dns_names() -> None:
+    assert addresses.shard_addresses("ns", 3) == [
+        "dns:///index-0.index.ns.svc.cluster.local:50051",
+        "dns:///index-1.index.ns.svc.cluster.local:50051",
+        "dns:///index-2.index.ns.svc.cluster.local:50051",
+    ]
+    assert addresses.encoder_address("ns") == "dns:///encoder.ns.svc.cluster.local:50051"
+
+
+@pytest.mark.parametrize("version", validate.K8S_VERSIONS)
+def test_overlays_match_the_kubernetes_schemas(rendered, version: str) -> None:
+    need("kubernetes-validate")
+    proc = validate.check_schemas([r.path for r in rendered.values()], version)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("rule", sorted(policy.RULES))
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_follows_rule(rendered, overlay: str, rule: str) -> None:
+    assert policy.RULES[rule](rendered[overlay].docs) == []
+
+
+def _index(docs: list[dict]) -> dict:
+    return policy.by_kind(docs, "StatefulSet")["index"]
+
+
+def _container(docs: list[dict], kind: str, name: str) -> dict:
+    return policy.pod_spec(policy.by_kind(docs, kind)[name])["containers"][0]
+
+
+def test_prod_runs_eight_shards_on_gpus_with_budgets(rendered) -> None:
+    docs = rendered["prod"].docs
+    assert _index(docs)["spec"]["replicas"] == 8
+    shards = policy.container_env(docs, next(c for c in policy.containers(docs) if c.spec["name"] == "gateway"))
+    assert len(shards["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")) == 8
+    encoder = _container(docs, "Deployment", "encoder")
+    assert encoder["resources"]["limits"]["nvidia.com/gpu"] == 1
+    budgets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+               for p in policy.by_kind(docs, "PodDisruptionBudget").values()}
+    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker"}
+    assert policy.by_kind(docs, "PodDisruptionBudget")["index"]["spec"]["maxUnavailable"] == 1
+    hpa = policy.by_kind(docs, "HorizontalPodAutoscaler")["encoder"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
+    assert policy.by_kind(docs, "Deployment")["gateway"]["spec"]["replicas"] >= 2
+
+
+def test_prod_serves_tls_on_the_public_endpoints_only(rendered) -> None:
+    docs = rendered["prod"].docs
+    tls = {c.spec["name"] for c in policy.containers(docs)
+           if any(k.endswith("_SERVER_TLS_CERT_FILE") for k in policy.container_env(docs, c))}
+    assert tls == {"gateway", "ingest"}
+    shared = next(cm for name, cm in policy.by_kind(docs, "ConfigMap").items() if name.startswith("vidsearch-shared"))
+    assert shared["data"]["tls-server-name"]
+
+
+def test_dev_runs_two_shards_on_cpu(rendered) -> None:
+    docs = rendered["dev"].docs
+    assert _index(docs)["spec"]["replicas"] == 2
+    encoder = next(c for c in policy.containers(docs) if c.spec["name"] == "encoder")
+    assert "nvidia.com/gpu" not in str(encoder.spec["resources"])
+    assert policy.container_env(docs, encoder)["VIDSEARCH_ENCODER_DEVICE"] == "cpu"
+    assert not policy.by_kind(docs, "PodDisruptionBudget")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_keeps_the_queue_and_bounds_the_cache(rendered, overlay: str) -> None:
+    docs = rendered[overlay].docs
+    redis = policy.by_kind(docs, "StatefulSet")["redis"]
+    assert redis["spec"]["volumeClaimTemplates"]
+    conf = next(cm for name, cm in policy.by_kind(docs, "ConfigMap").items() if name.startswith("redis-config"))
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in conf["data"]["redis.conf"].splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert lines["appendonly"] == "yes"
+    # Only keys with a TTL may be evicted: cache entries, never the job queue's streams.
+    assert lines["maxmemory-policy"] == "volatile-lru" and lines["maxmemory"] != "0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_shard_names_come_from_the_pod_ordinal(rendered, overlay: str) -> None:
+    from services.index.server import shard_name_from_host
+
+    docs = rendered[overlay].docs
+    n = _index(docs)["spec"]["replicas"]
+    # Pod index-N must serve the N-th address the gateway lists.
+    shards = policy.container_env(docs, next(c for c in policy.containers(docs) if c.spec["name"] == "gateway"))
+    for i, address in enumerate(shards["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")):
+        pod = address.removeprefix("dns:///").split(".")[0]
+        assert (pod, shard_name_from_host(pod)) == (f"index-{i}", f"shard-{i}")
+    assert i == n - 1
+
+
+def test_an_external_redis_is_one_setting(tmp_path: Path) -> None:
+    overlay = tmp_path / "external-redis"
+    overlay.mkdir()
+    (overlay / "generated").mkdir()
+    (overlay / "generated" / "addresses.env").write_text(addresses.addresses_env(addresses.OverlayShape("vs", 1)))
+    base = os.path.relpath(validate.K8S / "base", overlay)  # kustomize refuses absolute bases
+    (overlay / "kustomization.yaml").write_text(f"""
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: vs
+resources: [{base}]
+configMapGenerator:
+  - name: vidsearch-shared
+    behavior: merge
+    envs: [generated/addresses.env]
+    literals: [redis-url=rediss://redis.example.internal:6380/0]
+""")
+    try:
+        proc = subprocess.run([*tools.kustomize(), str(overlay)], capture_output=True, text=True, check=False)
+    except tools.ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    assert proc.returncode == 0, proc.stderr
+    docs = validate.load(proc.stdout)
+    assert "redis" not in policy.by_kind(docs, "StatefulSet")
+    for c in policy.containers(docs):
+        urls = {v for k, v in policy.container_env(docs, c).items() if k.endswith("_REDIS_URL")}
+        assert urls in (set(), {"rediss://redis.example.internal:6380/0"})
+
+
+# The rules must catch what they guard: each mutation of a valid overlay breaks one rule.
+def _gateway(docs):
+    return policy.pod_spec(policy.by_kind(docs, "Deployment")["gateway"])
+
+
+MUTATIONS = {
+    "resources": lambda d: _gateway(d)["containers"][0]["resources"].pop("limits"),
+    "hardened": lambda d: _gateway(d)["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False),
+    "grpc-probes": lambda d: _gateway(d)["containers"][0].update(
+        readinessProbe={"tcpSocket": {"port": 50051}}),
+    "grace-periods": lambda d: _gateway(d).update(terminationGracePeriodSeconds=10),
+    "secrets-as-files": lambda d: _gateway(d)["containers"][0]["env"].append(
+        {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "vidsearch-api-keys", "key": "keys"}}}),
+    "network-policies": lambda d: policy.by_kind(d, "NetworkPolicy")["index-ingress"]["spec"]["ingress"][0].pop("from"),
+    "index-statefulset": lambda d: _index(d)["spec"].pop("volumeClaimTemplates"),
+    "addresses": lambda d: _index(d)["spec"].update(replicas=3),
+    "images-pinned": lambda d: _gateway(d)["containers"][0].update(image="vidsearch-service:latest"),
+    "autoscaled-encoder": lambda d: policy.by_kind(d, "Deployment")["encoder"]["spec"].update(replicas=2),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(MUTATIONS))
+def test_rule_catches_its_regression(rendered, rule: str) -> None:
+    assert set(MUTATIONS) == set(policy.RULES)
+    docs = copy.deepcopy(rendered["dev"].docs)
+    MUTATIONS[rule](docs)
+    assert policy.RULES[rule](docs), f"rule {rule} did not notice the mutation"
