@@ -19,15 +19,11 @@ WRITE = [("x-api-key", "writer-key-0123456789")]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
-
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("keys")
-    checkpoint = save_checkpoint(build_model(tiny()), root / "ckpt")
     keys = root / "api-keys"
     keys.write_text("# role per key\nreader-key-0123456789 read\nwriter-key-0123456789 write\n")
-    with LocalStack(StackConfig(data_dir=root / "stack", checkpoint=checkpoint, n_shards=1,
+    with LocalStack(StackConfig(data_dir=root / "stack", checkpoint=tiny_checkpoint, n_shards=1,
                                 api_keys_file=keys)) as s:
         yield s
 

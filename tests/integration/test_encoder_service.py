@@ -21,13 +21,8 @@ FRAMES = 12
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
-
-    directory = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(build_model(tiny()), directory)
-    return directory
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
