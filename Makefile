@@ -46,5 +46,18 @@ bench: setup
 demo: setup
 	$(PY) -m services.cli demo
 
+# Retrains the shipped default model (models/default) from a freshly rendered corpus.
+MODEL_WORK := .train/default
+model: setup
+	rm -rf $(MODEL_WORK)/run
+	$(PY) -m services.cli synth --out $(MODEL_WORK)/corpus --preset full --seed 0 --overwrite
+	$(PY) -m services.cli train --manifest $(MODEL_WORK)/corpus/manifest.jsonl --out $(MODEL_WORK)/run \
+		--config tiny --temporal seqTransf --paraphrase --reverse-motion --frames-per-clip 6 \
+		--batch-size 32 --epochs 36 --lr-pretrained 3e-3 --lr-new 3e-3 --weight-decay 0.05 --seed 42 --no-progress
+	mkdir -p models/default && rm -rf models/default/tokenizer
+	cp -r $(MODEL_WORK)/run/model/. models/default/
+	$(PY) -m services.cli eval --checkpoint models/default --manifest $(MODEL_WORK)/corpus/manifest.jsonl \
+		--split test --json --no-progress > models/default/eval.json
+
 clean:
 	rm -rf .demo .bench .pytest_cache .ruff_cache

@@ -47,6 +47,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.add_argument("--languages", default="ko,en", help="caption languages to train on (default ko,en)")
+    train.add_argument("--paraphrase", action="store_true",
+                       help="synthetic corpus: caption each clip with every training template of its language")
+    train.add_argument("--reverse-motion", action="store_true",
+                       help="synthetic corpus: add each clip played backwards, captioned with the opposite motion "
+                            "(doubles the pairs of every batch)")
+    train.add_argument("--frames-per-clip", type=int,
+                       help="train on this many of each clip's frames, drawn afresh every step (default: all)")
     train.add_argument("--cache-dir", type=Path, help="frame cache directory (default <manifest dir>/.frame_cache)")
     train.add_argument("--cache-workers", type=int, help="processes sampling videos into the cache")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
@@ -86,12 +93,14 @@ def run_train(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr_pretrained=args.lr_pretrained,
             lr_new=args.lr_new, weight_decay=args.weight_decay, warmup=args.warmup, grad_accum=args.grad_accum,
             max_grad_norm=args.max_grad_norm or None, precision=args.precision, seed=args.seed,
-            resume=args.resume, languages=_languages(args.languages) or ("ko", "en"), cache_dir=args.cache_dir,
+            resume=args.resume, languages=_languages(args.languages) or ("ko", "en"), paraphrase=args.paraphrase,
+            reverse_motion=args.reverse_motion, frames_per_clip=args.frames_per_clip, cache_dir=args.cache_dir,
             cache_workers=args.cache_workers, device=args.device, checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints, stop_after=args.stop_after, validate=not args.no_validate,
             progress=not args.no_progress,
         )
-        _check_positive(args, "epochs", "batch_size", "grad_accum", "checkpoint_every", "stop_after", "cache_workers")
+        _check_positive(args, "epochs", "batch_size", "grad_accum", "checkpoint_every", "stop_after", "cache_workers",
+                        "frames_per_clip")
         result = train(settings)
     except (VidsearchError, ValueError, FileNotFoundError) as exc:  # TrainingError is a VidsearchError
         print(f"vidsearch train: {exc}", file=sys.stderr)

@@ -115,6 +115,9 @@ class TrainSettings:
     seed: int = 42
     resume: bool = False
     languages: tuple[str, ...] = ("ko", "en")
+    paraphrase: bool = False  # synthetic corpus: every training template of a clip's language (see augment)
+    reverse_motion: bool = False  # synthetic corpus: each clip also played backwards with the opposite motion
+    frames_per_clip: int | None = None  # train on this many of each clip's frames, drawn every step (batches)
     cache_dir: Path | None = None  # default: <manifest dir>/.frame_cache
     cache_workers: int | None = None
     device: str | None = None
@@ -283,7 +286,8 @@ class _Run:
             if resume_from else build_training_model(s)
         recipe = recipe_for(model.config)
         self.cache = self._frame_cache(model.config)
-        self.trainset = TrainingSet.from_entries(self.entries, self.cache, s.languages)
+        self.trainset = TrainingSet.from_entries(self.entries, self.cache, s.languages, paraphrase=s.paraphrase,
+                                                 reverse=s.reverse_motion)
         self.geometry = Geometry.plan(len(self.trainset), s.batch_size or recipe.batch_size, s.grad_accum,
                                       world.size)
         self.epochs = s.epochs or recipe.epochs
@@ -294,6 +298,7 @@ class _Run:
             "seed": s.seed, "epochs": self.epochs, "batch_size": self.geometry.batch_size,
             "grad_accum": s.grad_accum, "lr_pretrained": lrs[0], "lr_new": lrs[1],
             "weight_decay": s.weight_decay, "warmup": s.warmup, "languages": list(s.languages),
+            "frames_per_clip": s.frames_per_clip,
             "data": self.trainset.fingerprint(),
         }
         self.model = model.to(world.device).train()
@@ -310,9 +315,10 @@ class _Run:
             _seed_everything(s.seed + world.rank)  # each process its own dropout masks
         if world.is_main:
             self._trim_log()
-            log.info("training %d clips, %d steps/epoch x %d epochs (batch %d = %d x %d micro x %d processes)",
+            log.info("training %d clips, %d steps/epoch x %d epochs (batch %d = %d x %d micro x %d processes%s)",
                      len(self.trainset), self.geometry.steps_per_epoch, self.epochs, self.geometry.batch_size,
-                     self.geometry.grad_accum, self.geometry.per_rank, world.size)
+                     self.geometry.grad_accum, self.geometry.per_rank, world.size,
+                     ", each clip also reversed" if s.reverse_motion else "")
         ddp = self.model
         if world.distributed:
             ddp = DistributedDataParallel(self.model, device_ids=[world.local_rank] if world.device.type == "cuda"
@@ -364,7 +370,8 @@ class _Run:
         try:
             while self.epoch < self.epochs:
                 steps = micro_batches(self.trainset, self.cache, geometry, world, s.seed, self.epoch,
-                                      self.step_in_epoch, pin=world.device.type == "cuda")
+                                      self.step_in_epoch, pin=world.device.type == "cuda",
+                                      frames_per_clip=s.frames_per_clip)
                 for step_batches in prefetch(steps):
                     started = time.perf_counter()
                     lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}  # this step's
@@ -511,7 +518,8 @@ class _Run:
 
 
 def _check_settings(s: TrainSettings) -> None:
-    for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every", "stop_after", "keep_checkpoints"):
+    for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every", "stop_after", "keep_checkpoints",
+                 "frames_per_clip"):
         value = getattr(s, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise TrainingError(f"{name} must be a positive integer, got {value!r}")

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from services.encoder.model.checkpoint import build_model, load_checkpoint
 from services.encoder.model.config import tiny
-from services.training.batches import Geometry, MicroBatch, TrainingError, TrainingSet
+from services.training.batches import Geometry, MicroBatch, TrainingError, TrainingSet, keep_frames, micro_batches
 from services.training.cli import add_parsers
 from services.training.distributed import World
 from services.training.frame_cache import open_frame_cache
@@ -256,6 +256,90 @@ def test_each_clip_once_per_epoch_with_one_of_its_captions() -> None:
     assert np.array_equal(again[0], order) and again[1] == captions
     drawn = {c for epoch in range(8) for c in trainset.epoch_plan(seed=3, epoch=epoch)[1]}
     assert len(drawn) == 12  # over epochs, every caption is used
+
+
+class _RowCache:
+    """A frame cache stand-in: clip ``r`` is frames whose pixels all equal the frame's index + 10 r."""
+
+    def __init__(self, entries, steps: int = 6) -> None:
+        self.rows = {clip_id: i for i, clip_id in enumerate(dict.fromkeys(e.clip_id for e in entries))}
+        self.steps = steps
+
+    def row(self, entry) -> int:
+        return self.rows[entry.clip_id]
+
+    def clip(self, rows):
+        rows = np.asarray(rows)
+        values = (np.arange(self.steps)[None, :] + 10 * rows[:, None]).astype(np.uint8)
+        frames = np.broadcast_to(values[..., None, None, None], (len(rows), self.steps, 2, 2, 3)).copy()
+        return frames, np.ones((len(rows), self.steps), bool)
+
+
+def _synthetic_entries():
+    from services.training.manifest import ManifestEntry
+
+    scenes = [("circle", "red", 1, "left", "sea", "day"), ("star", "blue", 2, "up", "city", "night")]
+    entries = []
+    for i, (shape, colour, count, motion, place, time) in enumerate(scenes):
+        attributes = {"shape": shape, "colour": colour, "count": count, "motion": motion, "place": place,
+                      "time": time}
+        for template in ("ko-1", "en-0"):
+            from services.training.captions import caption
+            from services.training.scenes import Attributes
+
+            entries.append(ManifestEntry(
+                clip_id=f"film_0000:{i:09d}", video=Path("/nonexistent.mp4"), start_s=float(i), end_s=i + 1.0,
+                caption=caption(Attributes(**attributes), template), language=template[:2], split="train",
+                attributes=attributes, template=template))
+    return entries
+
+
+def test_paraphrases_use_every_training_template_and_never_a_held_out_one() -> None:
+    from services.training.captions import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, caption
+    from services.training.scenes import Attributes
+
+    entries = _synthetic_entries()
+    trainset = TrainingSet.from_entries(entries, _RowCache(entries), ("ko", "en"), paraphrase=True)
+    first = Attributes(**entries[0].attributes)
+    expected = {caption(first, t) for ids in TRAIN_TEMPLATES.values() for t in ids}
+    assert set(trainset.captions[0]) == expected
+    held_out = {caption(first, t) for ids in HELD_OUT_TEMPLATES.values() for t in ids}
+    assert held_out.isdisjoint(trainset.captions[0])
+    plain = TrainingSet.from_entries(entries, _RowCache(entries), ("ko", "en"))
+    assert set(plain.captions[0]) == {e.caption for e in entries[:2]}
+
+
+def test_reversed_clips_play_backwards_with_the_opposite_motion_in_the_same_batch() -> None:
+    entries = _synthetic_entries()
+    cache = _RowCache(entries)
+    trainset = TrainingSet.from_entries(entries, cache, ("ko", "en"), reverse=True)
+    geometry = Geometry.plan(len(trainset), batch_size=2, grad_accum=1, world_size=1)
+    (batch,) = next(micro_batches(trainset, cache, geometry, World(), seed=0, epoch=0,
+                                  first_step=0, pin=False))
+    assert len(batch.texts) == batch.frames.shape[0] == 4 and batch.clip_ids.tolist()[2:] == \
+        [i + 2 for i in batch.clip_ids.tolist()[:2]]
+    assert torch.equal(batch.frames[2:], batch.frames[:2].flip(1))
+    for forward, backward in zip(batch.texts[:2], batch.texts[2:], strict=True):
+        assert forward != backward
+        words = {"왼쪽": "오른쪽", "위쪽": "아래쪽", "left": "right", "up": "down"}
+        swapped = forward
+        for a, b in words.items():
+            swapped = swapped.replace(a, "\0").replace(b, a).replace("\0", b)
+        assert swapped == backward
+
+
+def test_augmentations_refuse_a_manifest_without_synthetic_templates(corpus: Path) -> None:
+    entries = read_manifest(corpus)
+    with pytest.raises(TrainingError, match="synthetic training template"):
+        TrainingSet.from_entries(entries, _RowCache(entries), ("ko", "en"), paraphrase=True)
+
+
+def test_frames_per_clip_keeps_that_many_valid_frames_in_place() -> None:
+    mask = np.ones((3, 12), bool)
+    mask[2, 4:] = False
+    kept = keep_frames(mask, 6, np.random.default_rng(0).random(mask.shape))
+    assert kept.sum(axis=1).tolist() == [6, 6, 4]
+    assert not (kept & ~mask).any()
 
 
 def test_batch_geometry() -> None:

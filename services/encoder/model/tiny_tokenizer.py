@@ -1,7 +1,9 @@
 """A real WordPiece tokenizer with a small in-code vocabulary, for tiny test models.
 
 It covers printable ASCII and every Hangul syllable and jamo, so English and Korean text never
-falls back to ``[UNK]``; it is no substitute for a trained multilingual vocabulary.
+falls back to ``[UNK]``; it is no substitute for a trained multilingual vocabulary. English words
+split into letter pairs, so a sentence of ten English words fits ``tiny()``'s 32 tokens as a
+Korean one does (letter by letter it took about 40, and truncation cut off its end).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _WORDS = (
     "eating", "kitchen", "guitar", "music", "game", "sports", "red", "blue", "green", "white", "black",
 )
 _SUFFIXES = ("s", "ing", "ed", "er", "ly")
+_LETTER_PAIRS = tuple(a + b for a in string.ascii_lowercase for b in string.ascii_lowercase)
 
 
 def _hangul() -> list[str]:
@@ -31,13 +34,13 @@ def _hangul() -> list[str]:
 
 @functools.cache
 def tiny_vocab() -> tuple[str, ...]:
-    """The ordered vocabulary: specials, whole words, characters, then '##' continuations."""
+    """The ordered vocabulary: specials, whole words, characters, letter pairs, then '##' continuations."""
     # Inputs are lower-cased by the normaliser, so upper-case letters are never looked up.
     ascii_chars = [c for c in string.printable if c.isprintable() and not c.isspace() and not c.isupper()]
     word_chars = [c for c in ascii_chars if c.isalnum()]
     hangul = _hangul()
-    tokens = [*SPECIAL_TOKENS, *_WORDS, *ascii_chars, *hangul]
-    tokens += [f"##{piece}" for piece in (*_SUFFIXES, *word_chars, *hangul)]
+    tokens = [*SPECIAL_TOKENS, *_WORDS, *ascii_chars, *hangul, *_LETTER_PAIRS]
+    tokens += [f"##{piece}" for piece in (*_SUFFIXES, *word_chars, *hangul, *_LETTER_PAIRS)]
     return tuple(dict.fromkeys(tokens))  # drop duplicates, keep order
 
 
