@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup test test-fast lint proto proto-check bench demo model clean deploy-check clients-node
+.PHONY: setup test test-fast lint proto proto-check bench soak demo model clean deploy-check clients-node
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ proto-check: proto
 
 bench: setup
 	$(PY) -m bench.report
+
+# 16 clients mixing text, image and clip-id searches with ongoing ingest, 10 minutes.
+soak: setup
+	$(PY) -m bench.soak --minutes 10 --json
 
 demo: setup
 	$(PY) -m services.cli demo

@@ -75,22 +75,36 @@ class LocalStack:
             seal_threshold=self.config.seal_threshold), self.logs / f"shard-{i}.log", port=port,
             env_prefix="VIDSEARCH_INDEX")
 
+    def _encoder(self) -> ServiceProcess:
+        port = self.encoder.port if self.encoder is not None else None
+        return ServiceProcess("services.encoder", self._env(
+            "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log", port=port,
+            env_prefix="VIDSEARCH_ENCODER")
+
+    def ingest_process(self, module: str = "services.ingest", log_name: str = "ingest",
+                       port: int | None = None, **settings: object) -> ServiceProcess:
+        """An ingest API server or standalone worker (``services.ingest.worker``) of this stack, not yet
+        started; ``settings`` override VIDSEARCH_INGEST_* values (e.g. ``key_prefix``, ``workers``)."""
+        assert self.encoder is not None and self.redis is not None, "start the stack first"
+        values: dict[str, object] = {
+            "redis_url": self.redis_url, "encoder": self.encoder.address,
+            "index_shards": ",".join(s.address for s in self.shards), "media_root": self.media_root,
+            "allowed_roots": str(self.root.anchor), "workers": self.config.ingest_workers,
+            "api_keys_file": self.config.api_keys_file}
+        env = self._env("VIDSEARCH_INGEST", **values)
+        env.update({f"VIDSEARCH_INGEST_{k.upper()}": str(v) for k, v in settings.items()})
+        return ServiceProcess(module, env, self.logs / f"{log_name}.log", port=port, env_prefix="VIDSEARCH_INGEST")
+
     def start(self, timeout_s: float = 180.0) -> LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):
             self.redis = RedisServer(self.root / "redis").start()
         self.shards = [self._shard(i).start() for i in range(self.config.n_shards)]
-        self.encoder = ServiceProcess("services.encoder", self._env(
-            "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log",
-            env_prefix="VIDSEARCH_ENCODER").start()
+        self.encoder = self._encoder().start()
         shard_list = ",".join(s.address for s in self.shards)
         if self.has_ingest:
-            self.ingest = ServiceProcess("services.ingest", self._env(
-                "VIDSEARCH_INGEST", redis_url=self.redis_url, encoder=self.encoder.address,
-                index_shards=shard_list, media_root=self.media_root, allowed_roots=str(self.root.anchor),
-                workers=self.config.ingest_workers, api_keys_file=self.config.api_keys_file),
-                self.logs / "ingest.log", port=self.config.ingest_port, env_prefix="VIDSEARCH_INGEST").start()
+            self.ingest = self.ingest_process(port=self.config.ingest_port).start()
         self.gateway = ServiceProcess("services.gateway", self._env(
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=shard_list,
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
@@ -120,6 +134,12 @@ class LocalStack:
         self.shards[i] = self._shard(i).start()
         self.shards[i].wait_serving(timeout=timeout_s)
         return self.shards[i]
+
+    def restart_encoder(self, timeout_s: float = 120.0) -> ServiceProcess:
+        """Starts the encoder again on its old port (after a stop or kill), and waits until it serves."""
+        self.encoder = self._encoder().start()
+        self.encoder.wait_serving(timeout=timeout_s)
+        return self.encoder
 
     def stop(self) -> None:
         for proc in reversed(self.processes):

@@ -35,9 +35,16 @@ class ClientTLS:
 
 
 def retry_service_config(*services: str, max_attempts: int = 4) -> str:
-    """Retries UNAVAILABLE with backoff; only for services whose calls are idempotent."""
+    """Retries UNAVAILABLE with backoff; only for services whose calls are idempotent.
+
+    Client-side health checking (the first service's name) keeps calls off a server that is up but
+    not SERVING: one still loading its model or opening its index, or draining on SIGTERM. Calls
+    then fail UNAVAILABLE (retried here, retryable by callers) instead of reaching the servicer and
+    coming back FAILED_PRECONDITION "still loading", and round_robin skips such a replica.
+    """
     return json.dumps({
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": services[0]},
         "methodConfig": [{
             "name": [{"service": s} for s in services],
             "retryPolicy": {

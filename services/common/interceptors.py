@@ -3,6 +3,11 @@
 Servicers raise the exceptions of ``services.common.errors``; nothing else in a service turns
 an exception into a status. Unexpected exceptions become INTERNAL with a generic message and
 a reference id, and the detail goes to the log.
+
+Requests are parsed here too, not by grpc: when its own deserializer fails (bad wire format, a
+string field that is not UTF-8), grpc.aio answers UNKNOWN "Unexpected <class 'DecodeError'>" and
+logs a traceback before any interceptor runs. Parsed here, such a request is INVALID_ARGUMENT,
+logged and counted like any other bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 from services.common import errors
@@ -86,11 +92,33 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN if code else grpc.StatusCode.OK
 
 
-def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    """Parses one request message; a malformed one is the caller's error, not an unexpected one."""
+    if deserializer is None:
+        return lambda raw: raw
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as exc:
+            raise errors.InvalidInput(f"malformed request message: {exc}") from None
+
+    return parse
+
+
+def _parse_each(parse: Callable[[bytes], Any]) -> Callable[[Any], Any]:
+    async def messages(raw_iterator: Any) -> Any:
+        async for raw in raw_iterator:
+            yield parse(raw)
+
+    return messages
+
+
+def _wrap_unary(behaviour: Callable[..., Any], method: str, parse: Callable[[Any], Any]) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         outcome = _Outcome(method)
         try:
-            response = await behaviour(request, context)
+            response = await behaviour(parse(request), context)
             outcome.code = _code_of(context)
             return response
         except grpc.aio.AbortError:
@@ -104,11 +132,11 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any
     return handler
 
 
-def _wrap_stream(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(behaviour: Callable[..., Any], method: str, parse: Callable[[Any], Any]) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         outcome = _Outcome(method)
         try:
-            async for response in behaviour(request, context):
+            async for response in behaviour(parse(request), context):
                 yield response
             outcome.code = _code_of(context)
         except grpc.aio.AbortError:
@@ -130,28 +158,26 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        # The wrapped handlers get raw bytes (no request_deserializer) and parse them themselves.
+        parse = _parser(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(handler.unary_unary, method, parse),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(handler.stream_unary, method, _parse_each(parse)),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(handler.unary_stream, method, parse),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(handler.stream_stream, method, _parse_each(parse)),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -153,11 +153,17 @@ async def serve(settings: ServerSettings, registrations: Sequence[Registration],
 
 
 def client_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
-    """Channel options matching the servers': message limits, keepalive and a retry policy."""
+    """Channel options matching the servers': message limits, keepalive and reconnect backoff.
+
+    The reconnect backoff is capped at 2 s (gRPC's default cap is 120 s), so a peer that was down
+    for a while is used again within about 2 s of listening, not up to minutes later.
+    """
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]

@@ -2,7 +2,8 @@
 
 Each shard gets the time left on the request's deadline minus a small margin, so a late shard
 is dropped (and named in ``failed``) while the others' hits still go back in time. Only when
-every shard failed is the search itself an error.
+every shard failed is the search itself an error: INVALID_ARGUMENT when every shard refused the
+request as invalid (a bad filter is the caller's mistake, not an outage), else UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common.errors import DependencyDown, VidsearchError
+from services.common.errors import DependencyDown, InvalidInput, VidsearchError
 from services.common.index_client import ShardClient
 from vidsearch.common.v1 import common_pb2
 
@@ -75,6 +76,8 @@ async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, fl
         for q, result in enumerate(reply.results):
             per_query[q].append(list(result.hits))
     if len(failed) == len(shards):
+        if all(isinstance(r, InvalidInput) for r in replies):
+            raise InvalidInput(str(replies[0]))
         raise DependencyDown(f"all {len(shards)} index shards failed or timed out: {', '.join(failed)}")
     hits = [merge_ranked(lists, top_k, collapse_by_video, exclude) for lists in per_query]
     return FanoutResult(hits, failed)

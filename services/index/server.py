@@ -30,6 +30,9 @@ class IndexSettings:
     seal_threshold: int = 50_000
     # Recall the per-segment search_k is calibrated for at build time.
     recall_target: float = 0.95
+    # Disk quota of the shard's clip store in bytes (0: none). Past it, upserts are refused with
+    # RESOURCE_EXHAUSTED and nothing is written, as on a full disk; deletes still free space.
+    max_store_bytes: int = 0
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -37,6 +40,8 @@ class IndexSettings:
             raise settings.SettingsError(f"seal_threshold must be >= 1, got {self.seal_threshold}")
         if not 0.0 < self.recall_target <= 1.0:
             raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
+        if self.max_store_bytes < 0:
+            raise settings.SettingsError(f"max_store_bytes must be >= 0, got {self.max_store_bytes}")
 
 
 def shard_name_from_host(hostname: str) -> str:
@@ -51,7 +56,8 @@ async def run(cfg: IndexSettings) -> None:
 
     async def start() -> None:
         servicer.shard = await asyncio.to_thread(
-            ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target
+            ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target,
+            max_store_bytes=cfg.max_store_bytes or None,
         )
         log.info("shard %s open: %s", name, servicer.shard.stats())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -106,6 +107,24 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
+def _then_collect(fn: Callable[..., T], *args: Any) -> T:
+    """Runs one task in a decode process, then a full garbage collection.
+
+    PyAV's containers, streams and codec contexts reference each other, so only the cycle collector
+    frees them, and as they live through many young collections while a video decodes they end up
+    in the oldest generation, which Python seldom collects. Their FFmpeg buffers then pile up (some
+    5 KB per opened video: +12% RSS of the decode processes in a 10-minute soak). One collection per
+    task gives them back at once. Whatever is alive after the first task (modules, the cached
+    samplers) is frozen out of later collections, which then cost well under a millisecond.
+    """
+    try:
+        return fn(*args)
+    finally:
+        gc.collect()
+        if not gc.get_freeze_count():
+            gc.freeze()
+
+
 class DecodePool:
     """A pool of ``processes`` decode processes, rebuilt if one of them dies.
 
@@ -127,7 +146,7 @@ class DecodePool:
         loop = asyncio.get_running_loop()
         pool = self._pool
         try:
-            return await loop.run_in_executor(pool, fn, *args)
+            return await loop.run_in_executor(pool, _then_collect, fn, *args)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 log.error("a decode process died; restarting the pool")
