@@ -33,7 +33,9 @@ def run(args) -> int:
                          ingest_workers=args.workers, use_redis=not args.no_redis,
                          gateway_port=args.gateway_port, ingest_port=args.ingest_port)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both handled explicitly: a shell may start background jobs with SIGINT ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     stack = LocalStack(config)
     try:
         stack.start()
