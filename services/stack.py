@@ -127,6 +127,8 @@ class LocalStack:
             "redis": self.redis_url,
             "data_dir": str(self.root),
             "logs": str(self.logs),
+            "pids": [p.proc.pid for p in self.processes if p.proc is not None]
+            + ([self.redis.proc.pid] if self.redis and self.redis.proc else []),
         }
 
     def restart_shard(self, i: int, timeout_s: float = 60.0) -> ServiceProcess:

@@ -1,0 +1,54 @@
+"""`vidsearch up` runs the stack until Ctrl-C; `vidsearch search` queries it from the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.processes import ROOT, free_port
+
+
+def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    data = tmp_path / "stack"
+    gateway_port, ingest_port = free_port(), free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data), "--checkpoint", str(tiny_checkpoint),
+         "--gateway-port", str(gateway_port), "--ingest-port", str(ingest_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (data / "stack.json").exists():
+            assert up.poll() is None, up.stdout.read()
+            assert time.monotonic() < deadline, "vidsearch up did not come up"
+            time.sleep(0.2)
+        info = json.loads((data / "stack.json").read_text())
+        assert info["gateway"] == f"127.0.0.1:{gateway_port}" and len(info["shards"]) == 2
+        page = tmp_path / "hits.html"
+        search = subprocess.run(
+            [sys.executable, "-m", "services.cli", "search", "스튜디오에서 전화를 받는 남자", "--gateway",
+             info["gateway"], "--html", str(page)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert search.returncode == 0, search.stderr
+        assert "스튜디오에서 전화를 받는 남자" in search.stdout and "cache miss" in search.stdout
+        assert page.read_text().startswith("<!doctype html>")
+        bad = subprocess.run(
+            [sys.executable, "-m", "services.cli", "search", "--like", "nobody:000000000", "--gateway",
+             info["gateway"]], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and "NOT_FOUND" in bad.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=120)
+    assert up.returncode == 0, out
+    # Every service process (and redis-server) is gone.
+    assert len(info["pids"]) == 6  # 2 shards, encoder, ingest, gateway, redis
+    for pid in info["pids"]:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"process {pid} outlived vidsearch up")
