@@ -69,6 +69,14 @@ def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None =
     return grpc.aio.insecure_channel(target, options=options)
 
 
+async def call(method, request, timeout_s: float, what: str):
+    """One outbound unary call with a deadline; a failure comes back as the matching domain error."""
+    try:
+        return await method(request, timeout=timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        raise domain_error(exc, what) from None
+
+
 def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
     """Maps a failed outbound call to the domain error the caller should raise in turn."""
     code, detail = exc.code(), exc.details() or exc.code().name

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
 import numpy as np
 
-from services.common.channels import ClientTLS, domain_error, open_channel
+from services.common.channels import ClientTLS, call, open_channel
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 SERVICE = "vidsearch.encoder.v1.EncoderService"
@@ -27,10 +26,7 @@ class EncoderClient:
         self._stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
 
     async def _call(self, method, request, timeout_s: float | None):
-        try:
-            return await method(request, timeout=timeout_s or self.timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise domain_error(exc, f"encoder at {self.target}") from None
+        return await call(method, request, timeout_s or self.timeout_s, f"encoder at {self.target}")
 
     async def info(self, timeout_s: float | None = None) -> encoder_pb2.InfoResponse:
         return await self._call(self._stub.Info, encoder_pb2.InfoRequest(), timeout_s)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
 import numpy as np
 
-from services.common.channels import ClientTLS, domain_error, open_channel
+from services.common.channels import ClientTLS, call, open_channel
 from services.common.shards import shard_for_video
 from vidsearch.common.v1 import common_pb2
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -26,10 +25,7 @@ class ShardClient:
         self.stub = index_pb2_grpc.IndexServiceStub(self._channel)
 
     async def _call(self, method, request, timeout_s: float | None):
-        try:
-            return await method(request, timeout=timeout_s or self.timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise domain_error(exc, f"index {self.name} at {self.target}") from None
+        return await call(method, request, timeout_s or self.timeout_s, f"index {self.name} at {self.target}")
 
     async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
         reply = await self._call(self.stub.Upsert, index_pb2.UpsertRequest(clips=list(clips)), timeout_s)
