@@ -131,14 +131,14 @@ class SearchCore:
             return await self._clip_vector(query.clip_id, timeout_s), False, 0.0
         if not self.model_id:
             await self.refresh_model(timeout_s)
-        key = cache_key(self.model_id, modality, self._content(query, modality))
-        cached = await self.cache.get(key)
+        content = self._content(query, modality)  # built once: a video query can be megabytes
+        cached = await self.cache.get(cache_key(self.model_id, modality, content))
         if cached is not None:
             return cached, True, 0.0
         t0 = time.perf_counter()
         vector, model_id = await self._encode(query, modality, timeout_s)
         encode_ms = (time.perf_counter() - t0) * 1000
-        await self.cache.put(cache_key(model_id, modality, self._content(query, modality)), vector)
+        await self.cache.put(cache_key(model_id, modality, content), vector)
         return vector, False, encode_ms
 
     async def search(self, query: Query, options: SearchOptions, timeout_s: float | None = None) -> SearchResult:
