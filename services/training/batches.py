@@ -148,6 +148,7 @@ class MicroBatch:
     frames: torch.Tensor  # uint8 [b, T, S, S, 3]
     mask: torch.Tensor  # bool [b, T]
     clip_ids: torch.Tensor  # int64 [b]: index of each clip in the training set
+    reversed_from: int | None = None  # rows from here on are the earlier rows' clips played backwards
 
 
 def micro_batches(trainset: TrainingSet, cache: FrameCache, geometry: Geometry, world: World, seed: int,
@@ -169,12 +170,13 @@ def micro_batches(trainset: TrainingSet, cache: FrameCache, geometry: Geometry, 
                 mask = keep_frames(mask, frames_per_clip, share)
             frames_t, mask_t = torch.from_numpy(frames), torch.from_numpy(mask)
             texts, clip_ids = captions[picked], torch.from_numpy(order[picked])
+            reversed_from = len(texts) if reverse else None
             if reverse:  # the reversed copy of clip i is "clip" i + len(trainset): never the same clip
                 frames_t, mask_t = torch.cat([frames_t, frames_t.flip(1)]), torch.cat([mask_t, mask_t.flip(1)])
                 texts, clip_ids = texts + backward[picked], torch.cat([clip_ids, clip_ids + len(trainset)])
             if pin:
                 frames_t, mask_t = frames_t.pin_memory(), mask_t.pin_memory()
-            step_batches.append(MicroBatch(texts, frames_t, mask_t, clip_ids))
+            step_batches.append(MicroBatch(texts, frames_t, mask_t, clip_ids, reversed_from))
         yield step_batches
 
 

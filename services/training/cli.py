@@ -52,6 +52,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--reverse-motion", action="store_true",
                        help="synthetic corpus: add each clip played backwards, captioned with the opposite motion "
                             "(doubles the pairs of every batch)")
+    train.add_argument("--seq-motion", action="store_true",
+                       help="seqTransf only: each frame's token also sees its change since the previous frame, "
+                            "which tells motion directions apart")
+    train.add_argument("--reversal-margin", type=float, metavar="COS",
+                       help="with --reverse-motion: also push each clip and its reversed copy, and their captions, "
+                            "below this cosine (breaks the order-blind start; e.g. 0.5)")
     train.add_argument("--frames-per-clip", type=int,
                        help="train on this many of each clip's frames, drawn afresh every step (default: all)")
     train.add_argument("--cache-dir", type=Path, help="frame cache directory (default <manifest dir>/.frame_cache)")
@@ -90,11 +96,13 @@ def run_train(args: argparse.Namespace) -> int:
         settings = TrainSettings(
             manifest=args.manifest, out=args.out, config=args.config, init=args.init,
             openclip_weights=args.openclip_weights, hf_text_dir=args.hf_text_dir, temporal=args.temporal,
+            seq_motion=args.seq_motion,
             epochs=args.epochs, batch_size=args.batch_size, lr_pretrained=args.lr_pretrained,
             lr_new=args.lr_new, weight_decay=args.weight_decay, warmup=args.warmup, grad_accum=args.grad_accum,
             max_grad_norm=args.max_grad_norm or None, precision=args.precision, seed=args.seed,
             resume=args.resume, languages=_languages(args.languages) or ("ko", "en"), paraphrase=args.paraphrase,
-            reverse_motion=args.reverse_motion, frames_per_clip=args.frames_per_clip, cache_dir=args.cache_dir,
+            reverse_motion=args.reverse_motion, reversal_margin=args.reversal_margin,
+            frames_per_clip=args.frames_per_clip, cache_dir=args.cache_dir,
             cache_workers=args.cache_workers, device=args.device, checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints, stop_after=args.stop_after, validate=not args.no_validate,
             progress=not args.no_progress,

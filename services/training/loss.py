@@ -56,3 +56,23 @@ def contrastive_loss(
             logits = logits.masked_fill(same, float("-inf"))
         targets = torch.arange(logits.shape[0], device=logits.device)
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def reversal_loss(text_emb: torch.Tensor, video_emb: torch.Tensor, forward: int, margin: float) -> torch.Tensor:
+    """Time-reversal contrast: a hinge on how alike a clip and its reversed copy embed, and its
+    caption and the caption with the motion reversed.
+
+    Rows ``[0, forward)`` are clips (captions) and rows ``[forward, 2 * forward)`` their reversed
+    copies, in the same order. Each pair costs ``max(0, cos - margin)``: nothing once the two are
+    at most ``margin`` alike. The contrastive loss alone starts at a saddle here: when neither
+    tower separates the twins, neither gets a gradient to start (the push on one tower is the
+    other tower's difference); this term gives each tower its own.
+    """
+    if text_emb.shape != video_emb.shape or text_emb.shape[0] < 2 * forward:
+        raise ValueError(f"need {2 * forward} paired rows, got {tuple(text_emb.shape)} and {tuple(video_emb.shape)}")
+    with torch.autocast(device_type=text_emb.device.type, enabled=False):
+        costs = []
+        for emb in (video_emb, text_emb):
+            cos = (emb[:forward].float() * emb[forward : 2 * forward].float()).sum(dim=-1)
+            costs.append(F.relu(cos - margin).mean())
+        return (costs[0] + costs[1]) / 2

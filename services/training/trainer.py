@@ -58,7 +58,7 @@ from services.training.distributed import (
     shutdown,
 )
 from services.training.frame_cache import FrameCache, open_frame_cache
-from services.training.loss import clamp_logit_scale_, contrastive_loss
+from services.training.loss import clamp_logit_scale_, contrastive_loss, reversal_loss
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class TrainSettings:
     openclip_weights: Path | None = None
     hf_text_dir: Path | None = None
     temporal: str | None = None
+    seq_motion: bool = False  # seqTransf tokens also see each frame's change (ModelConfig.seq_motion)
     epochs: int | None = None
     batch_size: int | None = None
     lr_pretrained: float | None = None
@@ -117,6 +118,8 @@ class TrainSettings:
     languages: tuple[str, ...] = ("ko", "en")
     paraphrase: bool = False  # synthetic corpus: every training template of a clip's language (see augment)
     reverse_motion: bool = False  # synthetic corpus: each clip also played backwards with the opposite motion
+    # with reverse_motion: push each clip and its reversed copy (and their captions) below this cosine
+    reversal_margin: float | None = None
     frames_per_clip: int | None = None  # train on this many of each clip's frames, drawn every step (batches)
     cache_dir: Path | None = None  # default: <manifest dir>/.frame_cache
     cache_workers: int | None = None
@@ -139,15 +142,22 @@ class TrainResult:
 # -- model and optimisation ------------------------------------------------------------------------
 
 
-def batch_loss(model: torch.nn.Module, batch: MicroBatch, world: World) -> torch.Tensor:
-    """The contrastive loss of the global micro-batch: this process's pairs plus every other's."""
+def batch_loss(model: torch.nn.Module, batch: MicroBatch, world: World,
+               reversal_margin: float | None = None) -> torch.Tensor:
+    """The contrastive loss of the global micro-batch: this process's pairs plus every other's;
+    with ``reversal_margin`` (a batch with reversed copies), plus this process's `reversal_loss`."""
     device = world.device
     text_emb, video_emb = model(batch.texts, batch.frames.to(device, non_blocking=True),
                                 batch.mask.to(device, non_blocking=True))
     clip_ids = gather_ids(batch.clip_ids.to(device), world)
     raw = model.module if isinstance(model, DistributedDataParallel) else model
-    return contrastive_loss(gather_with_grad(text_emb, world), gather_with_grad(video_emb, world),
+    loss = contrastive_loss(gather_with_grad(text_emb, world), gather_with_grad(video_emb, world),
                             raw.logit_scale, clip_ids)
+    if reversal_margin is not None:
+        if batch.reversed_from is None:
+            raise TrainingError("the reversal loss needs batches with reversed clips (reverse_motion)")
+        loss = loss + reversal_loss(text_emb, video_emb, batch.reversed_from, reversal_margin)
+    return loss
 
 
 def recipe_for(config: ModelConfig) -> Recipe:
@@ -159,19 +169,17 @@ def build_training_model(settings: TrainSettings) -> VideoTextModel:
     """The starting model: ``--init``'s checkpoint, else the preset built from local tower weights."""
     if settings.init is not None:
         model = load_checkpoint(settings.init, device="cpu", dtype=torch.float32)
-        if settings.temporal and settings.temporal != model.config.temporal:
+        config = _with_temporal(model.config, settings)
+        if config != model.config:
             # CLIP4Clip's usual start: CLIP towers with a fresh temporal aggregator on top.
-            config = dataclasses.replace(model.config, temporal=settings.temporal)
             model.config = config
             model.temporal = build_temporal(config)
         return model
     if settings.model_config is not None:
-        config = settings.model_config
-        if settings.temporal:
-            config = dataclasses.replace(config, temporal=settings.temporal)
+        config = _with_temporal(settings.model_config, settings)
     elif settings.config in PRESETS:
         # Each preset's own default temporal aggregator unless one is asked for.
-        config = PRESETS[settings.config](**({"temporal": settings.temporal} if settings.temporal else {}))
+        config = _with_temporal(PRESETS[settings.config](), settings)
     else:
         raise TrainingError(f"--config must be one of {sorted(PRESETS)}, got {settings.config!r}")
     if config.vision.openclip_name and settings.openclip_weights is None:
@@ -181,6 +189,16 @@ def build_training_model(settings: TrainSettings) -> VideoTextModel:
         return build_model(config, settings.openclip_weights, settings.hf_text_dir)
     except ValueError as exc:
         raise TrainingError(f"cannot build the {settings.config} model: {exc}") from exc
+
+
+def _with_temporal(config: ModelConfig, settings: TrainSettings) -> ModelConfig:
+    """``config`` with the temporal aggregator the settings ask for (its own unless one is given)."""
+    temporal = settings.temporal or config.temporal
+    seq_motion = settings.seq_motion or (config.seq_motion and temporal == config.temporal)
+    try:
+        return dataclasses.replace(config, temporal=temporal, seq_motion=seq_motion)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
 
 
 def build_optimizer(model: VideoTextModel, lr_pretrained: float, lr_new: float,
@@ -298,7 +316,7 @@ class _Run:
             "seed": s.seed, "epochs": self.epochs, "batch_size": self.geometry.batch_size,
             "grad_accum": s.grad_accum, "lr_pretrained": lrs[0], "lr_new": lrs[1],
             "weight_decay": s.weight_decay, "warmup": s.warmup, "languages": list(s.languages),
-            "frames_per_clip": s.frames_per_clip,
+            "frames_per_clip": s.frames_per_clip, "reversal_margin": s.reversal_margin,
             "data": self.trainset.fingerprint(),
         }
         self.model = model.to(world.device).train()
@@ -415,7 +433,7 @@ class _Run:
                         else contextlib.nullcontext())
             with sync:
                 with autocast:
-                    loss = batch_loss(ddp, batch, world) / accum
+                    loss = batch_loss(ddp, batch, world, self.settings.reversal_margin) / accum
                 self.scaler.scale(loss).backward()
             total += float(loss.detach())
         if self.settings.max_grad_norm:
@@ -527,6 +545,11 @@ def _check_settings(s: TrainSettings) -> None:
         raise TrainingError(f"warmup is a fraction of the steps in [0, 1), got {s.warmup}")
     if not s.languages:
         raise TrainingError("no caption languages to train on")
+    if s.reversal_margin is not None:
+        if not s.reverse_motion:
+            raise TrainingError("reversal_margin needs reverse_motion: it compares each clip with its reversed copy")
+        if not -1.0 <= s.reversal_margin < 1.0:
+            raise TrainingError(f"reversal_margin is a cosine in [-1, 1), got {s.reversal_margin}")
 
 
 def read_log(out: str | Path) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ All models are tiny and randomly initialised; the properties tested hold for any
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from services.common.errors import InvalidInput
 from services.encoder.model.checkpoint import build_model
 from services.encoder.model.clip4clip import Runtime, VideoTextModel, select_runtime
 from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig, production, tiny
+from services.encoder.model.temporal import frame_steps
 from services.encoder.model.towers import build_openclip
 
 SIZE = 64  # tiny() frame size
@@ -117,6 +119,36 @@ def test_seqtransf_is_order_sensitive_and_meanp_is_not(meanp: VideoTextModel) ->
     # Without positions the transformer is permutation-equivariant: the order is all they add.
     seqtransf.temporal.frame_position.zero_()
     assert _close(seqtransf.encode_frames(frames), seqtransf.encode_frames(reversed_frames))
+
+
+def test_frame_steps_are_changes_since_the_previous_valid_frame() -> None:
+    frames = torch.tensor([[[0.0], [1.0], [5.0], [9.0], [2.0]]])  # [1, 5, 1]
+    mask = torch.tensor([[False, True, False, True, True]])
+    steps = frame_steps(frames, mask)
+    assert steps[0, :, 0].tolist() == [0.0, 0.0, 0.0, 8.0, -7.0]  # the first valid frame has no step
+    assert frame_steps(frames.flip(1), mask.flip(1)).sum().item() == -steps.sum().item()
+
+
+@torch.inference_mode()
+def test_seqtransf_motion_tokens_flip_with_the_clip_and_leave_still_images_alone() -> None:
+    torch.manual_seed(3)
+    model = build_model(dataclasses.replace(tiny("seqTransf"), seq_motion=True)).eval()
+    model.temporal.frame_position.zero_()  # only the motion tokens can see order now
+    frames = _frames(2, 6)
+    assert (model.encode_frames(frames) - model.encode_frames(frames.flip(1))).abs().max() > 1e-3
+    images = _frames(2, 1)[:, 0]
+    static_clip = images[:, None].expand(-1, model.config.num_frames, -1, -1, -1)
+    assert _close(model.encode_images(images), model.encode_frames(static_clip))
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1]] * 2, dtype=torch.bool)
+    assert _close(model.encode_frames(frames, mask), model.encode_frames(frames[:, mask[0]]))
+
+
+def test_seq_motion_needs_seqtransf_and_is_left_out_of_json_when_off() -> None:
+    with pytest.raises(ValueError, match="seqTransf"):
+        dataclasses.replace(tiny("meanP"), seq_motion=True)
+    assert "seq_motion" not in tiny("seqTransf").to_json()  # model ids of earlier checkpoints unchanged
+    on = dataclasses.replace(tiny("seqTransf"), seq_motion=True)
+    assert ModelConfig.from_json(on.to_json()) == on
 
 
 @pytest.mark.parametrize("temporal", ["meanP", "seqTransf"])

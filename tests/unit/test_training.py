@@ -26,7 +26,7 @@ from services.training.batches import Geometry, MicroBatch, TrainingError, Train
 from services.training.cli import add_parsers
 from services.training.distributed import World
 from services.training.frame_cache import open_frame_cache
-from services.training.loss import contrastive_loss
+from services.training.loss import contrastive_loss, reversal_loss
 from services.training.manifest import read_manifest
 from services.training.trainer import (
     TrainSettings,
@@ -125,6 +125,24 @@ def test_loss_drops_duplicate_clips_from_the_denominators() -> None:
     loss = contrastive_loss(text, video, scale, torch.tensor(ids))
     assert loss.item() == pytest.approx(_reference_loss(text, video, 20.0, ids), rel=1e-5)
     assert loss.item() != pytest.approx(_reference_loss(text, video, 20.0), rel=1e-3)
+
+
+def test_reversal_loss_is_a_hinge_on_each_twin_cosine() -> None:
+    base = _unit_rows(3, 8, 6)
+    other = _unit_rows(3, 8, 7)
+    rows = torch.cat([base, base])  # every clip embeds exactly like its reversed copy
+    assert reversal_loss(rows, rows, 3, margin=0.5).item() == pytest.approx(0.5, abs=1e-6)
+    # Twins already below the margin cost nothing; the cost is the mean excess over both towers.
+    text, video = torch.cat([base, other]), torch.cat([base, base])
+    cos = (base * other).sum(-1)
+    expected = (0.8 + torch.clamp(cos - 0.2, min=0).mean().item()) / 2
+    assert reversal_loss(text, video, 3, margin=0.2).item() == pytest.approx(expected, abs=1e-6)
+    # The gradient pushes twins apart in both towers.
+    video = torch.cat([base, torch.nn.functional.normalize(base + 0.01 * other, dim=-1)]).requires_grad_()
+    reversal_loss(video, video, 3, margin=0.0).backward()
+    assert video.grad is not None and float((video.grad[:3] * (video[3:] - video[:3]).detach()).sum()) > 0
+    with pytest.raises(ValueError, match="paired rows"):
+        reversal_loss(base, base, 3, margin=0.5)
 
 
 def test_temperature_is_clamped_at_100_like_clip() -> None:
@@ -318,7 +336,7 @@ def test_reversed_clips_play_backwards_with_the_opposite_motion_in_the_same_batc
                                   first_step=0, pin=False))
     assert len(batch.texts) == batch.frames.shape[0] == 4 and batch.clip_ids.tolist()[2:] == \
         [i + 2 for i in batch.clip_ids.tolist()[:2]]
-    assert torch.equal(batch.frames[2:], batch.frames[:2].flip(1))
+    assert torch.equal(batch.frames[2:], batch.frames[:2].flip(1)) and batch.reversed_from == 2
     for forward, backward in zip(batch.texts[:2], batch.texts[2:], strict=True):
         assert forward != backward
         words = {"왼쪽": "오른쪽", "위쪽": "아래쪽", "left": "right", "up": "down"}

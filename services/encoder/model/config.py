@@ -86,18 +86,27 @@ class ModelConfig:
     max_tokens: int = 32
     temporal: str = "meanP"
     seq_layers: int = 4
+    # seqTransf only: each frame's token also gets a learned projection of its change since the
+    # previous frame, an input that flips sign when the clip plays backwards (see temporal.py).
+    seq_motion: bool = False
 
     def __post_init__(self) -> None:
         _positive(self, "embed_dim", "num_frames", "max_tokens", "seq_layers")
         if self.temporal not in TEMPORAL_KINDS:
             raise ValueError(f"temporal must be one of {TEMPORAL_KINDS}, got {self.temporal!r}")
+        if self.seq_motion and self.temporal != "seqTransf":
+            raise ValueError("seq_motion applies to the seqTransf temporal aggregator only")
         if self.text.kind == "openclip" and self.max_tokens > OPENCLIP_CONTEXT_LENGTH:
             raise ValueError(f"max_tokens {self.max_tokens} exceeds open_clip's {OPENCLIP_CONTEXT_LENGTH}")
         if self.max_tokens < 3:
             raise ValueError("max_tokens must leave room for the start and end tokens plus one word")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.seq_motion:
+            # Added after the first checkpoints: left out when off, so their JSON and model ids stay as they were.
+            del data["seq_motion"]
+        return data
 
     def to_json(self) -> str:
         """The canonical JSON: sorted keys, no whitespace, so equal configs give equal bytes."""
