@@ -148,7 +148,7 @@ def batch_loss(model: torch.nn.Module, batch: MicroBatch, world: World,
     with ``reversal_margin`` (a batch with reversed copies), plus this process's `reversal_loss`."""
     device = world.device
     text_emb, video_emb = model(batch.texts, batch.frames.to(device, non_blocking=True),
-                                batch.mask.to(device, non_blocking=True))
+                                batch.mask.to(device, non_blocking=True), batch.reversed_from)
     clip_ids = gather_ids(batch.clip_ids.to(device), world)
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     loss = contrastive_loss(gather_with_grad(text_emb, world), gather_with_grad(video_emb, world),

@@ -143,6 +143,24 @@ def test_seqtransf_motion_tokens_flip_with_the_clip_and_leave_still_images_alone
     assert _close(model.encode_frames(frames, mask), model.encode_frames(frames[:, mask[0]]))
 
 
+def test_reversed_half_of_a_batch_is_encoded_from_the_forward_half_frames() -> None:
+    torch.manual_seed(4)
+    model = build_model(dataclasses.replace(tiny("seqTransf"), seq_motion=True))
+    frames = _frames(3, 6)
+    mask = torch.tensor([[1, 1, 0, 1, 0, 1], [1] * 6, [0, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    both, both_mask = torch.cat([frames, frames.flip(1)]), torch.cat([mask, mask.flip(1)])
+    shared = model.encode_frames(both, both_mask, reversed_from=3)
+    full = model.encode_frames(both, both_mask)
+    assert _close(shared, full)
+    shared.sum().backward()
+    grad_shared = model.visual.proj.grad.clone()
+    model.zero_grad()
+    full.sum().backward()
+    assert torch.allclose(grad_shared, model.visual.proj.grad, atol=1e-5)
+    with pytest.raises(ValueError, match="played backwards"):
+        model.encode_frames(torch.cat([frames, frames]), torch.cat([mask, mask]), reversed_from=3)
+
+
 def test_seq_motion_needs_seqtransf_and_is_left_out_of_json_when_off() -> None:
     with pytest.raises(ValueError, match="seqTransf"):
         dataclasses.replace(tiny("meanP"), seq_motion=True)

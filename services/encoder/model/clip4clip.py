@@ -143,8 +143,9 @@ class VideoTextModel(nn.Module):
         texts: Sequence[str],
         frames: torch.Tensor | np.ndarray,
         mask: torch.Tensor | np.ndarray | None = None,
+        reversed_from: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encode_text(texts), self.encode_frames(frames, mask)
+        return self.encode_text(texts), self.encode_frames(frames, mask, reversed_from)
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -158,24 +159,48 @@ class VideoTextModel(nn.Module):
         return _unit_float32(self.text(tokens))
 
     def encode_frames(
-        self, frames: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None
+        self, frames: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None,
+        reversed_from: int | None = None,
     ) -> torch.Tensor:
         """``[b, embed_dim]`` for ``b`` clips of up to ``num_frames`` frames each.
 
         ``frames`` is uint8 RGB ``[b, T, H, W, 3]`` (0..255), float RGB of the same shape in
         [0, 1], or already-normalised float ``[b, T, 3, H, W]``, at ``image_size`` pixels.
         ``mask [b, T]`` marks real frames (default: all); padded frames are never encoded.
+        ``reversed_from = n`` says clips ``n..2n-1`` are clips ``0..n-1`` played backwards (a
+        training batch with time reversal): their frames are encoded once, not twice.
         """
+        if reversed_from is not None:
+            return self._encode_with_reversed(frames, mask, reversed_from)
+        per_frame, valid = self._frame_features(frames, mask)
+        if per_frame.shape[0] == 0:
+            return torch.empty(0, self.config.embed_dim, device=self.device)
+        return _unit_float32(self.temporal(per_frame, valid))
+
+    def _frame_features(self, frames: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame embeddings ``[b, T, d]`` (zero where padded) and the valid-frame mask ``[b, T]``."""
         pixels = self._pixels(frames, leading_dims=2)
         b, steps = pixels.shape[:2]
         if b == 0:
-            return torch.empty(0, self.config.embed_dim, device=self.device)
+            return pixels.new_zeros(0, steps, self.config.embed_dim), torch.zeros(0, steps, dtype=torch.bool)
         if steps > self.config.num_frames:
             raise InvalidInput(f"clips have {steps} frames; the model takes at most {self.config.num_frames}")
         valid = self._frame_mask(mask, b, steps)
         features = self.visual(pixels[valid])
         per_frame = features.new_zeros(b, steps, features.shape[-1])
         per_frame[valid] = features
+        return per_frame, valid
+
+    def _encode_with_reversed(self, frames: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None,
+                              n: int) -> torch.Tensor:
+        frames_t = torch.as_tensor(frames)
+        mask_t = torch.ones(frames_t.shape[:2], dtype=torch.bool) if mask is None else torch.as_tensor(mask)
+        if frames_t.shape[0] != 2 * n or not (torch.equal(frames_t[n:], frames_t[:n].flip(1))
+                                              and torch.equal(mask_t[n:], mask_t[:n].flip(1))):
+            raise ValueError(f"reversed_from={n}: clips {n}.. must be clips ..{n - 1} played backwards")
+        per_frame, valid = self._frame_features(frames_t[:n], mask_t[:n])
+        per_frame, valid = torch.cat([per_frame, per_frame.flip(1)]), torch.cat([valid, valid.flip(1)])
         return _unit_float32(self.temporal(per_frame, valid))
 
     def encode_images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
