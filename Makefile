@@ -56,7 +56,8 @@ model: setup
 	rm -rf $(MODEL_WORK)/run
 	$(PY) -m services.cli synth --out $(MODEL_WORK)/corpus --preset full --seed 0 --overwrite
 	$(PY) -m services.cli train --manifest $(MODEL_WORK)/corpus/manifest.jsonl --out $(MODEL_WORK)/run \
-		--config tiny --temporal seqTransf --paraphrase --reverse-motion --frames-per-clip 6 \
+		--config tiny --temporal seqTransf --seq-motion --paraphrase --reverse-motion --reversal-margin 0.5 \
+		--frames-per-clip 6 \
 		--batch-size 32 --epochs 36 --lr-pretrained 3e-3 --lr-new 3e-3 --weight-decay 0.05 --seed 42 --no-progress
 	mkdir -p models/default && rm -rf models/default/tokenizer
 	cp -r $(MODEL_WORK)/run/model/. models/default/

@@ -63,16 +63,21 @@ def reversal_loss(text_emb: torch.Tensor, video_emb: torch.Tensor, forward: int,
     caption and the caption with the motion reversed.
 
     Rows ``[0, forward)`` are clips (captions) and rows ``[forward, 2 * forward)`` their reversed
-    copies, in the same order. Each pair costs ``max(0, cos - margin)``: nothing once the two are
-    at most ``margin`` alike. The contrastive loss alone starts at a saddle here: when neither
-    tower separates the twins, neither gets a gradient to start (the push on one tower is the
-    other tower's difference); this term gives each tower its own.
+    copies, in the same order. A pair costs nothing once its cosine is at most ``margin``;
+    above, it costs how much closer the two unit vectors are than the chord ``sqrt(2 - 2 margin)``
+    that cosine puts between them. The contrastive loss alone starts at a saddle here: when
+    neither tower separates the twins, neither gets a gradient to start (the push on one tower
+    is the other tower's difference). The chord, unlike the cosine, has a gradient of full size
+    however close the twins are, so each tower gets its own push from the first step.
     """
     if text_emb.shape != video_emb.shape or text_emb.shape[0] < 2 * forward:
         raise ValueError(f"need {2 * forward} paired rows, got {tuple(text_emb.shape)} and {tuple(video_emb.shape)}")
+    chord = math.sqrt(2.0 - 2.0 * margin)
     with torch.autocast(device_type=text_emb.device.type, enabled=False):
         costs = []
         for emb in (video_emb, text_emb):
-            cos = (emb[:forward].float() * emb[forward : 2 * forward].float()).sum(dim=-1)
-            costs.append(F.relu(cos - margin).mean())
+            gap = emb[:forward].float() - emb[forward : 2 * forward].float()
+            # The epsilon keeps the gradient finite (zero) for twins that are exactly equal: a still shot.
+            distance = (gap.square().sum(dim=-1) + 1e-12).sqrt()
+            costs.append(F.relu(chord - distance).mean())
         return (costs[0] + costs[1]) / 2

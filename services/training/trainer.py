@@ -274,6 +274,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def train(settings: TrainSettings, entries: Sequence[Any] | None = None) -> TrainResult:
     """Train as ``settings`` say; under ``torchrun``, every process calls this."""
+    _check_settings(settings)
     world = init_world(settings.device)
     try:
         return _Run(settings, world, entries).run()
@@ -297,7 +298,6 @@ class _Run:
 
     def run(self) -> TrainResult:
         s, world = self.settings, self.world
-        _check_settings(s)
         resume_from = self._resume_point()
         _seed_everything(s.seed)
         model = load_checkpoint(resume_from / MODEL_DIR, device="cpu", dtype=torch.float32) \
