@@ -36,10 +36,16 @@ def _jpeg(rng: np.random.Generator, size: int) -> bytes:
     return buf.getvalue()
 
 
-def offline_images_per_s(model, batch: int, seconds: float) -> tuple[float, float]:
+def offline_images_per_s(model, batch: int, seconds: float, cuda_graphs: bool = False) -> tuple[float, float]:
     from services.encoder.runner import ModelRunner
 
-    runner = ModelRunner(model)
+    images_fn = None
+    if cuda_graphs:
+        from services.encoder.graphs import GraphedImages
+
+        images_fn = GraphedImages(model.encode_images, image_size=model.image_size, device=model.device,
+                                  max_batch_size=batch)
+    runner = ModelRunner(model, images_fn)
     images = [np.random.default_rng(i).integers(0, 256, (runner.image_size,) * 2 + (3,), dtype=np.uint8)
               for i in range(batch)]
     runner.encode_images(images)  # warm-up
@@ -90,8 +96,9 @@ async def _clients(address: str, clients: int, seconds: float, payloads: list[by
 
 
 def served_images_per_s(checkpoint: Path, logs: Path, *, max_batch: int, delay_ms: float, clients: int,
-                        seconds: float, device: str, payloads: list[bytes]) -> dict:
+                        seconds: float, device: str, payloads: list[bytes], cuda_graphs: bool = False) -> dict:
     env = {
+        "VIDSEARCH_ENCODER_CUDA_GRAPHS": str(cuda_graphs).lower(),
         "VIDSEARCH_ENCODER_CHECKPOINT": str(checkpoint),
         "VIDSEARCH_ENCODER_DEVICE": device,
         "VIDSEARCH_ENCODER_BATCHING_MAX_BATCH_SIZE": str(max_batch),
@@ -116,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32, help="offline batch and max_batch_size")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="max_queue_delay_ms when batching")
     parser.add_argument("--seconds", type=float, default=20.0, help="timed window per measurement")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="served runs replay image batches from CUDA graphs (VIDSEARCH_ENCODER_CUDA_GRAPHS)")
     parser.add_argument("--skip-sampler", action="store_true", help="leave out the frame-sampler figures")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -133,13 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(config)
         save_checkpoint(model, tmp_path / "ckpt")
         model.to_runtime(Runtime(runtime.device, runtime.dtype))
-        offline, batch1 = offline_images_per_s(model, args.batch, args.seconds)
+        graphs = args.cuda_graphs and runtime.device.type == "cuda"
+        offline, batch1 = offline_images_per_s(model, args.batch, args.seconds, cuda_graphs=graphs)
         del model
         if runtime.device.type == "cuda":
             torch.cuda.empty_cache()
         rng = np.random.default_rng(0)
         payloads = [_jpeg(rng, 256) for _ in range(64)]
-        common = {"clients": args.clients, "seconds": args.seconds, "device": args.device, "payloads": payloads}
+        common = {"clients": args.clients, "seconds": args.seconds, "device": args.device, "payloads": payloads,
+                  "cuda_graphs": args.cuda_graphs}
         ckpt = tmp_path / "ckpt"
         batched = served_images_per_s(ckpt, tmp_path, max_batch=args.batch, delay_ms=args.delay_ms, **common)
         unbatched = served_images_per_s(ckpt, tmp_path, max_batch=1, delay_ms=0, **common)
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         "clients": args.clients,
         "max_batch_size": args.batch,
         "max_queue_delay_ms": args.delay_ms,
+        "cuda_graphs": args.cuda_graphs,
         "offline_batch1_images_per_s": round(batch1, 2),
         "offline_images_per_s": round(offline, 2),
         "batched_images_per_s": round(batched["images_per_s"], 2),

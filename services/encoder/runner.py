@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -11,8 +13,10 @@ from services.encoder.model.clip4clip import VideoTextModel
 class ModelRunner:
     """The batch functions the dynamic batchers call, one row per item, in item order."""
 
-    def __init__(self, model: VideoTextModel) -> None:
+    def __init__(self, model: VideoTextModel, images: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """``images`` replaces ``model.encode_images`` for image batches (e.g. `GraphedImages`)."""
         self.model = model.eval()
+        self._images = images or model.encode_images
         cfg = model.config
         self.model_id = model.model_id
         self.embed_dim = cfg.embed_dim
@@ -36,7 +40,7 @@ class ModelRunner:
 
     def encode_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            return self._rows(self.model.encode_images(np.stack(images)))
+            return self._rows(self._images(torch.from_numpy(np.stack(images))))
 
     def encode_clips(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """Clips of 1..num_frames frames each; shorter clips are padded and masked."""

@@ -29,6 +29,9 @@ class EncoderSettings:
     limits: EngineLimits = dataclasses.field(default_factory=EngineLimits)
     # Threads decoding and resizing images and video; 0 means one per CPU core.
     preprocess_workers: int = 0
+    # Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU.
+    # Off by default until measured on a GPU.
+    cuda_graphs: bool = False
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -46,7 +49,17 @@ def load_runner(cfg: EncoderSettings) -> ModelRunner:
     from services.encoder.model.checkpoint import load_checkpoint
 
     device = None if cfg.device == "auto" else cfg.device
-    return ModelRunner(load_checkpoint(cfg.checkpoint, device=device))
+    model = load_checkpoint(cfg.checkpoint, device=device)
+    if not cfg.cuda_graphs:
+        return ModelRunner(model)
+    if model.device.type != "cuda":
+        log.warning("cuda_graphs is set but the model runs on %s; running eagerly", model.device)
+        return ModelRunner(model)
+    from services.encoder.graphs import GraphedImages
+
+    graphs = GraphedImages(model.encode_images, image_size=model.image_size, device=model.device,
+                           max_batch_size=cfg.batching.max_batch_size)
+    return ModelRunner(model, graphs)
 
 
 async def run(cfg: EncoderSettings) -> None:
