@@ -26,6 +26,7 @@ from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 DEFAULT_MODEL = Path("models/default")
 CORPUS_SEED = 2026  # not the training corpus's seed: these films were never seen in training
 CORPUS_TEST_CLIPS = 48
+INGESTED_MARKER = "demo-ingested.json"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _corpus(root: Path) -> list[ManifestEntry]:
 def _ingest(stack: LocalStack, videos: list[Path], model_id: str) -> None:
     from services.cli import build_parser
 
-    marker = stack.root / "demo-ingested.json"
+    marker = stack.root / INGESTED_MARKER
     wanted = {"model_id": model_id, "videos": sorted(str(v) for v in videos)}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         print(f"index already holds the {len(videos)} demo videos (delete {marker} or use --fresh to redo)")
@@ -71,6 +72,22 @@ def _ingest(stack: LocalStack, videos: list[Path], model_id: str) -> None:
     if args.run(args) != 0:
         raise RuntimeError("ingest failed; see the summary above and the logs in " + str(stack.logs))
     marker.write_text(json.dumps(wanted))
+
+
+def _indexed_model(stack_dir: Path) -> str | None:
+    """The model id whose embeddings an earlier demo run ingested into ``stack_dir``, if any."""
+    try:
+        return json.loads((stack_dir / INGESTED_MARKER).read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _checkpoint_model(checkpoint: Path) -> str | None:
+    """The model id recorded in a checkpoint's config.json (without loading its weights)."""
+    try:
+        return json.loads((checkpoint / "config.json").read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _mark(reply: gateway_pb2.SearchResponse, target: str, captions: dict[str, str]) -> None:
@@ -94,7 +111,12 @@ def run(args: argparse.Namespace) -> int:
     films = sorted({e.video for e in entries})
     videos = films + sample_videos()
     stack_dir = root / "stack"
-    if args.fresh and stack_dir.exists():
+    held = _indexed_model(stack_dir)
+    current = _checkpoint_model(checkpoint)
+    if held and current and held != current:
+        print(f"the demo index holds embeddings of model {held}; {checkpoint} is model {current}: "
+              "rebuilding the index", flush=True)
+    if stack_dir.exists() and (args.fresh or (held and current and held != current)):
         import shutil
 
         shutil.rmtree(stack_dir)

@@ -9,13 +9,13 @@ from pathlib import Path
 from services.processes import ROOT
 
 
-def test_demo_runs_end_to_end_and_reuses_the_index(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_reuses_the_index_and_rebuilds_it_for_a_new_model(tmp_path: Path) -> None:
     from services.encoder.model.checkpoint import build_model, save_checkpoint
     from services.encoder.model.config import tiny
 
     checkpoint = save_checkpoint(build_model(tiny(temporal="seqTransf")), tmp_path / "model")
-    cmd = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"),
-           "--checkpoint", str(checkpoint)]
+    demo = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"), "--checkpoint"]
+    cmd = [*demo, str(checkpoint)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for heading in ("Korean: ", "English: ", "image: a frame of", "video: film_"):
@@ -26,3 +26,9 @@ def test_demo_runs_end_to_end_and_reuses_the_index(tmp_path: Path) -> None:
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "index already holds the 12 demo videos" in second.stdout
+    # A new default model (here: another random one) cannot search the old model's embeddings:
+    # the demo rebuilds its index instead of failing to ingest into shards bound to the old model.
+    retrained = save_checkpoint(build_model(tiny(temporal="meanP")), tmp_path / "retrained")
+    third = subprocess.run([*demo, str(retrained)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "rebuilding the index" in third.stdout and "ingested 12 of 12 videos" in third.stdout
