@@ -82,14 +82,6 @@ def _indexed_model(stack_dir: Path) -> str | None:
         return None
 
 
-def _checkpoint_model(checkpoint: Path) -> str | None:
-    """The model id recorded in a checkpoint's config.json (without loading its weights)."""
-    try:
-        return json.loads((checkpoint / "config.json").read_text()).get("model_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _mark(reply: gateway_pb2.SearchResponse, target: str, captions: dict[str, str]) -> None:
     found = [i for i, h in enumerate(reply.hits, 1) if h.clip_id == target]
     print(f"  -> the clip the query was made from ({target}) is "
@@ -111,12 +103,19 @@ def run(args: argparse.Namespace) -> int:
     films = sorted({e.video for e in entries})
     videos = films + sample_videos()
     stack_dir = root / "stack"
+    from services.encoder.model.checkpoint import CheckpointError, recorded_model_id  # torch: not at start-up
+
+    try:
+        current = recorded_model_id(checkpoint)
+    except CheckpointError as exc:
+        print(f"cannot use the model at {checkpoint}: {exc}")
+        return 2
     held = _indexed_model(stack_dir)
-    current = _checkpoint_model(checkpoint)
-    if held and current and held != current:
+    stale = held is not None and current is not None and held != current
+    if stale:
         print(f"the demo index holds embeddings of model {held}; {checkpoint} is model {current}: "
               "rebuilding the index", flush=True)
-    if stack_dir.exists() and (args.fresh or (held and current and held != current)):
+    if stack_dir.exists() and (args.fresh or stale):
         import shutil
 
         shutil.rmtree(stack_dir)

@@ -28,7 +28,7 @@ class ModelRunner:
         self.dtype = str(model.dtype).removeprefix("torch.")
         vision = cfg.vision.openclip_name or f"ViT-custom-{cfg.vision.image_size}px"
         text = "openclip-text" if cfg.text.kind == "openclip" else (cfg.text.hf_config or {}).get("model_type", "hf")
-        self.architecture = f"{vision} + {text} ({cfg.temporal})"
+        self.architecture = f"{vision} + {text} ({cfg.temporal_label})"
 
     @staticmethod
     def _rows(tensor: torch.Tensor) -> list[np.ndarray]:

@@ -152,7 +152,7 @@ def evaluate_model(model: VideoTextModel, entries: Sequence[Any], cache: FrameCa
     text_emb, clip_emb = embed(model, cache, evalset, batch_size)
     return {
         "model_id": model.model_id,
-        "temporal": model.config.temporal + ("+motion" if model.config.seq_motion else ""),
+        "temporal": model.config.temporal_label,
         "split": split,
         "n_clips": len(evalset.clip_ids),
         "n_captions": {lang: int((evalset.caption_language == lang).sum()) for lang in evalset.languages},

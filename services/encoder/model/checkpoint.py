@@ -235,6 +235,11 @@ def load_checkpoint(
     return model.to_runtime(Runtime(runtime.device, dtype or runtime.dtype))
 
 
+def recorded_model_id(root: str | Path) -> str | None:
+    """The model id a checkpoint directory's config records, read without loading the weights."""
+    return _read_config(Path(root) / CONFIG_FILE)[1]
+
+
 def _read_config(path: Path) -> tuple[ModelConfig, str | None]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; expected the model config written by save_checkpoint")

@@ -101,6 +101,11 @@ class ModelConfig:
         if self.max_tokens < 3:
             raise ValueError("max_tokens must leave room for the start and end tokens plus one word")
 
+    @property
+    def temporal_label(self) -> str:
+        """The temporal aggregator as reports name it: meanP, seqTransf or seqTransf+motion."""
+        return self.temporal + ("+motion" if self.seq_motion else "")
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if not self.seq_motion:
