@@ -5,6 +5,11 @@ real redis-server for the cache) with the tiny model, loads ``--per-shard`` clus
 into every shard directly, then measures through the gateway with ``--clients`` concurrent
 clients: QPS and p50/p99 of cached text queries, the latency of a cache hit against a miss,
 and the fan-out overhead against calling one shard directly with the same vector.
+
+``python -m bench.gateway --kill-shard`` measures instead what one dead shard costs: the same
+closed loop (``--clients``, 8 by default there) over 2 shards while both serve, then with one
+SIGKILLed (every search ``partial``, none an error), then after it is restarted; it prints the
+p50 of each phase and the ratio dead / healthy (the target is at most 1.5).
 """
 
 from __future__ import annotations
@@ -60,20 +65,21 @@ def _text(i: int) -> str:
 
 async def _closed_loop(address: str, clients: int, seconds: float, texts: list[str]) -> dict:
     latencies: list[float] = []
-    errors = 0
+    errors = partial = 0
     async with grpc_aio.insecure_channel(address, options=client_options()) as channel:
         stub = gateway_pb2_grpc.SearchServiceStub(channel)
         stop_at = time.perf_counter() + seconds
 
         async def client(c: int) -> None:
-            nonlocal errors
+            nonlocal errors, partial
             i = c
             while time.perf_counter() < stop_at:
                 t = time.perf_counter()
                 try:
-                    await stub.Search(gateway_pb2.SearchRequest(
+                    reply = await stub.Search(gateway_pb2.SearchRequest(
                         text=gateway_pb2.TextQuery(text=texts[i % len(texts)]), top_k=10), timeout=10)
                     latencies.append(time.perf_counter() - t)
+                    partial += reply.partial
                 except grpc_aio.AioRpcError:
                     errors += 1
                 i += clients
@@ -83,7 +89,8 @@ async def _closed_loop(address: str, clients: int, seconds: float, texts: list[s
         elapsed = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
     return {"qps": round(len(latencies) / elapsed, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(float(np.percentile(lat, 99)), 2), "errors": errors, "requests": len(latencies)}
+            "p99_ms": round(float(np.percentile(lat, 99)), 2), "errors": errors, "requests": len(latencies),
+            "partial": partial}
 
 
 def _serial_ms(call, n: int) -> float:
@@ -131,12 +138,37 @@ def run_case(checkpoint: Path, n_shards: int, per_shard: int, clients: int, seco
             **loaded, **single}
 
 
+def kill_shard_case(checkpoint: Path, per_shard: int, clients: int, seconds: float) -> dict:
+    """p50 of cached text searches over 2 shards: both serving, one SIGKILLed, the same one restarted."""
+    with tempfile.TemporaryDirectory(prefix="bench-gw-kill-") as tmp:
+        config = StackConfig(data_dir=Path(tmp), checkpoint=checkpoint, n_shards=2, with_ingest=False,
+                             log_level="WARNING")
+        with LocalStack(config) as stack:
+            with grpc.insecure_channel(stack.gateway.address) as ch:
+                probe = gateway_pb2_grpc.SearchServiceStub(ch).Search(
+                    gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text="probe"), top_k=1), timeout=60)
+            _load(stack, per_shard, 64, probe.model_id)
+            texts = [_text(i) for i in range(64)]
+            asyncio.run(_closed_loop(stack.gateway.address, clients, 3.0, texts))  # fills the cache, warms up
+            healthy = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
+            stack.shards[1].kill()  # SIGKILL
+            dead = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
+            stack.restart_shard(1)
+            time.sleep(5.0)  # the gateway's reconnect backoff (capped at 2 s) and its breaker's probe cooldown
+            back = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
+    return {"clients": clients, "vectors_per_shard": per_shard, "healthy": healthy, "one_shard_dead": dead,
+            "restarted": back, "dead_over_healthy_p50": round(dead["p50_ms"] / healthy["p50_ms"], 2),
+            "errors": healthy["errors"] + dead["errors"] + back["errors"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--per-shard", type=int, default=100_000)
     parser.add_argument("--shards", default="2,4")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=None, help="16 (8 with --kill-shard)")
+    parser.add_argument("--kill-shard", action="store_true",
+                        help="measure p50 with one of 2 shards SIGKILLed against both serving")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     from services.encoder.model.checkpoint import build_model, save_checkpoint
@@ -144,11 +176,14 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-gw-ckpt-") as tmp:
         checkpoint = save_checkpoint(build_model(tiny()), Path(tmp) / "tiny")
-        cases = [run_case(checkpoint, int(n), args.per_shard, args.clients, args.seconds)
+        if args.kill_shard:
+            print(json.dumps(kill_shard_case(checkpoint, args.per_shard, args.clients or 8, args.seconds), indent=2))
+            return
+        cases = [run_case(checkpoint, int(n), args.per_shard, args.clients or 16, args.seconds)
                  for n in args.shards.split(",")]
     main_case = cases[-1]
     result = {
-        "clients": args.clients,
+        "clients": args.clients or 16,
         "qps": main_case["qps"], "p50_ms": main_case["p50_ms"], "p99_ms": main_case["p99_ms"],
         "errors": sum(c["errors"] for c in cases),
         "p99_over_p50": round(main_case["p99_ms"] / main_case["p50_ms"], 2),

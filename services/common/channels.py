@@ -34,34 +34,43 @@ class ClientTLS:
         )
 
 
-def retry_service_config(*services: str, max_attempts: int = 4) -> str:
+def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple[str, ...] = ()) -> str:
     """Retries UNAVAILABLE with backoff; only for services whose calls are idempotent.
+
+    Methods named in ``fail_fast`` (``"package.Service/Method"``) are never retried: a search fanned
+    out to every shard has a better answer than waiting for a dead one (the others' hits, marked
+    partial), so it must fail at once, while writes keep their retries.
 
     Client-side health checking (the first service's name) keeps calls off a server that is up but
     not SERVING: one still loading its model or opening its index, or draining on SIGTERM. Calls
     then fail UNAVAILABLE (retried here, retryable by callers) instead of reaching the servicer and
     coming back FAILED_PRECONDITION "still loading", and round_robin skips such a replica.
     """
+    method_config: list[dict] = [{
+        "name": [{"service": s} for s in services],
+        "retryPolicy": {
+            "maxAttempts": max_attempts,
+            "initialBackoff": "0.05s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+    if fail_fast:
+        # A name with a method is more specific than the service-wide one, so it wins: no retryPolicy.
+        method_config.append({"name": [dict(zip(("service", "method"), m.split("/"), strict=True))
+                                       for m in fail_fast]})
     return json.dumps({
         "loadBalancingConfig": [{"round_robin": {}}],
         "healthCheckConfig": {"serviceName": services[0]},
-        "methodConfig": [{
-            "name": [{"service": s} for s in services],
-            "retryPolicy": {
-                "maxAttempts": max_attempts,
-                "initialBackoff": "0.05s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }],
+        "methodConfig": method_config,
     })
 
 
 def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None = None,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> grpc.aio.Channel:
-    options = [*client_options(max_message_bytes), ("grpc.service_config", retry_service_config(*services)),
-               ("grpc.enable_retries", 1)]
+                 max_message_bytes: int = 64 * 1024 * 1024, fail_fast: tuple[str, ...] = ()) -> grpc.aio.Channel:
+    config = retry_service_config(*services, fail_fast=fail_fast)
+    options = [*client_options(max_message_bytes), ("grpc.service_config", config), ("grpc.enable_retries", 1)]
     if tls is not None:
         if tls.server_name:
             options.append(("grpc.ssl_target_name_override", tls.server_name))

@@ -1,31 +1,79 @@
-"""Async clients of the index shards: one per shard, and the set that routes by video id."""
+"""Async clients of the index shards: one per shard, and the set that routes by video id.
+
+Writes are retried on UNAVAILABLE (the channel's retry policy). Searches are not: a search goes to
+every shard, so a shard that is down is skipped at once (its channel cannot connect, or its circuit
+breaker is open) and the caller answers with the other shards' hits, marked partial.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.channels import ClientTLS, call, open_channel
+from services.common.breaker import CircuitBreaker
+from services.common.channels import ClientTLS, call, domain_error, open_channel
+from services.common.errors import DependencyDown
 from services.common.shards import shard_for_video
 from vidsearch.common.v1 import common_pb2
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
 SERVICE = "vidsearch.index.v1.IndexService"
+SEARCH = f"{SERVICE}/Search"
+
+
+class ShardSkipped(DependencyDown):
+    """The shard was not called: it is known to be down (channel or breaker)."""
 
 
 class ShardClient:
     """One shard (possibly several replicas behind one DNS name, balanced round-robin)."""
 
-    def __init__(self, name: str, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None) -> None:
+    def __init__(self, name: str, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None,
+                 probe_timeout_s: float = 0.5) -> None:
         self.name = name
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = open_channel(target, (SERVICE,), tls)
+        self.probe_timeout_s = probe_timeout_s
+        self._channel = open_channel(target, (SERVICE,), tls, fail_fast=(SEARCH,))
         self.stub = index_pb2_grpc.IndexServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.breaker = CircuitBreaker(f"index {name} at {target}", self._serving)
+
+    @property
+    def _what(self) -> str:
+        return f"index {self.name} at {self.target}"
 
     async def _call(self, method, request, timeout_s: float | None):
-        return await call(method, request, timeout_s or self.timeout_s, f"index {self.name} at {self.target}")
+        return await call(method, request, timeout_s or self.timeout_s, self._what)
+
+    async def _serving(self) -> bool:
+        """The breaker's probe: whether the shard's health service says SERVING."""
+        reply = await self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE),
+                                         timeout=self.probe_timeout_s)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _read_or_skip(self, method, request, timeout_s: float | None):
+        """A read that fails at once, without touching the network, while the shard is known down."""
+        breaker = self.breaker
+        if not breaker.allow():
+            raise ShardSkipped(f"{self._what} skipped: {breaker.reason}")
+        # Sticky TRANSIENT_FAILURE: no connection, or not SERVING to client-side health checking.
+        if self._channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            breaker.trip("cannot connect, or not SERVING")
+            raise ShardSkipped(f"{self._what} skipped: cannot connect, or not SERVING")
+        try:
+            reply = await method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                breaker.trip(exc.details() or "UNAVAILABLE")
+            elif exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                breaker.record_failure("DEADLINE_EXCEEDED")  # three in a row: frozen or overloaded
+            raise domain_error(exc, self._what) from None
+        breaker.record_success()
+        return reply
 
     async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
         reply = await self._call(self.stub.Upsert, index_pb2.UpsertRequest(clips=list(clips)), timeout_s)
@@ -42,7 +90,7 @@ class ShardClient:
             queries=[common_pb2.Vector(values=q) for q in np.asarray(queries, np.float32).tolist()],
             top_k=top_k, filter=flt, include_vectors=include_vectors,
         )
-        return await self._call(self.stub.Search, request, timeout_s)
+        return await self._read_or_skip(self.stub.Search, request, timeout_s)
 
     async def get(self, clip_ids: Sequence[str], include_vectors: bool = False,
                   timeout_s: float | None = None) -> index_pb2.GetResponse:
@@ -53,6 +101,7 @@ class ShardClient:
         return await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
 
     async def close(self) -> None:
+        await self.breaker.close()
         await self._channel.close()
 
 

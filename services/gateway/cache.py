@@ -19,6 +19,8 @@ import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from services.common.breaker import CircuitBreaker
+
 log = logging.getLogger(__name__)
 
 CACHE_EVENTS = Counter("vidsearch_query_cache_total", "Query-cache lookups and errors.", ["event"])
@@ -71,45 +73,13 @@ class LocalLRUCache:
         self._items.clear()
 
 
-class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; lets one trial call through after ``reset_s``."""
-
-    def __init__(self, threshold: int = 3, reset_s: float = 5.0) -> None:
-        self.threshold = threshold
-        self.reset_s = reset_s
-        self.failures = 0
-        self.opened_at: float | None = None
-
-    def allow(self) -> bool:
-        if self.opened_at is None:
-            return True
-        if time.monotonic() - self.opened_at >= self.reset_s:
-            self.opened_at = time.monotonic()  # half-open: one trial, then wait again if it fails
-            return True
-        return False
-
-    def success(self) -> None:
-        self.failures, self.opened_at = 0, None
-
-    def failure(self) -> None:
-        self.failures += 1
-        if self.failures >= self.threshold:
-            if self.opened_at is None:
-                log.warning("query cache circuit open after %d failures", self.failures)
-            self.opened_at = time.monotonic()
-
-    @property
-    def is_open(self) -> bool:
-        return self.opened_at is not None
-
-
 class RedisQueryCache:
     """Redis-backed cache shared by every gateway replica."""
 
     def __init__(self, url: str, ttl_s: float = 86_400.0, socket_timeout_s: float = 0.05,
                  breaker: CircuitBreaker | None = None) -> None:
         self.ttl_s = ttl_s
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker("the Redis query cache", cooldown_s=5.0, max_cooldown_s=5.0)
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
             retry_on_timeout=False, health_check_interval=0,
@@ -122,11 +92,11 @@ class RedisQueryCache:
         try:
             raw = await self._redis.get(key)
         except (aioredis.RedisError, OSError) as exc:
-            self.breaker.failure()
+            self.breaker.record_failure(repr(exc))
             CACHE_EVENTS.labels("error").inc()
             log.debug("cache get failed: %s", exc)
             return None
-        self.breaker.success()
+        self.breaker.record_success()
         if raw is None:
             CACHE_EVENTS.labels("miss").inc()
             return None
@@ -139,11 +109,11 @@ class RedisQueryCache:
         try:
             await self._redis.set(key, vector.astype(np.float32).tobytes(), ex=max(1, int(self.ttl_s)))
         except (aioredis.RedisError, OSError) as exc:
-            self.breaker.failure()
+            self.breaker.record_failure(repr(exc))
             CACHE_EVENTS.labels("error").inc()
             log.debug("cache put failed: %s", exc)
             return
-        self.breaker.success()
+        self.breaker.record_success()
 
     async def close(self) -> None:
         await self._redis.aclose()

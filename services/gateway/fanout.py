@@ -1,7 +1,8 @@
 """Fan-out of one batch of query vectors to every shard, and the k-way merge of their hits.
 
 Each shard gets the time left on the request's deadline minus a small margin, so a late shard
-is dropped (and named in ``failed``) while the others' hits still go back in time. Only when
+is dropped (and named in ``failed``) while the others' hits still go back in time; a shard known
+to be down is not called at all (``ShardClient`` skips it at once). Only when
 every shard failed is the search itself an error: INVALID_ARGUMENT when every shard refused the
 request as invalid (a bad filter is the caller's mistake, not an outage), else UNAVAILABLE.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.errors import DependencyDown, InvalidInput, VidsearchError
-from services.common.index_client import ShardClient
+from services.common.index_client import ShardClient, ShardSkipped
 from vidsearch.common.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, fl
         if isinstance(reply, BaseException):
             if not isinstance(reply, VidsearchError):
                 log.error("shard %s failed unexpectedly: %r", shard.name, reply)
+            elif isinstance(reply, ShardSkipped):
+                log.debug("%s", reply)  # the breaker logged the shard going down once
             else:
                 log.warning("shard %s failed: %s", shard.name, reply)
             failed.append(shard.name)

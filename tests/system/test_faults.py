@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2
 from bench.soak import Call, QueryMix, SearchLoad, noise_images
 from services.common.errors import DependencyDown
 from services.common.frames import FrameSampler
-from services.common.index_client import ShardClient
+from services.common.index_client import ShardClient, ShardSkipped
 from services.common.server import Registration, start_server
 from services.common.settings import ServerSettings
 from services.index.servicer import IndexServicer
@@ -228,6 +228,55 @@ def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: P
     asyncio.run(scenario())
 
 
+def test_a_shard_that_went_away_is_skipped_without_a_call_and_used_again_once_back(tmp_path: Path) -> None:
+    """The gateway's shard client after its shard stops: the search in flight fails UNAVAILABLE, the
+    next ones are skipped without a call (``ShardSkipped``: channel down, breaker open) instead of
+    being retried, and once a server listens on the port again the breaker's probe closes it."""
+
+    async def open_shard(port: int) -> tuple:
+        servicer = IndexServicer("shard-y")
+        servicer.shard = await asyncio.to_thread(ShardIndex, tmp_path / "shard")
+        running = await start_server(ServerSettings(port=port, grace_seconds=0), [Registration(
+            index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, "vidsearch.index.v1.IndexService")])
+        await running.set_serving(True)
+        return running, servicer
+
+    async def scenario() -> None:
+        running, servicer = await open_shard(0)
+        port = running.port
+        client = ShardClient("shard-y", f"127.0.0.1:{port}", timeout_s=5)
+        query = np.ones((1, 8), np.float32)
+        try:
+            assert len((await client.search(query, 3)).results) == 1
+            await running.server.stop(0)
+            servicer.shard.close()
+            skipped = 0
+            for _ in range(50):
+                try:
+                    await client.search(query, 3)
+                except ShardSkipped:
+                    skipped += 1
+                except DependencyDown as exc:
+                    assert "UNAVAILABLE" in str(exc)
+                await asyncio.sleep(0.01)
+            assert skipped >= 45, f"only {skipped} of 50 searches skipped the stopped shard"
+            running, servicer = await open_shard(port)
+            for _ in range(200):  # reconnect backoff (<= 2 s) plus the breaker's cooldown (<= 2 s)
+                try:
+                    await client.search(query, 3)
+                    break
+                except ShardSkipped:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the shard was never used again after it came back")
+        finally:
+            await client.close()
+            await running.server.stop(0)
+            servicer.shard.close()
+
+    asyncio.run(scenario())
+
+
 # ------------------------------------------------------------------------------- ingest worker killed
 
 
@@ -290,7 +339,10 @@ def test_an_ingest_worker_killed_mid_job_completes_the_job_exactly_once(system: 
 @pytest.mark.parametrize("how", ["killed", "frozen"])
 def test_one_of_four_shards_down_gives_partial_results_within_the_deadline(system: SystemStack, how: str) -> None:
     """A dead shard (SIGKILL: connections refused) or a frozen one (SIGSTOP: connections open, no
-    answers): every search still returns before its deadline, flagged partial and naming the shard."""
+    answers): every search still returns before its deadline, flagged partial and naming the shard.
+    The gateway skips the shard instead of waiting for it (searches are not retried, its breaker
+    opens): at most the searches in flight when it froze and the next wave wait out their deadline.
+    Once the shard is back, the breaker's probe lets searches use it again (``assert_whole``)."""
     stack = system.stack
     victim = 2
     deadline_s = 2.0
@@ -307,7 +359,7 @@ def test_one_of_four_shards_down_gives_partial_results_within_the_deadline(syste
             os.kill(proc.pid, signal.SIGSTOP)
         down = time.monotonic()
         try:
-            load.wait_for(24, since=down, timeout_s=120)
+            load.wait_for(64, since=down, timeout_s=120)
         finally:
             if how == "killed":
                 stack.restart_shard(victim)
@@ -319,8 +371,10 @@ def test_one_of_four_shards_down_gives_partial_results_within_the_deadline(syste
     assert not failed, f"{len(failed)} searches failed: {describe(failed)}"
     assert all(c.seconds < deadline_s for c in calls)
     during = [c for c in calls if down <= c.started and c.ended <= back]
-    assert len(during) >= 24
+    assert len(during) >= 64
     assert all(c.partial and c.failed_shards == (f"shard-{victim}",) for c in during), describe(during)
+    waited = [c for c in during if c.seconds > deadline_s / 2]
+    assert len(waited) <= 2 * load.clients, f"{len(waited)} of {len(during)} searches waited for the dead shard"
     assert_whole(system)
 
 
