@@ -81,6 +81,13 @@ class LocalStack:
             "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log", port=port,
             env_prefix="VIDSEARCH_ENCODER")
 
+    def _gateway(self) -> ServiceProcess:
+        assert self.encoder is not None, "start the encoder first"
+        return ServiceProcess("services.gateway", self._env(
+            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=",".join(s.address for s in self.shards),
+            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
+            self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY")
+
     def ingest_process(self, module: str = "services.ingest", log_name: str = "ingest",
                        port: int | None = None, **settings: object) -> ServiceProcess:
         """An ingest API server or standalone worker (``services.ingest.worker``) of this stack, not yet
@@ -102,13 +109,9 @@ class LocalStack:
             self.redis = RedisServer(self.root / "redis").start()
         self.shards = [self._shard(i).start() for i in range(self.config.n_shards)]
         self.encoder = self._encoder().start()
-        shard_list = ",".join(s.address for s in self.shards)
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
-        self.gateway = ServiceProcess("services.gateway", self._env(
-            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=shard_list,
-            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
-            self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY").start()
+        self.gateway = self._gateway().start()
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self

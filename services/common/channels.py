@@ -43,8 +43,8 @@ def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple
 
     Client-side health checking (the first service's name) keeps calls off a server that is up but
     not SERVING: one still loading its model or opening its index, or draining on SIGTERM. Calls
-    then fail UNAVAILABLE (retried here, retryable by callers) instead of reaching the servicer and
-    coming back FAILED_PRECONDITION "still loading", and round_robin skips such a replica.
+    then fail UNAVAILABLE (retried here, retryable by callers) without reaching the servicer (which
+    would answer UNAVAILABLE "still loading" too), and round_robin skips such a replica.
     """
     method_config: list[dict] = [{
         "name": [{"service": s} for s in services],

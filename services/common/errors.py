@@ -27,6 +27,11 @@ class Overloaded(VidsearchError):
     """A bounded queue or quota is full; the caller should back off: RESOURCE_EXHAUSTED."""
 
 
+class NotReady(VidsearchError):
+    """The service is up but still starting (loading its model, opening its index): UNAVAILABLE,
+    which callers retry, unlike FAILED_PRECONDITION, which says the request itself cannot succeed."""
+
+
 class DependencyDown(VidsearchError):
     """A service this one relies on is unreachable: UNAVAILABLE."""
 

@@ -33,6 +33,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.VidsearchError], grpc.StatusCode], ...]
     (errors.WrongState, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.NotReady, grpc.StatusCode.UNAVAILABLE),
     (errors.DependencyDown, grpc.StatusCode.UNAVAILABLE),
     (errors.Cancelled, grpc.StatusCode.CANCELLED),
 )

@@ -2,12 +2,14 @@
 
 Each service declares a frozen dataclass; ``load(cls, prefix)`` fills it from variables named
 ``<PREFIX>_<FIELD>`` (upper case). A field without a default is required: a missing or
-malformed value fails fast with a message naming the variable and what it should hold.
+malformed value fails fast with a message naming the variable and what it should hold, and so
+does a variable under the prefix that no field reads (a misspelt name would else be ignored).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -84,16 +86,53 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     raise SettingsError(f"{name}: unsupported setting type {kind!r}")
 
 
+#: Read by the command-line clients (``vidsearch search``, ``vidsearch ingest``), not by the
+#: services, although they share a service's prefix; a shell that sets them may start the stack.
+CLIENT_VARIABLES = frozenset({"VIDSEARCH_GATEWAY_ADDRESS", "VIDSEARCH_INGEST_ADDRESS"})
+
+
+def known_names(cls: type, prefix: str) -> list[str]:
+    """Every variable ``load(cls, prefix)`` reads, nested settings (``<PREFIX>_SERVER_*``) included."""
+    hints = typing.get_type_hints(cls)
+    names: list[str] = []
+    for field in dataclasses.fields(cls):
+        name = f"{prefix}_{field.name}".upper()
+        names += known_names(hints[field.name], name) if dataclasses.is_dataclass(hints[field.name]) else [name]
+    return names
+
+
+def check_unknown(cls: type, prefix: str, env: Mapping[str, str]) -> None:
+    """Fails on a ``<PREFIX>_*`` variable that no field of ``cls`` reads, listing the known names."""
+    known = set(known_names(cls, prefix)) | CLIENT_VARIABLES
+    unknown = sorted(k for k in env if k.startswith(f"{prefix.upper()}_") and k not in known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), known, n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise SettingsError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                        f"the known ones are {', '.join(sorted(known - CLIENT_VARIABLES))}")
+
+
 def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """Builds ``cls`` from ``env`` (default ``os.environ``); nested dataclasses extend the prefix."""
+    """Builds ``cls`` from ``env`` (default ``os.environ``); nested dataclasses extend the prefix.
+
+    Every variable under the prefix must be one ``cls`` reads: a misspelt name fails, not ignored.
+    """
     env = os.environ if env is None else env
+    check_unknown(cls, prefix, env)
+    return _load(cls, prefix, env)
+
+
+def _load(cls: type[T], prefix: str, env: Mapping[str, str]) -> T:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
         name = f"{prefix}_{field.name}".upper()
         if dataclasses.is_dataclass(kind):
-            values[field.name] = load(kind, name, env)
+            values[field.name] = _load(kind, name, env)
             continue
         if name in env:
             values[field.name] = _parse(name, env[name], kind)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.errors import InvalidInput, WrongState
+from services.common.errors import InvalidInput, NotReady
 from services.encoder.engine import EncoderEngine
 from vidsearch.common.v1 import common_pb2
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -22,7 +22,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
 
     def _ready(self) -> EncoderEngine:
         if self.engine is None:
-            raise WrongState("the encoder model is still loading")
+            raise NotReady("the encoder model is still loading")
         return self.engine
 
     async def EncodeText(self, request, context):

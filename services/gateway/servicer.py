@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from services.common.errors import InvalidInput, NotFound, WrongState
+from services.common.errors import InvalidInput, NotFound, NotReady
 from services.common.media import MediaStore
 from services.common.shards import video_of_clip
 from services.gateway.playback import cut_clip
@@ -85,7 +85,7 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
 
     def _ready(self) -> SearchCore:
         if self.core is None:
-            raise WrongState("the gateway is still starting")
+            raise NotReady("the gateway is still starting")
         return self.core
 
     async def Search(self, request, context):

@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 
-from services.common.errors import InvalidInput, WrongState
+from services.common.errors import InvalidInput, NotReady
 from services.index import convert
 from services.index.shard import ShardIndex
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -28,7 +28,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
 
     def _open_shard(self) -> ShardIndex:
         if self.shard is None:
-            raise WrongState(f"index {self.name} is still opening")
+            raise NotReady(f"index {self.name} is still opening")
         return self.shard
 
     async def Upsert(self, request, context):

@@ -8,6 +8,7 @@ can no longer update, finish, requeue or acknowledge it; its next attempt to do 
 
 - ``<p>:job:<id>``          hash: the job record
 - ``<p>:job:<id>:clips``    set: clip ids the job has started writing (removed again on cancel/failure)
+- ``<p>:video:<id>:jobs``   set: ids of the jobs submitted for a video, so deleting it can fence them
 - ``<p>:ingest:jobs``       stream, consumer group ``workers``: one entry per delivery of a job
 - ``<p>:ingest:delayed``    sorted set: jobs waiting out a retry backoff, scored by due time (ms)
 - ``<p>:ingest:dead``       stream: dead letters (job id, video id, reason, attempts)
@@ -125,6 +126,8 @@ local state = redis.call('HGET', KEYS[1], 'state') or 'MISSING'
 local result = ARGV[4]
 if state == 'MISSING' or {_FINAL_STATES} then
   result = state
+  -- Final already (cancelled mid-run): the owner letting go is what a DeleteVideo waits for.
+  if state ~= 'MISSING' and ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'owner', '') end
 else
   redis.call('HSET', KEYS[1], 'state', ARGV[4], 'stage', 'DONE', 'error', ARGV[5], 'owner', '',
              'updated_at', ARGV[3])
@@ -225,6 +228,9 @@ class JobQueue:
     def clips_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:clips"
 
+    def video_jobs_key(self, video_id: str) -> str:
+        return f"{self.prefix}:video:{video_id}:jobs"
+
     # -- API side -------------------------------------------------------------------------------
 
     async def ping(self) -> None:
@@ -251,6 +257,8 @@ class JobQueue:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.job_key(job_id), mapping=record)
             pipe.xadd(self.stream, {"job_id": job_id})
+            pipe.sadd(self.video_jobs_key(spec.video_id), job_id)
+            pipe.expire(self.video_jobs_key(spec.video_id), self.ttl_s)
             await pipe.execute()
         return await self.get(job_id)
 
@@ -270,6 +278,31 @@ class JobQueue:
         if result == "MISSING":
             raise NotFound(f"no job {job_id!r}")
         return await self.get(job_id)
+
+    async def fence_video(self, video_id: str, timeout_s: float, poll_s: float = 0.05) -> list[str]:
+        """Stops every job of the video from writing again, for a delete of the video to follow.
+
+        Cancels each unfinished job (a worker's next ``update`` with clip ids then raises, so it
+        starts no new write) and waits until no worker holds any of them any more: a worker lets go
+        only once the write it had in flight has returned and it has removed what the job wrote.
+        Returns the ids still held after ``timeout_s`` (their worker died or stalled; the worker that
+        takes a dead one's job over finds it cancelled and removes its clips).
+        """
+        key = self.video_jobs_key(video_id)
+        job_ids = sorted(await self.redis.smembers(key))
+        for job_id in job_ids:
+            await self._cancel(keys=[self.job_key(job_id), self.events], args=[job_id, _now(), self.ttl_s])
+        held = job_ids
+        deadline = time.monotonic() + timeout_s
+        while held:
+            owners = await asyncio.gather(*(self.redis.hget(self.job_key(j), "owner") for j in held))
+            held = [j for j, owner in zip(held, owners, strict=True) if owner]
+            if not held or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(poll_s)
+        if settled := [j for j in job_ids if j not in held]:
+            await self.redis.srem(key, *settled)  # those held stay, for the next delete to wait on
+        return held
 
     async def watch(self, job_id: str, events: JobEvents | None = None, poll_s: float = 0.2) -> AsyncIterator[Job]:
         """The job now, then after every change, ending with its first final state.

@@ -214,7 +214,14 @@ class _Attempt:
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
             await asyncio.to_thread(self._put_thumbnails, batch)
-            await shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s)
+            write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # A sent upsert cannot be recalled: the attempt ends only once it has landed, so the
+                # clean-up of a cancel (and a DeleteVideo waiting on it) comes after it, not before.
+                await asyncio.gather(write, return_exceptions=True)
+                raise
             STAGE_SECONDS.labels("index").observe(time.perf_counter() - started)
             CLIPS.labels("indexed").inc(len(records))
             done += len(records)

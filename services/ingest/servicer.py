@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import math
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,8 @@ from services.ingest.records import Job, JobSpec, SegmentMode, SegmentSpec, Vide
 from services.ingest.settings import IngestSettings
 from services.ingest.worker import Runtime
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 UPLOAD_BYTES = Counter("vidsearch_ingest_upload_bytes_total", "Bytes received by UploadVideo and stored.")
 
@@ -190,6 +193,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def DeleteVideo(self, request, context):
         video_id = sources.validate_video_id(request.video_id)
+        # Fenced: no job of the video may write after the delete, so stop them all first.
+        with _redis_errors():
+            held = await self.queue.fence_video(video_id, timeout_s=self.cfg.claim_idle_ms / 1000)
+        if held:
+            log.warning("deleting video %s while jobs %s are held by a worker that does not answer",
+                        video_id, ", ".join(held))
         deleted = await self.rt.shards.for_video(video_id).delete(video_ids=[video_id])
         await asyncio.to_thread(self._delete_media, video_id)
         return ingest_pb2.DeleteVideoResponse(clips_deleted=deleted)

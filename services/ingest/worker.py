@@ -262,7 +262,8 @@ class IngestWorker:
         it writes (and checks) its first batch.
         """
         while True:
-            await asyncio.sleep(self.cfg.claim_idle_ms / 3000)
+            # At least every second: a DeleteVideo of the job's video waits for this worker to stop.
+            await asyncio.sleep(min(self.cfg.claim_idle_ms / 3000, 1.0))
             try:
                 renewal = await self.queue.heartbeat(delivery, token, self.consumer)
             except _REDIS_DOWN as exc:

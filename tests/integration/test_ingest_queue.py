@@ -188,6 +188,40 @@ def test_cancel(redis_url: str) -> None:
     run(scenario)
 
 
+def test_fencing_a_video_stops_its_jobs_and_waits_for_the_worker_to_let_go(redis_url: str) -> None:
+    """What DeleteVideo does first: every unfinished job of the video is cancelled (so its worker
+    can record no more clip ids, which it must do before every write) and the fence returns once no
+    worker holds one; a worker that does not let go (dead, stalled) is named after the timeout."""
+
+    async def scenario() -> None:
+        queue = _queue(redis_url)
+        await queue.ensure_group()
+        running = await queue.submit(_spec("doomed"))
+        delivery = await queue.next_delivery("w1", 60_000, 100)
+        claim = await queue.claim(delivery, "w1", 5)
+        await queue.update(running.job_id, claim.token, {"clips_total": 4}, ["doomed:000000000"])
+        queued = await queue.submit(_spec("doomed"))
+        other = await queue.submit(_spec("kept"))
+        assert await queue.fence_video("doomed", timeout_s=0.3) == [running.job_id]
+        assert (await queue.get(running.job_id)).state is JobState.CANCELLED
+        assert (await queue.get(queued.job_id)).state is JobState.CANCELLED
+        assert (await queue.get(other.job_id)).state is JobState.QUEUED
+        with pytest.raises(JobCancelled):  # the check a worker makes before each write
+            await queue.update(running.job_id, claim.token, {}, ["doomed:000001000"])
+        # The worker settles (after removing what it wrote): the owner is cleared, the fence opens.
+        again = await queue.submit(_spec("doomed"))
+        fence = asyncio.ensure_future(queue.fence_video("doomed", timeout_s=10))
+        await asyncio.sleep(0.2)
+        assert not fence.done(), "the fence must wait for the worker still holding its job"
+        assert await queue.finish(delivery, claim.token, JobState.CANCELLED) is JobState.CANCELLED
+        assert await asyncio.wait_for(fence, 5) == []
+        assert (await queue.get(again.job_id)).state is JobState.CANCELLED
+        assert await queue.fence_video("never-submitted", timeout_s=1) == []
+        await queue.redis.aclose()
+
+    run(scenario)
+
+
 # -- the worker's settling rules, with a stand-in pipeline ----------------------------------------
 
 

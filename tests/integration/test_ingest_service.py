@@ -371,6 +371,26 @@ def test_delete_video_removes_clips_and_thumbnails(stack: Stack, api) -> None:
     assert api.DeleteVideo(ingest_pb2.DeleteVideoRequest(video_id="to-delete"), timeout=10).clips_deleted == 0
 
 
+def test_delete_video_fences_a_job_still_running_for_it(stack: Stack, api) -> None:
+    """DeleteVideo while a job is writing the video's clips: when the delete returns the job is
+    cancelled and has stopped, no clip of the video is left, and none reappears afterwards."""
+    video = make_video(stack.library / "delete-running.mp4", seconds=80, fps=4, size=(64, 64))
+    expected = [c for c, _, _ in _expected_ids("deleted-mid-job", video, 1.0)]
+    reply = _submit(api, video, video_id="deleted-mid-job", segment=ingest_pb2.SegmentOptions(window_seconds=1))
+    for update in api.WatchJob(ingest_pb2.WatchJobRequest(job_id=reply.job_id), timeout=60):
+        if update.job.clips_done >= 8:
+            break
+    api.DeleteVideo(ingest_pb2.DeleteVideoRequest(video_id="deleted-mid-job"), timeout=60)
+    job = api.GetJob(ingest_pb2.GetJobRequest(job_id=reply.job_id), timeout=10).job
+    assert job.state == ingest_pb2.JOB_STATE_CANCELLED and job.clips_done < len(expected)
+    index = _index(stack, "deleted-mid-job")
+    for _ in range(10):  # longer than a batch takes to encode and write
+        assert _clips_of(stack, "deleted-mid-job") == 0
+        assert len(index.Get(index_pb2.GetRequest(clip_ids=expected), timeout=10).missing_ids) == len(expected)
+        time.sleep(0.3)
+    assert api.GetJob(ingest_pb2.GetJobRequest(job_id=reply.job_id), timeout=10).job.clips_done == job.clips_done
+
+
 def _children(pid: int) -> set[int]:
     try:
         return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
@@ -458,6 +478,17 @@ def test_missing_settings_stop_the_service_at_once(stack: Stack, tmp_path: Path)
     proc.start()
     assert proc.proc.wait(timeout=60) == 2
     assert "VIDSEARCH_INGEST_ENCODER is required" in proc.log_tail()
+
+
+@pytest.mark.parametrize("module", ["services.ingest", "services.ingest.worker"])
+def test_a_misspelt_setting_stops_the_service_and_names_the_right_one(stack: Stack, tmp_path: Path,
+                                                                       module: str) -> None:
+    env = stack.ingest_env("x", VIDSEARCH_INGEST_WORKRES="4")
+    proc = ServiceProcess(module, env, tmp_path / "misspelt.log", env_prefix="VIDSEARCH_INGEST").start()
+    assert proc.proc.wait(timeout=60) == 2
+    log = proc.log_tail()
+    assert "unknown setting VIDSEARCH_INGEST_WORKRES (did you mean VIDSEARCH_INGEST_WORKERS?)" in log
+    assert "VIDSEARCH_INGEST_CLAIM_IDLE_MS" in log and "VIDSEARCH_INGEST_SERVER_PORT" in log
 
 
 def test_cli_submits_or_uploads_and_prints_a_summary(stack: Stack, capsys: pytest.CaptureFixture) -> None:

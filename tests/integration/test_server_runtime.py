@@ -64,11 +64,11 @@ def test_health_is_serving_only_after_start_up_and_errors_map_to_status(tmp_path
 
     asyncio.run(main())
     assert seen["before"] == health_pb2.HealthCheckResponse.NOT_SERVING
-    assert seen["early_call"][0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert seen["early_call"][0] == grpc.StatusCode.UNAVAILABLE  # retryable: it is only starting
     assert "still opening" in seen["early_call"][1]
     assert seen["after"] == health_pb2.HealthCheckResponse.SERVING
     assert seen["named"] == health_pb2.HealthCheckResponse.SERVING
     metrics = seen["metrics"]
-    assert 'vidsearch_rpc_requests_total{code="FAILED_PRECONDITION",method="/vidsearch.index.v1.IndexService/Stats"}' \
+    assert 'vidsearch_rpc_requests_total{code="UNAVAILABLE",method="/vidsearch.index.v1.IndexService/Stats"}' \
         in metrics
     assert "vidsearch_rpc_latency_seconds_bucket" in metrics

@@ -189,8 +189,9 @@ def test_encoder_restart_fails_only_searches_in_its_window_with_unavailable(syst
 def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: Path) -> None:
     """The window the restart test above can only hit by chance, made deterministic: a shard that
     listens but is not SERVING yet (still opening; a restarted encoder still loading its model is
-    the same) is reached by a plain channel, which gets FAILED_PRECONDITION, but the services' own
-    clients fail fast with UNAVAILABLE and use it the moment it reports SERVING."""
+    the same) is reached by a plain channel, which gets UNAVAILABLE "still opening" (retryable,
+    never FAILED_PRECONDITION), but the services' own clients make no call until it reports
+    SERVING, and then use it at once."""
 
     async def scenario() -> None:
         servicer = IndexServicer("shard-x")
@@ -202,9 +203,11 @@ def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: P
             async with grpc.aio.insecure_channel(address) as plain:
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await index_pb2_grpc.IndexServiceStub(plain).Stats(index_pb2.StatsRequest(), timeout=5)
-                assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            with pytest.raises(DependencyDown, match="UNAVAILABLE"):
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "still opening" in err.value.details()
+            with pytest.raises(DependencyDown, match="UNAVAILABLE") as down:
                 await client.stats()
+            assert "still opening" not in str(down.value), "the call reached a server that is not SERVING"
             servicer.shard = await asyncio.to_thread(ShardIndex, tmp_path / "shard")
             await running.set_serving(True)
             assert (await client.stats()).shard == "shard-x"

@@ -63,3 +63,54 @@ def test_shard_name_comes_from_the_statefulset_ordinal(host: str, name: str) -> 
     from services.index.server import shard_name_from_host
 
     assert shard_name_from_host(host) == name
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"X_SEAL_THRESHHOLD": "7"}, r"unknown setting X_SEAL_THRESHHOLD \(did you mean X_SEAL_THRESHOLD\?\)"),
+        ({"X_SERVER_PROT": "5005"}, r"X_SERVER_PROT \(did you mean X_SERVER_PORT\?\)"),
+        ({"X_NOTHING_LIKE_IT": "1", "X_DEBUGG": "1"}, r"unknown settings X_DEBUGG .*, X_NOTHING_LIKE_IT;"),
+    ],
+)
+def test_a_misspelt_variable_fails_and_lists_the_known_names(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as err:
+        load(_Example, "x", {"X_DATA_DIR": "/d", **env})
+    assert "the known ones are X_DATA_DIR, X_DEBUG, X_MODEL_ID, X_NAMES, X_RATIO, X_SEAL_THRESHOLD, " \
+           "X_SERVER_GRACE_SECONDS" in str(err.value)
+
+
+def test_other_prefixes_and_the_clients_addresses_are_not_settings_of_the_service() -> None:
+    env = {"X_DATA_DIR": "/d", "XY_ANYTHING": "1", "Y_SEAL_THRESHHOLD": "1", "X": "1"}
+    assert load(_Example, "x", env).data_dir == Path("/d")
+    from services.gateway.server import GatewaySettings
+
+    gateway = {"VIDSEARCH_GATEWAY_ENCODER": "e:1", "VIDSEARCH_GATEWAY_INDEX_SHARDS": "s:1",
+               "VIDSEARCH_GATEWAY_ADDRESS": "127.0.0.1:50051"}  # read by `vidsearch search` only
+    assert load(GatewaySettings, "VIDSEARCH_GATEWAY", gateway).encoder == "e:1"
+
+
+def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> None:
+    """Every variable `vidsearch up` (and so the demo, the benchmarks and the system tests) gives a
+    service is one that service reads, so the check above never stops the local stack."""
+    from services.common.settings import known_names
+    from services.encoder.server import EncoderSettings
+    from services.gateway.server import GatewaySettings
+    from services.index.server import IndexSettings
+    from services.ingest.settings import IngestSettings
+    from services.processes import RedisServer
+    from services.stack import LocalStack, StackConfig
+
+    stack = LocalStack(StackConfig(data_dir=tmp_path, checkpoint=tmp_path / "ckpt", api_keys_file=tmp_path / "k"))
+    stack.redis = RedisServer(tmp_path / "redis")  # built, not started: only its URL is needed
+    stack.shards = [stack._shard(0)]
+    stack.encoder = stack._encoder()
+    processes = [(stack.shards[0], IndexSettings, "VIDSEARCH_INDEX"),
+                 (stack.encoder, EncoderSettings, "VIDSEARCH_ENCODER"),
+                 (stack._gateway(), GatewaySettings, "VIDSEARCH_GATEWAY"),
+                 (stack.ingest_process(), IngestSettings, "VIDSEARCH_INGEST"),
+                 (stack.ingest_process("services.ingest.worker", key_prefix="p", workers=0), IngestSettings,
+                  "VIDSEARCH_INGEST")]
+    for proc, cls, prefix in processes:
+        given = {k for k in proc.env if k.startswith(f"{prefix}_")}
+        assert len(given) >= 2 and given <= set(known_names(cls, prefix)), given - set(known_names(cls, prefix))
