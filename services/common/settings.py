@@ -13,6 +13,7 @@ import difflib
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +62,28 @@ class ServerSettings:
             raise SettingsError("tls_cert_file and tls_key_file must be set together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise SettingsError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+
+
+def check_redis_password_file(redis_url: str | None, password_file: Path | None) -> None:
+    """A Redis password comes from a file (a mounted Secret), once: never also in the URL."""
+    if password_file is None:
+        return
+    if not redis_url:
+        raise SettingsError("redis_password_file is set but redis_url is not")
+    if urllib.parse.urlsplit(redis_url).password:
+        raise SettingsError("redis_url carries a password and redis_password_file is set; give it once, in the file")
+    if not password_file.is_file():
+        raise SettingsError(f"redis_password_file {password_file} is not a readable file")
+
+
+def read_secret(path: Path | None) -> str | None:
+    """The content of a mounted Secret file without its trailing newline; None when unset."""
+    if path is None:
+        return None
+    value = path.read_text().rstrip("\r\n")
+    if not value:
+        raise SettingsError(f"{path} is empty")
+    return value
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:

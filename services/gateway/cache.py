@@ -77,12 +77,12 @@ class RedisQueryCache:
     """Redis-backed cache shared by every gateway replica."""
 
     def __init__(self, url: str, ttl_s: float = 86_400.0, socket_timeout_s: float = 0.05,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, password: str | None = None) -> None:
         self.ttl_s = ttl_s
         self.breaker = breaker or CircuitBreaker("the Redis query cache", cooldown_s=5.0, max_cooldown_s=5.0)
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
-            retry_on_timeout=False, health_check_interval=0,
+            retry_on_timeout=False, health_check_interval=0, **({"password": password} if password else {}),
         )
 
     async def get(self, key: str) -> np.ndarray | None:

@@ -31,6 +31,8 @@ class GatewaySettings:
         metadata={"help": "comma-separated shard addresses in shard order (shard-0 first)"})
     # Unset: the in-process LRU cache. Set: a Redis shared by every gateway replica.
     redis_url: str | None = None
+    # The Redis password, from a file (a mounted Secret) rather than in redis_url.
+    redis_password_file: Path | None = None
     cache_ttl_s: float = 86_400.0
     cache_max_entries: int = 10_000
     cache_socket_timeout_s: float = 0.05
@@ -47,11 +49,13 @@ class GatewaySettings:
             raise settings.SettingsError("index_shards needs at least one address")
         if self.default_timeout_s <= 0:
             raise settings.SettingsError("default_timeout_s must be > 0")
+        settings.check_redis_password_file(self.redis_url, self.redis_password_file)
 
 
 def build_cache(cfg: GatewaySettings) -> QueryCache:
     if cfg.redis_url:
-        return RedisQueryCache(cfg.redis_url, cfg.cache_ttl_s, cfg.cache_socket_timeout_s)
+        return RedisQueryCache(cfg.redis_url, cfg.cache_ttl_s, cfg.cache_socket_timeout_s,
+                               password=settings.read_secret(cfg.redis_password_file))
     return LocalLRUCache(cfg.cache_max_entries, cfg.cache_ttl_s)
 
 

@@ -198,9 +198,11 @@ return 'OK'
 """
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, password: str | None = None) -> aioredis.Redis:
     """A Redis client for the job queue; every reply decoded as UTF-8 text."""
-    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+    extra = {"password": password} if password is not None else {}
+    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
+                             **extra)
 
 
 class JobQueue:

@@ -71,11 +71,15 @@ class IngestSettings:
     # One "<key> <read|write>" per line; unset disables API keys (loopback development only).
     # Submitting, uploading, cancelling and deleting need a write key.
     api_keys_file: Path | None = None
+    # The Redis password, from a file (a mounted Secret) rather than in redis_url; the URL may name
+    # the user (redis://vidsearch@redis:6379/0).
+    redis_password_file: Path | None = None
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
         if not self.redis_url.startswith(_REDIS_SCHEMES):
             raise SettingsError(f"redis_url must start with one of {_REDIS_SCHEMES}, got {self.redis_url!r}")
+        settings.check_redis_password_file(self.redis_url, self.redis_password_file)
         if not self.encoder.strip():
             raise SettingsError("encoder address must not be empty")
         if not self.index_shards or any(not s.strip() for s in self.index_shards):

