@@ -59,7 +59,7 @@ def test_prod_runs_eight_shards_on_gpus_with_budgets(rendered) -> None:
     assert encoder["resources"]["limits"]["nvidia.com/gpu"] == 1
     budgets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
                for p in policy.by_kind(docs, "PodDisruptionBudget").values()}
-    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker"}
+    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker", "redis"}
     assert policy.by_kind(docs, "PodDisruptionBudget")["index"]["spec"]["maxUnavailable"] == 1
     hpa = policy.by_kind(docs, "HorizontalPodAutoscaler")["encoder"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
@@ -95,6 +95,33 @@ def test_redis_keeps_the_queue_and_bounds_the_cache(rendered, overlay: str) -> N
     assert lines["appendonly"] == "yes"
     # Only keys with a TTL may be evicted: cache entries, never the job queue's streams.
     assert lines["maxmemory-policy"] == "volatile-lru" and lines["maxmemory"] != "0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_redis_password_is_a_mounted_secret_never_in_the_url(rendered, overlay: str) -> None:
+    """Redis requires the password of user vidsearch (its ACL file comes from the Secret
+    vidsearch-redis), and every client reads that password from the same Secret, mounted as a
+    file, with a URL that carries none."""
+    from urllib.parse import urlsplit
+
+    docs = rendered[overlay].docs
+    conf = next(cm for name, cm in policy.by_kind(docs, "ConfigMap").items() if name.startswith("redis-config"))
+    aclfile = next(line.split()[1] for line in conf["data"]["redis.conf"].splitlines() if line.startswith("aclfile"))
+    redis = policy.pod_spec(policy.by_kind(docs, "StatefulSet")["redis"])
+    mounted = {v["name"]: v for v in redis["volumes"]}
+    mount = next(m for m in redis["containers"][0]["volumeMounts"] if aclfile.startswith(m["mountPath"] + "/"))
+    assert mounted[mount["name"]]["secret"]["secretName"] == "vidsearch-redis"
+    clients = [c for c in policy.containers(docs)
+               if any(k.endswith("_REDIS_URL") for k in policy.container_env(docs, c))]
+    assert {c.workload["metadata"]["name"] for c in clients} == {"gateway", "ingest", "ingest-worker"}
+    for c in clients:
+        env = policy.container_env(docs, c)
+        url = next(v for k, v in env.items() if k.endswith("_REDIS_URL"))
+        assert urlsplit(url).username == "vidsearch" and urlsplit(url).password is None
+        password_file = next(v for k, v in env.items() if k.endswith("_REDIS_PASSWORD_FILE"))
+        volume = next(m["name"] for m in c.spec["volumeMounts"] if password_file.startswith(m["mountPath"] + "/"))
+        secret = next(v["secret"] for v in c.pod["volumes"] if v["name"] == volume)
+        assert secret["secretName"] == "vidsearch-redis" and secret["items"][0]["key"] == "password"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
