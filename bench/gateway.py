@@ -9,7 +9,8 @@ and the fan-out overhead against calling one shard directly with the same vector
 ``python -m bench.gateway --kill-shard`` measures instead what one dead shard costs: the same
 closed loop (``--clients``, 8 by default there) over 2 shards while both serve, then with one
 SIGKILLed (every search ``partial``, none an error), then after it is restarted; it prints the
-p50 of each phase and the ratio dead / healthy (the target is at most 1.5).
+p50 of each phase and the ratio dead / healthy (the target is at most 1.5). With ``--replicas 2``
+each shard has two copies and one copy is killed: the searches should not even be partial.
 """
 
 from __future__ import annotations
@@ -36,26 +37,32 @@ WORDS = ["빨간", "파란", "공", "남자", "여자", "바다", "숲", "도시
 
 
 def _load(stack: LocalStack, per_shard: int, dim: int, model_id: str, seed: int = 0) -> float:
+    """``per_shard`` clustered vectors into every shard, the same ones into each of its replicas."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    for s, shard in enumerate(stack.shards):
+    for s, copies in enumerate(stack.replicas):
         centres = rng.normal(size=(max(1, per_shard // 200), dim)).astype(np.float32)
-        with grpc.insecure_channel(shard.address, options=client_options()) as channel:
-            stub = index_pb2_grpc.IndexServiceStub(channel)
-            for start in range(0, per_shard, 5000):
-                n = min(5000, per_shard - start)
-                vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
-                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                clips = [common_pb2.ClipRecord(
-                    clip_id=f"v{s}-{(start + i) // 90}:{((start + i) % 90) * 20000:09d}",
-                    video_id=f"v{s}-{(start + i) // 90}", start_seconds=((start + i) % 90) * 20.0,
-                    end_seconds=((start + i) % 90) * 20.0 + 20, vector=common_pb2.Vector(values=v), model_id=model_id)
-                    for i, v in enumerate(vecs.tolist())]
+        channels = [grpc.insecure_channel(p.address, options=client_options()) for p in copies]
+        stubs = [index_pb2_grpc.IndexServiceStub(c) for c in channels]
+        for start in range(0, per_shard, 5000):
+            n = min(5000, per_shard - start)
+            vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            clips = [common_pb2.ClipRecord(
+                clip_id=f"v{s}-{(start + i) // 90}:{((start + i) % 90) * 20000:09d}",
+                video_id=f"v{s}-{(start + i) // 90}", start_seconds=((start + i) % 90) * 20.0,
+                end_seconds=((start + i) % 90) * 20.0 + 20, vector=common_pb2.Vector(values=v), model_id=model_id)
+                for i, v in enumerate(vecs.tolist())]
+            for stub in stubs:
                 stub.Upsert(index_pb2.UpsertRequest(clips=clips), timeout=120)
+        for stub in stubs:
             stub.Seal(index_pb2.SealRequest(wait=False), timeout=60)
-    for shard in stack.shards:  # wait for every build
-        with grpc.insecure_channel(shard.address) as channel:
-            index_pb2_grpc.IndexServiceStub(channel).Seal(index_pb2.SealRequest(wait=True), timeout=1800)
+        for channel in channels:
+            channel.close()
+    for copies in stack.replicas:  # wait for every build
+        for proc in copies:
+            with grpc.insecure_channel(proc.address) as channel:
+                index_pb2_grpc.IndexServiceStub(channel).Seal(index_pb2.SealRequest(wait=True), timeout=1800)
     return time.perf_counter() - t0
 
 
@@ -138,11 +145,11 @@ def run_case(checkpoint: Path, n_shards: int, per_shard: int, clients: int, seco
             **loaded, **single}
 
 
-def kill_shard_case(checkpoint: Path, per_shard: int, clients: int, seconds: float) -> dict:
-    """p50 of cached text searches over 2 shards: both serving, one SIGKILLed, the same one restarted."""
+def kill_shard_case(checkpoint: Path, per_shard: int, clients: int, seconds: float, replicas: int = 1) -> dict:
+    """p50 of cached text searches over 2 shards: both serving, one (a replica of one) SIGKILLed, restarted."""
     with tempfile.TemporaryDirectory(prefix="bench-gw-kill-") as tmp:
-        config = StackConfig(data_dir=Path(tmp), checkpoint=checkpoint, n_shards=2, with_ingest=False,
-                             log_level="WARNING")
+        config = StackConfig(data_dir=Path(tmp), checkpoint=checkpoint, n_shards=2, replicas=replicas,
+                             with_ingest=False, log_level="WARNING")
         with LocalStack(config) as stack:
             with grpc.insecure_channel(stack.gateway.address) as ch:
                 probe = gateway_pb2_grpc.SearchServiceStub(ch).Search(
@@ -151,12 +158,13 @@ def kill_shard_case(checkpoint: Path, per_shard: int, clients: int, seconds: flo
             texts = [_text(i) for i in range(64)]
             asyncio.run(_closed_loop(stack.gateway.address, clients, 3.0, texts))  # fills the cache, warms up
             healthy = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
-            stack.shards[1].kill()  # SIGKILL
+            stack.shards[1].kill()  # SIGKILL: shard 1 (with replicas, its first copy)
             dead = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
             stack.restart_shard(1)
             time.sleep(5.0)  # the gateway's reconnect backoff (capped at 2 s) and its breaker's probe cooldown
             back = asyncio.run(_closed_loop(stack.gateway.address, clients, seconds, texts))
-    return {"clients": clients, "vectors_per_shard": per_shard, "healthy": healthy, "one_shard_dead": dead,
+    return {"clients": clients, "vectors_per_shard": per_shard, "replicas": replicas, "healthy": healthy,
+            "one_shard_dead": dead,
             "restarted": back, "dead_over_healthy_p50": round(dead["p50_ms"] / healthy["p50_ms"], 2),
             "errors": healthy["errors"] + dead["errors"] + back["errors"]}
 
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=None, help="16 (8 with --kill-shard)")
     parser.add_argument("--kill-shard", action="store_true",
                         help="measure p50 with one of 2 shards SIGKILLed against both serving")
+    parser.add_argument("--replicas", type=int, default=1, help="copies of each shard (with --kill-shard)")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     from services.encoder.model.checkpoint import build_model, save_checkpoint
@@ -177,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gw-ckpt-") as tmp:
         checkpoint = save_checkpoint(build_model(tiny()), Path(tmp) / "tiny")
         if args.kill_shard:
-            print(json.dumps(kill_shard_case(checkpoint, args.per_shard, args.clients or 8, args.seconds), indent=2))
+            print(json.dumps(kill_shard_case(checkpoint, args.per_shard, args.clients or 8, args.seconds,
+                                             args.replicas), indent=2))
             return
         cases = [run_case(checkpoint, int(n), args.per_shard, args.clients or 16, args.seconds)
                  for n in args.shards.split(",")]

@@ -211,8 +211,9 @@ def child_pids(pid: int) -> list[int]:
 def service_pids(stack: LocalStack) -> dict[str, int]:
     """Every service process of the stack by name (shards, encoder, ingest, gateway, redis)."""
     pids: dict[str, int] = {}
-    for i, shard in enumerate(stack.shards):
-        pids[f"shard-{i}"] = shard.proc.pid
+    for i, replicas in enumerate(stack.replicas):
+        for r, shard in enumerate(replicas):
+            pids[f"shard-{i}" if r == 0 else f"shard-{i}-replica-{r}"] = shard.proc.pid
     named: Iterable[tuple[str, ServiceProcess | None]] = (
         ("encoder", stack.encoder), ("ingest", stack.ingest), ("gateway", stack.gateway))
     for name, proc in named:

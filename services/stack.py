@@ -1,8 +1,9 @@
 """The local stack: every service as its own process on loopback, data under one directory.
 
 Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so all of them run
-the same topology: N index shards, the encoder, ingest (API + workers) and the gateway, plus a
-local redis-server when one is installed (the gateway then caches in Redis; ingest needs it).
+the same topology: N index shards (each with R replicas), the encoder, ingest (API + workers) and
+the gateway, plus a local redis-server when one is installed (the gateway then caches in Redis;
+ingest needs it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class StackConfig:
     data_dir: Path
     checkpoint: Path
     n_shards: int = 2
+    # Copies of each shard, each its own process and data directory; writes go to all of them.
+    replicas: int = 1
     ingest_workers: int = 1
     with_ingest: bool = True
     use_redis: bool = True
@@ -45,7 +48,8 @@ class LocalStack:
         self.root = Path(config.data_dir).resolve()
         self.logs = self.root / "logs"
         self.redis: RedisServer | None = None
-        self.shards: list[ServiceProcess] = []
+        #: replicas[i][r]: replica r of shard i.
+        self.replicas: list[list[ServiceProcess]] = []
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
@@ -68,11 +72,24 @@ class LocalStack:
         env["VIDSEARCH_LOG_LEVEL"] = self.config.log_level
         return {**env, **self.config.extra_env}
 
-    def _shard(self, i: int) -> ServiceProcess:
-        port = self.shards[i].port if i < len(self.shards) else None
+    @property
+    def shards(self) -> list[ServiceProcess]:
+        """The first replica of every shard (the only one unless ``replicas`` > 1)."""
+        return [replicas[0] for replicas in self.replicas]
+
+    @property
+    def shard_targets(self) -> str:
+        """The ``index_shards`` setting of gateway and ingest: shards by comma, replicas by ``|``."""
+        return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
+
+    def _shard(self, i: int, replica: int = 0) -> ServiceProcess:
+        known = i < len(self.replicas) and replica < len(self.replicas[i])
+        port = self.replicas[i][replica].port if known else None
+        # Replica 0 keeps the single-copy layout, so a data directory works with and without replicas.
+        name = f"shard-{i}" if replica == 0 else f"shard-{i}-replica-{replica}"
         return ServiceProcess("services.index", self._env(
-            "VIDSEARCH_INDEX", data_dir=self.root / f"shard-{i}", shard_name=f"shard-{i}",
-            seal_threshold=self.config.seal_threshold), self.logs / f"shard-{i}.log", port=port,
+            "VIDSEARCH_INDEX", data_dir=self.root / name, shard_name=f"shard-{i}",
+            seal_threshold=self.config.seal_threshold), self.logs / f"{name}.log", port=port,
             env_prefix="VIDSEARCH_INDEX")
 
     def _encoder(self) -> ServiceProcess:
@@ -84,7 +101,7 @@ class LocalStack:
     def _gateway(self) -> ServiceProcess:
         assert self.encoder is not None, "start the encoder first"
         return ServiceProcess("services.gateway", self._env(
-            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=",".join(s.address for s in self.shards),
+            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=self.shard_targets,
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY")
 
@@ -95,7 +112,7 @@ class LocalStack:
         assert self.encoder is not None and self.redis is not None, "start the stack first"
         values: dict[str, object] = {
             "redis_url": self.redis_url, "encoder": self.encoder.address,
-            "index_shards": ",".join(s.address for s in self.shards), "media_root": self.media_root,
+            "index_shards": self.shard_targets, "media_root": self.media_root,
             "allowed_roots": str(self.root.anchor), "workers": self.config.ingest_workers,
             "api_keys_file": self.config.api_keys_file}
         env = self._env("VIDSEARCH_INGEST", **values)
@@ -107,7 +124,8 @@ class LocalStack:
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):
             self.redis = RedisServer(self.root / "redis").start()
-        self.shards = [self._shard(i).start() for i in range(self.config.n_shards)]
+        self.replicas = [[self._shard(i, r).start() for r in range(self.config.replicas)]
+                         for i in range(self.config.n_shards)]
         self.encoder = self._encoder().start()
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
@@ -118,7 +136,8 @@ class LocalStack:
 
     @property
     def processes(self) -> list[ServiceProcess]:
-        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway) if p is not None]
+        shards = [p for replicas in self.replicas for p in replicas]
+        return [p for p in (*shards, self.encoder, self.ingest, self.gateway) if p is not None]
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""
@@ -126,7 +145,7 @@ class LocalStack:
             "gateway": self.gateway.address if self.gateway else None,
             "ingest": self.ingest.address if self.ingest else None,
             "encoder": self.encoder.address if self.encoder else None,
-            "shards": [s.address for s in self.shards],
+            "shards": self.shard_targets.split(","),
             "redis": self.redis_url,
             "data_dir": str(self.root),
             "logs": str(self.logs),
@@ -134,11 +153,11 @@ class LocalStack:
             + ([self.redis.proc.pid] if self.redis and self.redis.proc else []),
         }
 
-    def restart_shard(self, i: int, timeout_s: float = 60.0) -> ServiceProcess:
-        """Starts shard ``i`` again on its old port (after a kill), and waits until it serves."""
-        self.shards[i] = self._shard(i).start()
-        self.shards[i].wait_serving(timeout=timeout_s)
-        return self.shards[i]
+    def restart_shard(self, i: int, timeout_s: float = 60.0, replica: int = 0) -> ServiceProcess:
+        """Starts shard ``i`` (one replica of it) again on its old port (after a kill), and waits until it serves."""
+        self.replicas[i][replica] = self._shard(i, replica).start()
+        self.replicas[i][replica].wait_serving(timeout=timeout_s)
+        return self.replicas[i][replica]
 
     def restart_encoder(self, timeout_s: float = 120.0) -> ServiceProcess:
         """Starts the encoder again on its old port (after a stop or kill), and waits until it serves."""

@@ -4,8 +4,9 @@ Closed, calls go through; ``failures_to_open`` failures in a row open the breake
 opens it at once (a failure that proves the peer is gone: connection refused, not SERVING). Open,
 calls are refused without touching the network. Once ``cooldown_s`` has passed it is half-open:
 
-- with a ``probe`` (the index shards: a gRPC health check), the probe runs in the background and
-  callers keep skipping the peer, so no caller's request waits on a peer that may be frozen;
+- with a ``probe`` (the index shards: a gRPC health check), the probe runs in the background on
+  its own schedule and callers keep skipping the peer, so no caller's request waits on a peer
+  that may be frozen, and a peer that is back is used again even before the next call;
 - without one (the Redis query cache, whose calls time out in 50 ms), the next caller's own call
   is the trial.
 
@@ -55,15 +56,12 @@ class CircuitBreaker:
         return self.state is not BreakerState.CLOSED
 
     def allow(self) -> bool:
-        """True when a call may go to the peer; when open and cooled down, probes it (or lets a trial by)."""
+        """True when a call may go to the peer (without a probe: also the one trial when cooled down)."""
         if self.state is BreakerState.CLOSED:
             return True
-        if self.state is BreakerState.OPEN and self._clock() >= self._retry_at:
-            if self._probe is None:
-                self._reopen()  # should the trial's caller never report back, another trial comes later
-                return True
-            self.state = BreakerState.HALF_OPEN
-            self._probing = asyncio.ensure_future(self._run_probe())
+        if self._probe is None and self._clock() >= self._retry_at:
+            self._reopen()  # should the trial's caller never report back, another trial comes later
+            return True
         return False
 
     def trip(self, reason: str) -> None:
@@ -72,6 +70,8 @@ class CircuitBreaker:
             self.reason = reason
             self._cooldown_s = self.base_cooldown_s / 2  # _reopen doubles it back
             self._reopen()
+            if self._probe is not None and (self._probing is None or self._probing.done()):
+                self._probing = asyncio.ensure_future(self._probe_until_healthy())
             log.warning("%s skipped until it is healthy again: %s", self.name, reason)
 
     def record_failure(self, reason: str) -> None:
@@ -83,7 +83,7 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         self._failures = 0
-        if self.state is BreakerState.OPEN:
+        if self.state is not BreakerState.CLOSED:  # a call in flight when it opened came back fine
             self._close()
 
     def _reopen(self) -> None:
@@ -96,15 +96,23 @@ class CircuitBreaker:
         self._failures = 0
         log.warning("%s is healthy again; calls go to it", self.name)
 
-    async def _run_probe(self) -> None:
-        try:
-            healthy = await self._probe()
-        except Exception as exc:  # noqa: BLE001 - a failed probe is an unhealthy peer, whatever the cause
-            log.debug("probe of %s failed: %r", self.name, exc)
-            healthy = False
-        if healthy:
-            self._close()
-        else:
+    async def _probe_until_healthy(self) -> None:
+        assert self._probe is not None
+        while True:
+            await asyncio.sleep(self._cooldown_s)
+            if self.state is BreakerState.CLOSED:
+                return
+            self.state = BreakerState.HALF_OPEN
+            try:
+                healthy = await self._probe()
+            except Exception as exc:  # noqa: BLE001 - a failed probe is an unhealthy peer, whatever the cause
+                log.debug("probe of %s failed: %r", self.name, exc)
+                healthy = False
+            if self.state is BreakerState.CLOSED:
+                return
+            if healthy:
+                self._close()
+                return
             self._reopen()
 
     async def close(self) -> None:

@@ -1,13 +1,26 @@
 """Async clients of the index shards: one per shard, and the set that routes by video id.
 
-Writes are retried on UNAVAILABLE (the channel's retry policy). Searches are not: a search goes to
-every shard, so a shard that is down is skipped at once (its channel cannot connect, or its circuit
-breaker is open) and the caller answers with the other shards' hits, marked partial.
+A shard may have several replicas, each with its own address (``"a:1|a:2"`` in a shard list),
+each holding every clip of the shard. Writes go to every replica and are acknowledged once
+``write_quorum`` of them (all, by default) have stored them; a write that reached fewer fails
+UNAVAILABLE and its caller retries it whole (upserts and deletes are idempotent), so an
+acknowledged write is on every replica of the quorum. Reads go round-robin to the replicas, and
+to the next one when a replica is down. Writes are retried on UNAVAILABLE (the channel's retry
+policy); searches are not: a replica that is down is skipped at once (its channel cannot connect,
+or its circuit breaker is open), and a shard with no replica left fails at once, so the caller
+answers with the other shards' hits, marked partial.
+
+A replica that was down while writes were acknowledged without it (``write_quorum`` below the
+replica count) is not caught up here: keep the default, all, until replicas catch up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -22,14 +35,17 @@ from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
 SERVICE = "vidsearch.index.v1.IndexService"
 SEARCH = f"{SERVICE}/Search"
+REPLICA_SEPARATOR = "|"
+
+T = TypeVar("T")
 
 
 class ShardSkipped(DependencyDown):
     """The shard was not called: it is known to be down (channel or breaker)."""
 
 
-class ShardClient:
-    """One shard (possibly several replicas behind one DNS name, balanced round-robin)."""
+class ReplicaClient:
+    """One copy of a shard at one address (a DNS name with several addresses is balanced round-robin)."""
 
     def __init__(self, name: str, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None,
                  probe_timeout_s: float = 0.5) -> None:
@@ -105,13 +121,88 @@ class ShardClient:
         await self._channel.close()
 
 
+class ShardClient:
+    """One shard: its replicas, written together and read in turn (see the module docstring)."""
+
+    def __init__(self, name: str, target: str, *, timeout_s: float = 30.0, tls: ClientTLS | None = None,
+                 write_quorum: int = 0) -> None:
+        addresses = [t.strip() for t in target.split(REPLICA_SEPARATOR)]
+        if not all(addresses):
+            raise ValueError(f"{name}: empty replica address in {target!r}")
+        self.name = name
+        self.target = target
+        self.timeout_s = timeout_s
+        self.replicas = [ReplicaClient(name if len(addresses) == 1 else f"{name} replica {j}", a,
+                                       timeout_s=timeout_s, tls=tls) for j, a in enumerate(addresses)]
+        self.write_quorum = write_quorum or len(self.replicas)
+        if not 1 <= self.write_quorum <= len(self.replicas):
+            raise ValueError(f"{name}: write quorum {write_quorum} with {len(self.replicas)} replicas")
+        self._turn = itertools.count()
+
+    async def _read(self, read: Callable[[ReplicaClient, float], Awaitable[T]], timeout_s: float | None) -> T:
+        """``read`` on the next replica in turn, then on the others while replicas are down."""
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        first = next(self._turn) % len(self.replicas)
+        failure: DependencyDown | None = None
+        for replica in self.replicas[first:] + self.replicas[:first]:
+            left = deadline - time.monotonic()
+            if failure is not None and left <= 0:
+                break
+            try:
+                return await read(replica, max(left, 0.001))
+            except DependencyDown as exc:  # that replica is down or late; any other error is the answer
+                failure = exc
+        if len(self.replicas) == 1 and failure is not None:
+            raise failure
+        skipped = isinstance(failure, ShardSkipped)
+        raise (ShardSkipped if skipped else DependencyDown)(f"index {self.name}: no replica answered: {failure}")
+
+    async def _write(self, write: Callable[[ReplicaClient], Awaitable[T]]) -> list[T]:
+        """``write`` on every replica at once; the replies once ``write_quorum`` of them stored it."""
+        replies = await asyncio.gather(*(write(r) for r in self.replicas), return_exceptions=True)
+        stored = [r for r in replies if not isinstance(r, BaseException)]
+        if len(stored) >= self.write_quorum:
+            return stored
+        failures = [r for r in replies if isinstance(r, BaseException)]
+        # A refusal of the request itself (bad input, wrong model, disk full) is the answer, as with one replica.
+        for exc in failures:
+            if not isinstance(exc, DependencyDown):
+                raise exc
+        raise DependencyDown(f"index {self.name}: the write reached {len(stored)} of {len(self.replicas)} "
+                             f"replicas, {self.write_quorum} needed: {failures[0]}")
+
+    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
+        return max(await self._write(lambda r: r.upsert(clips, timeout_s)))
+
+    async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
+                     timeout_s: float | None = None) -> int:
+        return max(await self._write(lambda r: r.delete(clip_ids, video_ids, timeout_s)))
+
+    async def search(self, queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter | None = None,
+                     timeout_s: float | None = None, include_vectors: bool = False) -> index_pb2.SearchResponse:
+        return await self._read(lambda r, left: r.search(queries, top_k, flt, left, include_vectors), timeout_s)
+
+    async def get(self, clip_ids: Sequence[str], include_vectors: bool = False,
+                  timeout_s: float | None = None) -> index_pb2.GetResponse:
+        return await self._read(lambda r, left: r.get(clip_ids, include_vectors, left), timeout_s)
+
+    async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
+        return await self._read(lambda r, left: r.stats(left), timeout_s)
+
+    async def close(self) -> None:
+        for replica in self.replicas:
+            await replica.close()
+
+
 class ShardSet:
     """Every shard, in shard-number order; a video's clips all live on ``for_video(video_id)``."""
 
-    def __init__(self, targets: Sequence[str], *, timeout_s: float = 30.0, tls: ClientTLS | None = None) -> None:
+    def __init__(self, targets: Sequence[str], *, timeout_s: float = 30.0, tls: ClientTLS | None = None,
+                 write_quorum: int = 0) -> None:
         if not targets:
             raise ValueError("at least one index shard address is required")
-        self.shards = [ShardClient(f"shard-{i}", t, timeout_s=timeout_s, tls=tls) for i, t in enumerate(targets)]
+        self.shards = [ShardClient(f"shard-{i}", t, timeout_s=timeout_s, tls=tls, write_quorum=write_quorum)
+                       for i, t in enumerate(targets)]
 
     def __len__(self) -> int:
         return len(self.shards)

@@ -28,7 +28,8 @@ class GatewaySettings:
 
     encoder: str = dataclasses.field(metadata={"help": "encoder address, host:port or dns:///name:port"})
     index_shards: tuple[str, ...] = dataclasses.field(
-        metadata={"help": "comma-separated shard addresses in shard order (shard-0 first)"})
+        metadata={"help": "comma-separated shard addresses in shard order (shard-0 first); a shard's replicas "
+                          "separated by |"})
     # Unset: the in-process LRU cache. Set: a Redis shared by every gateway replica.
     redis_url: str | None = None
     # The Redis password, from a file (a mounted Secret) rather than in redis_url.

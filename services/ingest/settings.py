@@ -23,7 +23,8 @@ class IngestSettings:
     redis_url: str = dataclasses.field(metadata={"help": "Redis holding the job queue, e.g. redis://redis:6379/0"})
     encoder: str = dataclasses.field(metadata={"help": "address of the encoder service, e.g. encoder:50051"})
     index_shards: tuple[str, ...] = dataclasses.field(
-        metadata={"help": "comma-separated index shard addresses, in shard-number order"}
+        metadata={"help": "comma-separated index shard addresses, in shard-number order; a shard's "
+                          "replicas separated by |"}
     )
     # Shared volume for thumbnails and uploaded videos; the gateway mounts the same one. Required
     # rather than defaulted so thumbnails never land silently in a directory the gateway cannot see.
@@ -50,6 +51,9 @@ class IngestSettings:
     encode_batch_clips: int = 16
     # Clips waiting between stages; bounds memory and makes a slow stage hold back the others.
     queue_clips: int = 32
+    # Replicas of a shard that must store a write before it counts; 0 = all of them. Below all, a
+    # replica that was down misses acknowledged writes and nothing catches it up yet.
+    index_write_quorum: int = 0
     # Deadline of every call to the encoder and the index.
     rpc_timeout_seconds: float = 120.0
     thumbnail_max_side: int = 320
@@ -97,6 +101,10 @@ class IngestSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        replicas = min(len(s.split("|")) for s in self.index_shards)
+        if not 0 <= self.index_write_quorum <= replicas:
+            raise SettingsError(f"index_write_quorum must be in 0..{replicas} (the replicas of a shard), "
+                                f"got {self.index_write_quorum}")
         if self.workers < 0 or self.decode_processes < 0:
             raise SettingsError("workers and decode_processes must be >= 0")
         if self.claim_idle_ms < 300:

@@ -72,7 +72,7 @@ class Runtime:
         """Clients for the API server (``decode=False``) or for workers (with a decode pool)."""
         client = jobs.connect(cfg.redis_url, settings.read_secret(cfg.redis_password_file))
         queue = JobQueue(client, cfg.key_prefix, ttl_s=cfg.job_ttl_seconds)
-        shards = ShardSet(cfg.index_shards, timeout_s=cfg.rpc_timeout_seconds)
+        shards = ShardSet(cfg.index_shards, timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
         media = MediaStore(cfg.media_root)
         encoder = EncoderClient(cfg.encoder, timeout_s=cfg.rpc_timeout_seconds)
         pool = pipeline = None

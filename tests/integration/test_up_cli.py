@@ -18,7 +18,7 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
     gateway_port, ingest_port = free_port(), free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data), "--checkpoint", str(tiny_checkpoint),
-         "--gateway-port", str(gateway_port), "--ingest-port", str(ingest_port)],
+         "--gateway-port", str(gateway_port), "--ingest-port", str(ingest_port), "--replicas", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -29,6 +29,7 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
             time.sleep(0.2)
         info = json.loads((data / "stack.json").read_text())
         assert info["gateway"] == f"127.0.0.1:{gateway_port}" and len(info["shards"]) == 2
+        assert all(len(shard.split("|")) == 2 for shard in info["shards"])  # two replicas of each
         page = tmp_path / "hits.html"
         search = subprocess.run(
             [sys.executable, "-m", "services.cli", "search", "스튜디오에서 전화를 받는 남자", "--gateway",
@@ -45,7 +46,7 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
         out, _ = up.communicate(timeout=120)
     assert up.returncode == 0, out
     # Every service process (and redis-server) is gone.
-    assert len(info["pids"]) == 6  # 2 shards, encoder, ingest, gateway, redis
+    assert len(info["pids"]) == 8  # 2 shards x 2 replicas, encoder, ingest, gateway, redis
     for pid in info["pids"]:
         try:
             os.kill(pid, 0)

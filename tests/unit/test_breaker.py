@@ -10,7 +10,7 @@ from services.common.channels import retry_service_config
 from services.common.index_client import SEARCH, SERVICE
 
 
-class FakeClock:
+class FakeClock:  # for the breaker without a probe, whose trials come on a caller's call
     def __init__(self) -> None:
         self.now = 100.0
 
@@ -30,31 +30,40 @@ class Probe:
         return self.answers.pop(0)
 
 
-async def _settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
 def test_a_down_peer_is_skipped_until_a_background_probe_finds_it_healthy() -> None:
+    """The probe runs on its own schedule (cooldowns 20, 40, 80 ms here), not on a caller's call,
+    and no call goes through until it finds the peer healthy."""
+
     async def scenario() -> None:
-        clock, probe = FakeClock(), Probe(False, True)
-        breaker = CircuitBreaker("shard-1", probe, cooldown_s=0.25, max_cooldown_s=2.0, clock=clock)
+        probe = Probe(False, False, True)
+        breaker = CircuitBreaker("shard-1", probe, cooldown_s=0.02, max_cooldown_s=0.08)
         assert breaker.allow()
         breaker.trip("connection refused")
         assert breaker.state is BreakerState.OPEN and not breaker.allow()
-        clock.now += 0.25
-        # Half-open: the probe runs in the background and the call is still skipped.
-        assert not breaker.allow() and breaker.state is BreakerState.HALF_OPEN
-        assert not breaker.allow()
-        await _settle()
-        assert probe.calls == 1 and breaker.state is BreakerState.OPEN
-        # Still down: the cooldown doubled, so 0.25 s later it is still skipped without a probe.
-        clock.now += 0.25
-        assert not breaker.allow() and probe.calls == 1
-        clock.now += 0.25
-        assert not breaker.allow()
-        await _settle()
-        assert probe.calls == 2 and breaker.state is BreakerState.CLOSED and breaker.allow()
+        await asyncio.sleep(0.01)
+        assert probe.calls == 0 and not breaker.allow()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if breaker.state is BreakerState.CLOSED:
+                break
+            assert not breaker.allow()
+        assert probe.calls == 3 and breaker.allow()
+        await breaker.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_in_flight_that_succeeds_closes_it_and_ends_the_probing() -> None:
+    async def scenario() -> None:
+        probe = Probe(*[False] * 50)
+        breaker = CircuitBreaker("shard-1", probe, cooldown_s=0.01, max_cooldown_s=0.01)
+        breaker.trip("timeouts")
+        await asyncio.sleep(0.05)
+        breaker.record_success()
+        calls = probe.calls
+        await asyncio.sleep(0.05)
+        assert breaker.state is BreakerState.CLOSED and probe.calls <= calls + 1
+        await breaker.close()
 
     asyncio.run(scenario())
 
@@ -99,15 +108,13 @@ def test_without_a_probe_one_caller_is_the_trial_and_a_lost_trial_is_retried() -
 
 def test_the_cooldown_is_capped() -> None:
     async def scenario() -> None:
-        clock = FakeClock()
-        probe = Probe(*[False] * 6)
-        breaker = CircuitBreaker("shard-3", probe, cooldown_s=0.25, max_cooldown_s=1.0, clock=clock)
+        probe = Probe(*[False] * 100)
+        breaker = CircuitBreaker("shard-3", probe, cooldown_s=0.01, max_cooldown_s=0.02)
         breaker.trip("down")
-        for _ in range(6):
-            clock.now += 1.0  # always past a capped cooldown
-            breaker.allow()
-            await _settle()
-        assert probe.calls == 6
+        await asyncio.sleep(0.3)
+        await breaker.close()
+        # Uncapped, the cooldowns 10, 20, 40, 80, 160 ms would allow 5 probes in 300 ms.
+        assert probe.calls >= 8
 
     asyncio.run(scenario())
 

@@ -103,9 +103,10 @@ def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> No
 
     stack = LocalStack(StackConfig(data_dir=tmp_path, checkpoint=tmp_path / "ckpt", api_keys_file=tmp_path / "k"))
     stack.redis = RedisServer(tmp_path / "redis")  # built, not started: only its URL is needed
-    stack.shards = [stack._shard(0)]
+    stack.replicas = [[stack._shard(0), stack._shard(0, replica=1)]]
     stack.encoder = stack._encoder()
-    processes = [(stack.shards[0], IndexSettings, "VIDSEARCH_INDEX"),
+    processes = [(stack.replicas[0][0], IndexSettings, "VIDSEARCH_INDEX"),
+                 (stack.replicas[0][1], IndexSettings, "VIDSEARCH_INDEX"),
                  (stack.encoder, EncoderSettings, "VIDSEARCH_ENCODER"),
                  (stack._gateway(), GatewaySettings, "VIDSEARCH_GATEWAY"),
                  (stack.ingest_process(), IngestSettings, "VIDSEARCH_INGEST"),
