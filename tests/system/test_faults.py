@@ -280,6 +280,18 @@ def test_a_shard_that_went_away_is_skipped_without_a_call_and_used_again_once_ba
     asyncio.run(scenario())
 
 
+def submit_forty_clips(system: SystemStack, api, prefix: str) -> tuple[str, list[str], int]:
+    """Submits a 40 s video as ``<prefix>-video`` in 1 s clips: the job id, the clip ids it must make,
+    and how many clips its shard held before."""
+    video_id = f"{prefix}-video"
+    path = make_video(system.library / f"{prefix}.mp4", seconds=40, fps=4, size=(64, 64))
+    expected = expected_clip_ids(video_id, FrameSampler().probe(path).duration_s, 1.0)
+    live_before = system.index(system.shard_of(video_id)).Stats(index_pb2.StatsRequest(), timeout=10).live
+    job_id = api.SubmitVideo(ingest_pb2.SubmitVideoRequest(
+        uri=str(path), video_id=video_id, segment=ingest_pb2.SegmentOptions(window_seconds=1.0)), timeout=30).job_id
+    return job_id, expected, live_before
+
+
 # ------------------------------------------------------------------------------- ingest worker killed
 
 
@@ -295,18 +307,12 @@ def test_an_ingest_worker_killed_mid_job_completes_the_job_exactly_once(system: 
     server = stack.ingest_process(log_name=f"{prefix}-api", **settings).start()
     first = stack.ingest_process("services.ingest.worker", log_name=f"{prefix}-worker-1", **settings)
     second = stack.ingest_process("services.ingest.worker", log_name=f"{prefix}-worker-2", **settings)
-    video_id = f"{prefix}-video"
-    index = system.index(system.shard_of(video_id))
+    index = system.index(system.shard_of(f"{prefix}-video"))
     try:
         server.wait_serving(timeout=60)
         first.start()
-        path = make_video(system.library / f"{prefix}.mp4", seconds=40, fps=4, size=(64, 64))
-        expected = expected_clip_ids(video_id, FrameSampler().probe(path).duration_s, 1.0)
-        live_before = index.Stats(index_pb2.StatsRequest(), timeout=10).live
         api = system.ingest_api(server.address)
-        job_id = api.SubmitVideo(ingest_pb2.SubmitVideoRequest(
-            uri=str(path), video_id=video_id, segment=ingest_pb2.SegmentOptions(window_seconds=1.0)),
-            timeout=30).job_id
+        job_id, expected, live_before = submit_forty_clips(system, api, prefix)
         watch = api.WatchJob(ingest_pb2.WatchJobRequest(job_id=job_id), timeout=120)
         for update in watch:
             if update.job.clips_done >= 4:
@@ -333,6 +339,50 @@ def test_an_ingest_worker_killed_mid_job_completes_the_job_exactly_once(system: 
     logs = {p.log_path.name: p.log_path.read_text(errors="replace") for p in (first, second)}
     settled = {name: text.count(f"job {job_id} succeeded") for name, text in logs.items()}
     assert settled == {first.log_path.name: 0, second.log_path.name: 1}, settled
+    assert_whole(system)
+
+
+# ----------------------------------------------------------------------------- redis killed mid-job
+
+
+def test_redis_killed_mid_ingest_job_finishes_it_exactly_once(system: SystemStack) -> None:
+    """SIGKILL Redis (AOF on, fsync always) while a job is writing clips, start it again: the job
+    record and the queue come back from the AOF, the job is taken up again and ends SUCCEEDED once,
+    with every clip stored once."""
+    stack = system.stack
+    assert stack.redis is not None
+    prefix = f"redis{uuid.uuid4().hex[:6]}"
+    server = stack.ingest_process(log_name=f"{prefix}-api", key_prefix=prefix, workers=1, claim_idle_ms=1500,
+                                  encode_batch_clips=1, decode_chunk_clips=2, decode_processes=1)
+    index = system.index(system.shard_of(f"{prefix}-video"))
+    try:
+        server.start().wait_serving(timeout=60)
+        api = system.ingest_api(server.address)
+        job_id, expected, live_before = submit_forty_clips(system, api, prefix)
+
+        def job() -> ingest_pb2.Job:
+            return api.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=10).job
+
+        wait_until(lambda: job().clips_done >= 4, 120, "the job to write its first clips")
+        stack.redis.stop(signal.SIGKILL)
+        time.sleep(1.0)  # the worker's progress reports (and the API) fail meanwhile
+        stack.redis.start()
+
+        def final() -> ingest_pb2.Job | None:
+            try:
+                current = job()
+            except grpc.RpcError:
+                return None
+            return current if current.state in (ingest_pb2.JOB_STATE_SUCCEEDED, ingest_pb2.JOB_STATE_FAILED) else None
+
+        done = wait_until(final, 180, "the job to finish after Redis came back", poll_s=0.5)
+    finally:
+        server.stop()
+    assert done.state == ingest_pb2.JOB_STATE_SUCCEEDED, done.error
+    assert done.clips_done == done.clips_total == len(expected)
+    assert not index.Get(index_pb2.GetRequest(clip_ids=expected), timeout=10).missing_ids
+    assert index.Stats(index_pb2.StatsRequest(), timeout=10).live - live_before == len(expected)
+    assert server.log_path.read_text(errors="replace").count(f"job {job_id} succeeded") == 1
     assert_whole(system)
 
 
