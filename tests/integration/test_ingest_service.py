@@ -484,6 +484,11 @@ def test_redis_with_a_password_from_a_file(stack: Stack, tmp_path: Path) -> None
     try:
         without.start()
         with_file.start().wait_serving(timeout=60)
+        deadline = time.monotonic() + 30
+        while health_status(without.address, timeout=0.5) is None and time.monotonic() < deadline:
+            assert without.proc.poll() is None, without.log_tail()
+            time.sleep(0.1)
+        time.sleep(1.0)
         assert health_status(without.address) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert "Authentication required" in without.log_tail() or "NOAUTH" in without.log_tail()
         api = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(with_file.address))
