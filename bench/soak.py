@@ -9,6 +9,13 @@ resident memory (VmRSS from /proc/<pid>/status) of every service process after t
 the end (target: growth under 10%). The machine's load average is included, since other work on the
 CPUs moves every latency figure.
 
+With ``--faults`` (chaos), after the warm-up a random service (a shard replica, the encoder, the
+ingest server with its workers, or Redis) is SIGKILLed and restarted every ``--fault-every-s``
+seconds; the JSON then also has the faults, ``partial_fraction``, latencies with and without a
+fault under way, ``acked_clips_lost`` (clips of videos whose job SUCCEEDED and which were not
+deleted, missing from a replica; target 0) and ``extra_clips`` (clips no such video explains:
+left over from failed or deleted jobs; target 0).
+
 ``QueryMix`` and ``SearchLoad`` are the same load the system tests (``tests/system``) put on the
 stack while they kill, stop and restart services.
 """
@@ -20,6 +27,8 @@ import asyncio
 import collections
 import json
 import os
+import random
+import signal
 import tempfile
 import threading
 import time
@@ -33,11 +42,12 @@ import numpy as np
 from bench.gateway import WORDS
 from services.common.frames import thumbnail_jpeg
 from services.common.server import client_options
-from services.common.shards import clip_id_for
+from services.common.shards import clip_id_for, shard_for_video
 from services.ingest.segmenting import fixed_windows
 from services.processes import ServiceProcess
 from services.stack import LocalStack, StackConfig
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 KINDS = ("text", "image", "clip")
@@ -276,7 +286,12 @@ def make_video(path: Path, seconds: int, fps: int = 5, size: str = "160x120") ->
 
 
 class IngestLoop:
-    """Keeps ingesting ``video`` under new ids, one job at a time, deleting all but the newest ``keep``."""
+    """Keeps ingesting ``video`` under new ids, one job at a time, deleting all but the newest ``keep``.
+
+    It rides out faults: a call that fails is retried, and a job is followed to its final state even
+    when the ingest server it was watched through dies. ``acked`` holds every video whose job
+    SUCCEEDED and which was not deleted since, with its length, for the end-of-run check.
+    """
 
     def __init__(self, address: str, video: Path, window_s: float, keep: int = 4) -> None:
         self.address = address
@@ -285,6 +300,7 @@ class IngestLoop:
         self.keep = keep
         self.stats = collections.Counter()
         self.errors: list[str] = []
+        self.acked: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-loop", daemon=True)
 
@@ -297,6 +313,29 @@ class IngestLoop:
         self._thread.join(timeout=600)
         return {**self.stats, "errors": len(self.errors), "error_examples": self.errors[:5]}
 
+    def _retried(self, call, what: str, give_up_s: float = 600.0):
+        """``call()`` until it succeeds; each failure is counted (the service may be restarting)."""
+        deadline = time.monotonic() + give_up_s
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                self.stats["rpc_errors"] += 1
+                self.errors.append(f"{what}: {exc.code().name} {exc.details()}")
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
+    def _final(self, api: ingest_pb2_grpc.IngestServiceStub, job_id: str) -> ingest_pb2.Job:
+        def watch() -> ingest_pb2.Job:
+            return [u.job for u in api.WatchJob(ingest_pb2.WatchJobRequest(job_id=job_id), timeout=600)][-1]
+
+        while True:
+            job = self._retried(watch, f"watch {job_id}")
+            if job.state in (ingest_pb2.JOB_STATE_SUCCEEDED, ingest_pb2.JOB_STATE_FAILED,
+                             ingest_pb2.JOB_STATE_CANCELLED):
+                return job
+
     def _run(self) -> None:
         live: collections.deque[str] = collections.deque()
         n = 0
@@ -305,32 +344,105 @@ class IngestLoop:
             while not self._stopping.is_set():
                 video_id = f"soak-{n:06d}"
                 n += 1
-                try:
-                    reply = api.SubmitVideo(ingest_pb2.SubmitVideoRequest(
-                        uri=str(self.video), video_id=video_id,
-                        segment=ingest_pb2.SegmentOptions(window_seconds=self.window_s)), timeout=30)
-                    job = [u.job for u in api.WatchJob(ingest_pb2.WatchJobRequest(job_id=reply.job_id),
-                                                       timeout=600)][-1]
-                    if job.state != ingest_pb2.JOB_STATE_SUCCEEDED:
-                        self.stats["jobs_failed"] += 1
-                        self.errors.append(f"{video_id}: {ingest_pb2.JobState.Name(job.state)} {job.error}")
-                        continue
-                    self.stats["jobs_succeeded"] += 1
-                    self.stats["clips_ingested"] += job.clips_done
-                    live.append(video_id)
-                    while len(live) > self.keep:
-                        old = live.popleft()
-                        deleted = api.DeleteVideo(ingest_pb2.DeleteVideoRequest(video_id=old), timeout=60)
-                        self.stats["videos_deleted"] += 1
-                        self.stats["clips_deleted"] += deleted.clips_deleted
-                except grpc.RpcError as exc:
-                    self.stats["rpc_errors"] += 1
-                    self.errors.append(f"{video_id}: {exc.code().name} {exc.details()}")
-                    time.sleep(1.0)
+                reply = self._retried(lambda v=video_id: api.SubmitVideo(ingest_pb2.SubmitVideoRequest(
+                    uri=str(self.video), video_id=v,
+                    segment=ingest_pb2.SegmentOptions(window_seconds=self.window_s)), timeout=30), "submit")
+                job = self._final(api, reply.job_id)
+                if job.state != ingest_pb2.JOB_STATE_SUCCEEDED:
+                    self.stats["jobs_failed"] += 1
+                    self.errors.append(f"{video_id}: {ingest_pb2.JobState.Name(job.state)} {job.error}")
+                    continue
+                self.stats["jobs_succeeded"] += 1
+                self.stats["clips_ingested"] += job.clips_done
+                self.acked[video_id] = job.video_seconds
+                live.append(video_id)
+                while len(live) > self.keep:
+                    old = live.popleft()
+                    deleted = self._retried(lambda v=old: api.DeleteVideo(
+                        ingest_pb2.DeleteVideoRequest(video_id=v), timeout=60), f"delete {old}")
+                    del self.acked[old]
+                    self.stats["videos_deleted"] += 1
+                    self.stats["clips_deleted"] += deleted.clips_deleted
 
 
-def seed_corpus(stack: LocalStack, video: Path, n_videos: int, window_s: float) -> list[str]:
-    """Ingests ``video`` under ``n_videos`` ids and returns the clip ids it made."""
+class FaultSchedule:
+    """Every ``every_s`` (a uniform range) seconds, SIGKILLs one random service of the stack and
+    starts it again: a shard replica (a whole shard when there is one copy), the encoder, the
+    ingest server with its workers, or Redis."""
+
+    def __init__(self, stack: LocalStack, every_s: tuple[float, float], seed: int = 0) -> None:
+        self.stack = stack
+        self.every_s = every_s
+        self.rng = random.Random(seed)
+        self.events: list[dict] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
+
+    def start(self) -> FaultSchedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[dict]:
+        self._stopping.set()
+        self._thread.join(timeout=300)
+        return self.events
+
+    def windows(self, settle_s: float = 5.0) -> list[tuple[float, float]]:
+        """(killed, back + settle_s) of every fault, in ``time.monotonic()`` seconds."""
+        return [(e["killed"], e["back"] + settle_s) for e in self.events if "back" in e]
+
+    def _kill_and_restart(self, target: str) -> None:
+        stack = self.stack
+        if target.startswith("shard-"):
+            shard, replica = (int(x) for x in target.removeprefix("shard-").split("/"))
+            stack.replicas[shard][replica].kill()
+            stack.restart_shard(shard, replica=replica)
+        elif target == "redis":
+            assert stack.redis is not None
+            stack.redis.stop(signal.SIGKILL)
+            stack.redis.start()
+        else:
+            proc = getattr(stack, target)
+            proc.kill()
+            {"encoder": stack.restart_encoder, "ingest": stack.restart_ingest}[target]()
+
+    def _run(self) -> None:
+        stack = self.stack
+        targets = [f"shard-{i}/{r}" for i in range(len(stack.replicas)) for r in range(len(stack.replicas[i]))]
+        targets += ["encoder", "ingest", "redis"]
+        while not self._stopping.wait(self.rng.uniform(*self.every_s)):
+            target = self.rng.choice(targets)
+            event = {"target": target, "killed": time.monotonic()}
+            self.events.append(event)
+            try:
+                self._kill_and_restart(target)
+                event["back"] = time.monotonic()
+                event["down_s"] = round(event["back"] - event["killed"], 2)
+            except Exception as exc:  # noqa: BLE001 - recorded in the result; the run goes on
+                event["error"] = repr(exc)
+
+
+def acked_clip_check(stack: LocalStack, acked: dict[str, float], window_s: float) -> dict[str, int]:
+    """Clips of acknowledged, undeleted videos missing on any replica, and clips no such video explains."""
+    expected: dict[int, list[str]] = collections.defaultdict(list)
+    for video_id, seconds in acked.items():
+        shard = shard_for_video(video_id, len(stack.replicas))
+        expected[shard] += [clip_id_for(video_id, w.start_s) for w in fixed_windows(seconds, window_s)]
+    lost = extra = 0
+    for shard, copies in enumerate(stack.replicas):
+        for proc in copies:
+            with grpc.insecure_channel(proc.address, options=client_options()) as channel:
+                index = index_pb2_grpc.IndexServiceStub(channel)
+                ids = expected[shard]
+                lost += len(index.Get(index_pb2.GetRequest(clip_ids=ids), timeout=60).missing_ids) if ids else 0
+                extra += index.Stats(index_pb2.StatsRequest(), timeout=30).live - len(ids)
+    return {"acked_clips_lost": lost, "extra_clips": extra}
+
+
+def seed_corpus(stack: LocalStack, video: Path, n_videos: int, window_s: float,
+                acked: dict[str, float] | None = None) -> list[str]:
+    """Ingests ``video`` under ``n_videos`` ids and returns the clip ids it made (``acked``: each
+    video's length, by id)."""
     with grpc.insecure_channel(stack.ingest.address, options=client_options()) as channel:
         api = ingest_pb2_grpc.IngestServiceStub(channel)
         replies = [api.SubmitVideo(ingest_pb2.SubmitVideoRequest(
@@ -341,6 +453,8 @@ def seed_corpus(stack: LocalStack, video: Path, n_videos: int, window_s: float) 
             job = [u.job for u in api.WatchJob(ingest_pb2.WatchJobRequest(job_id=reply.job_id), timeout=600)][-1]
             if job.state != ingest_pb2.JOB_STATE_SUCCEEDED:
                 raise RuntimeError(f"seeding {reply.video_id} failed: {job.error}")
+            if acked is not None:
+                acked[reply.video_id] = job.video_seconds
             windows = fixed_windows(job.video_seconds, window_s)
             clip_ids += [clip_id_for(reply.video_id, w.start_s) for w in windows]
     return clip_ids
@@ -359,29 +473,56 @@ def run(args: argparse.Namespace) -> dict:
         videos.mkdir()
         seed_video = make_video(videos / "seed.mp4", seconds=40)
         ingest_video = make_video(videos / "ingest.mp4", seconds=args.ingest_video_seconds)
+        env = {"VIDSEARCH_INGEST_ALLOWED_ROOTS": str(videos)}
+        if args.faults:  # a killed worker's job is taken over after 5 s rather than a minute
+            env["VIDSEARCH_INGEST_CLAIM_IDLE_MS"] = "5000"
         config = StackConfig(data_dir=root / "stack", checkpoint=checkpoint, n_shards=args.shards,
-                             log_level="WARNING", extra_env={"VIDSEARCH_INGEST_ALLOWED_ROOTS": str(videos)})
+                             replicas=args.replicas, log_level="WARNING", extra_env=env)
         with LocalStack(config) as stack:
-            clip_ids = seed_corpus(stack, seed_video, args.seed_videos, args.window_s)
+            seeded: dict[str, float] = {}
+            clip_ids = seed_corpus(stack, seed_video, args.seed_videos, args.window_s, seeded)
             mix = QueryMix(images=noise_images(64), clip_ids=clip_ids)
             load = SearchLoad(stack.gateway.address, mix, clients=args.clients, timeout_s=args.timeout_s)
             ingest = IngestLoop(stack.ingest.address, ingest_video, args.window_s)
             load_start = os.getloadavg()
             t0 = time.monotonic()
+            faults = FaultSchedule(stack, tuple(float(x) for x in args.fault_every_s.split(","))) \
+                if args.faults else None
             load.start()
             ingest.start()
             time.sleep(warmup_s)
             memory_start = memory_snapshot(stack)
+            if faults is not None:
+                faults.start()
             time.sleep(max(0.0, duration_s - warmup_s))
+            events = faults.stop() if faults is not None else []
             memory_end = memory_snapshot(stack)
             calls = load.stop()
             elapsed = time.monotonic() - t0
             ingested = ingest.stop()
+            integrity = acked_clip_check(stack, {**seeded, **ingest.acked}, args.window_s) if args.faults else {}
             load_end = os.getloadavg()
     growth = memory_growth(memory_start, memory_end)
+    faulted = {}
+    if args.faults:
+        windows = faults.windows()
+        during = [c for c in calls if any(a <= c.started <= b for a, b in windows)]
+        calm = [c for c in calls if not any(a <= c.started <= b for a, b in windows)]
+        faulted = {
+            "faults": [{k: (round(v - t0, 1) if k in ("killed", "back") else v) for k, v in e.items()}
+                       for e in events],
+            "partial_fraction": round(sum(c.partial for c in calls) / max(1, len(calls)), 4),
+            "phases": {"no_fault": {"requests": len(calm), "errors": sum(not c.ok for c in calm),
+                                    **_percentiles([c.seconds for c in calm if c.ok])},
+                       "fault_until_5s_after_restart": {
+                           "requests": len(during), "errors": sum(not c.ok for c in during),
+                           "partial": sum(c.partial for c in during),
+                           **_percentiles([c.seconds for c in during if c.ok])}},
+            **integrity,
+        }
     return {
-        "minutes": args.minutes, "clients": args.clients, "shards": args.shards, "warmup_s": warmup_s,
-        **summarise(calls, elapsed),
+        "minutes": args.minutes, "clients": args.clients, "shards": args.shards, "replicas": args.replicas,
+        "warmup_s": warmup_s, **summarise(calls, elapsed), **faulted,
         "ingest": ingested,
         "memory": growth,
         "max_rss_growth_pct": max(g["growth_pct"] for g in growth.values()),
@@ -397,6 +538,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=1, help="copies of each shard")
+    parser.add_argument("--faults", action="store_true",
+                        help="SIGKILL and restart a random replica, the encoder, ingest or Redis, again and again")
+    parser.add_argument("--fault-every-s", default="30,60", help="seconds between faults, drawn uniformly")
     parser.add_argument("--warmup-s", type=float, default=None,
                         help="seconds before the start memory reading (default: 20%% of the run, at most 60)")
     parser.add_argument("--timeout-s", type=float, default=10.0, help="deadline of every search")

@@ -159,6 +159,13 @@ class LocalStack:
         self.replicas[i][replica].wait_serving(timeout=timeout_s)
         return self.replicas[i][replica]
 
+    def restart_ingest(self, timeout_s: float = 60.0) -> ServiceProcess:
+        """Starts the ingest server (and its workers) again on its old port, and waits until it serves."""
+        assert self.ingest is not None, "the stack runs no ingest"
+        self.ingest = self.ingest_process(port=self.ingest.port).start()
+        self.ingest.wait_serving(timeout=timeout_s)
+        return self.ingest
+
     def restart_encoder(self, timeout_s: float = 120.0) -> ServiceProcess:
         """Starts the encoder again on its old port (after a stop or kill), and waits until it serves."""
         self.encoder = self._encoder().start()
