@@ -62,6 +62,36 @@ def offline_images_per_s(model, batch: int, seconds: float, cuda_graphs: bool = 
     return n / (time.perf_counter() - t0), batch1
 
 
+def fast_path_side_by_side(checkpoint: Path, runtime: str, batch: int, seconds: float, rounds: int = 3) -> dict:
+    """Eager float32 and ``runtime`` on the same batches, alternating in ``rounds`` so that a change
+    of load on a shared machine hits both alike; also the runtime's quality-gate report."""
+    from services.encoder.fastpath import apply_runtime
+    from services.encoder.model.checkpoint import load_checkpoint
+    from services.encoder.runner import ModelRunner
+
+    eager = ModelRunner(load_checkpoint(checkpoint, device="cpu"))
+    t0 = time.perf_counter()
+    fast_model = load_checkpoint(checkpoint, device="cpu")
+    report = apply_runtime(fast_model, runtime, checkpoint=checkpoint)
+    start_up_s = time.perf_counter() - t0
+    fast = ModelRunner(fast_model)
+    images = [np.random.default_rng(i).integers(0, 256, (eager.image_size,) * 2 + (3,), dtype=np.uint8)
+              for i in range(batch)]
+    done = {"eager": [0, 0.0], "fast": [0, 0.0]}
+    for runner in (eager, fast):
+        runner.encode_images(images)  # warm-up
+    for _ in range(rounds):
+        for name, runner in (("eager", eager), ("fast", fast)):
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds:
+                runner.encode_images(images)
+                done[name][0] += batch
+            done[name][1] += time.perf_counter() - t0
+    eager_rate, fast_rate = (done[k][0] / done[k][1] for k in ("eager", "fast"))
+    return {"eager_images_per_s": eager_rate, "fast_images_per_s": fast_rate, "speedup": fast_rate / eager_rate,
+            "min_cosine": report.min_cosine, "gate": report.per_kind, "start_up_s": start_up_s}
+
+
 async def _clients(address: str, clients: int, seconds: float, payloads: list[bytes]) -> dict:
     latencies: list[float] = []
     errors = 0
@@ -96,9 +126,11 @@ async def _clients(address: str, clients: int, seconds: float, payloads: list[by
 
 
 def served_images_per_s(checkpoint: Path, logs: Path, *, max_batch: int, delay_ms: float, clients: int,
-                        seconds: float, device: str, payloads: list[bytes], cuda_graphs: bool = False) -> dict:
+                        seconds: float, device: str, payloads: list[bytes], cuda_graphs: bool = False,
+                        runtime: str = "torch") -> dict:
     env = {
         "VIDSEARCH_ENCODER_CUDA_GRAPHS": str(cuda_graphs).lower(),
+        "VIDSEARCH_ENCODER_RUNTIME": runtime,
         "VIDSEARCH_ENCODER_CHECKPOINT": str(checkpoint),
         "VIDSEARCH_ENCODER_DEVICE": device,
         "VIDSEARCH_ENCODER_BATCHING_MAX_BATCH_SIZE": str(max_batch),
@@ -125,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="timed window per measurement")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="served runs replay image batches from CUDA graphs (VIDSEARCH_ENCODER_CUDA_GRAPHS)")
+    parser.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                        help="CPU fast path (VIDSEARCH_ENCODER_RUNTIME): measured side by side with eager float32 "
+                             "offline, and used by the served runs")
+    parser.add_argument("--skip-served", action="store_true", help="offline figures only (no gRPC runs)")
     parser.add_argument("--skip-sampler", action="store_true", help="leave out the frame-sampler figures")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,13 +183,19 @@ def main(argv: list[str] | None = None) -> None:
         del model
         if runtime.device.type == "cuda":
             torch.cuda.empty_cache()
+        ckpt = tmp_path / "ckpt"
+        fast = None
+        if args.runtime != "torch":
+            if runtime.device.type != "cpu":
+                parser.error(f"--runtime {args.runtime} is a CPU fast path; use --device cpu")
+            fast = fast_path_side_by_side(ckpt, args.runtime, args.batch, args.seconds)
         rng = np.random.default_rng(0)
         payloads = [_jpeg(rng, 256) for _ in range(64)]
         common = {"clients": args.clients, "seconds": args.seconds, "device": args.device, "payloads": payloads,
-                  "cuda_graphs": args.cuda_graphs}
-        ckpt = tmp_path / "ckpt"
-        batched = served_images_per_s(ckpt, tmp_path, max_batch=args.batch, delay_ms=args.delay_ms, **common)
-        unbatched = served_images_per_s(ckpt, tmp_path, max_batch=1, delay_ms=0, **common)
+                  "cuda_graphs": args.cuda_graphs, "runtime": args.runtime}
+        if not args.skip_served:
+            batched = served_images_per_s(ckpt, tmp_path, max_batch=args.batch, delay_ms=args.delay_ms, **common)
+            unbatched = served_images_per_s(ckpt, tmp_path, max_batch=1, delay_ms=0, **common)
     result = {
         "arch": args.arch,
         "device": str(runtime.device),
@@ -165,6 +207,28 @@ def main(argv: list[str] | None = None) -> None:
         "cuda_graphs": args.cuda_graphs,
         "offline_batch1_images_per_s": round(batch1, 2),
         "offline_images_per_s": round(offline, 2),
+        "runtime": args.runtime,
+    }
+    if fast is not None:
+        result.update({
+            "fast_path_eager_images_per_s": round(fast["eager_images_per_s"], 2),
+            "fast_path_images_per_s": round(fast["fast_images_per_s"], 2),
+            "fast_path_speedup": round(fast["speedup"], 3),
+            "fast_path_min_cosine": round(fast["min_cosine"], 5),
+            "fast_path_gate": {kind: round(value, 5) for kind, value in fast["gate"].items()},
+            "fast_path_start_up_s": round(fast["start_up_s"], 1),
+        })
+    if not args.skip_served:
+        result.update(_served_figures(batched, unbatched, offline))
+    if not args.skip_sampler:
+        from bench import sampler
+
+        result["sampler"] = sampler.run(["--seconds", "60", "--repeats", "1"])
+    print(json.dumps(result, indent=2))
+
+
+def _served_figures(batched: dict, unbatched: dict, offline: float) -> dict:
+    return {
         "batched_images_per_s": round(batched["images_per_s"], 2),
         "unbatched_images_per_s": round(unbatched["images_per_s"], 2),
         "batching_speedup": round(batched["images_per_s"] / unbatched["images_per_s"], 3),
@@ -173,11 +237,6 @@ def main(argv: list[str] | None = None) -> None:
         "unbatched_latency_ms": {"p50": round(unbatched["p50_ms"], 1), "p99": round(unbatched["p99_ms"], 1)},
         "errors": batched["errors"] + unbatched["errors"],
     }
-    if not args.skip_sampler:
-        from bench import sampler
-
-        result["sampler"] = sampler.run(["--seconds", "60", "--repeats", "1"])
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from prometheus_client import Gauge
+
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
 from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
@@ -17,6 +19,12 @@ from services.encoder.servicer import EncoderServicer
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+DEVICE_MEMORY = Gauge(
+    "vidsearch_encoder_device_memory_bytes",
+    "Accelerator memory held by the model (CUDA only; on CPU see process_resident_memory_bytes).",
+    ["device", "kind"],
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,16 @@ class EncoderSettings:
             raise settings.SettingsError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
+def export_device_memory(device: str) -> None:
+    """Reads CUDA's allocator at every scrape: bytes in tensors (allocated) and cached (reserved)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    DEVICE_MEMORY.labels(device, "allocated").set_function(lambda: torch.cuda.memory_allocated(device))
+    DEVICE_MEMORY.labels(device, "reserved").set_function(lambda: torch.cuda.memory_reserved(device))
+
+
 def load_runner(cfg: EncoderSettings) -> ModelRunner:
     from services.encoder.model.checkpoint import load_checkpoint
 
@@ -89,6 +107,7 @@ async def run(cfg: EncoderSettings) -> None:
         engine = EncoderEngine(runner, cfg.batching, cfg.limits, workers)
         await engine.warm_up()
         servicer.engine = engine
+        export_device_memory(runner.device)
         log.info("model %s loaded on %s (%s): %s", runner.model_id, runner.device, runner.dtype, runner.architecture)
 
     async def stop() -> None:
