@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
+from services.index.metrics import export_shard
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -60,6 +61,7 @@ async def run(cfg: IndexSettings) -> None:
             max_store_bytes=cfg.max_store_bytes or None,
         )
         log.info("shard %s open: %s", name, servicer.shard.stats())
+        export_shard(name, servicer.shard.stats)
 
     async def stop() -> None:
         if servicer.shard is not None:
