@@ -24,6 +24,7 @@ from services.common.errors import DependencyDown
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore, thumbnail_key
 from services.common.shards import clip_id_for
+from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
 from vidsearch.common.v1 import common_pb2
@@ -227,7 +228,7 @@ class _Attempt:
             video_id=video_id,
             start_seconds=clip.start_s,
             end_seconds=clip.end_s,
-            vector=common_pb2.Vector(values=np.asarray(vector, np.float32).tolist()),
+            vector=packed_vector(vector),
             tags=list(self.job.spec.meta.tags),
             thumbnail_ref=thumbnail_key(video_id, clip.start_s),
             model_id=model_id,
