@@ -4,10 +4,14 @@
 only), saves it as a project checkpoint, then in one run measures
 - offline images/s: the model called directly with batches of ``--batch`` preprocessed images;
 - batched images/s: ``--clients`` concurrent gRPC clients each sending single JPEG images to an
-  encoder process with dynamic batching on;
+  encoder process with dynamic batching on (a comma list measures each count on the same process:
+  ``served_by_clients``);
 - unbatched images/s: the same clients against an encoder with ``max_batch_size=1``.
 It prints one JSON object with the figures and the ratios
 ``batching_speedup = batched / unbatched`` and ``batching_efficiency = batched / offline``.
+With ``--runtime onnx|onnx-int8`` (CPU) it also measures that fast path side by side with eager
+float32 on the same batches (``fast_path_speedup``) and reports its quality gate
+(``fast_path_min_cosine``); the served runs then use that runtime too.
 """
 
 from __future__ import annotations
@@ -125,9 +129,10 @@ async def _clients(address: str, clients: int, seconds: float, payloads: list[by
             "p99_ms": float(np.percentile(lat, 99)), "errors": errors}
 
 
-def served_images_per_s(checkpoint: Path, logs: Path, *, max_batch: int, delay_ms: float, clients: int,
+def served_images_per_s(checkpoint: Path, logs: Path, *, max_batch: int, delay_ms: float, clients: list[int],
                         seconds: float, device: str, payloads: list[bytes], cuda_graphs: bool = False,
-                        runtime: str = "torch") -> dict:
+                        runtime: str = "torch") -> dict[int, dict]:
+    """One encoder process, measured with each number of concurrent ``clients`` in turn."""
     env = {
         "VIDSEARCH_ENCODER_CUDA_GRAPHS": str(cuda_graphs).lower(),
         "VIDSEARCH_ENCODER_RUNTIME": runtime,
@@ -141,7 +146,7 @@ def served_images_per_s(checkpoint: Path, logs: Path, *, max_batch: int, delay_m
                           env_prefix="VIDSEARCH_ENCODER").start()
     try:
         proc.wait_serving(timeout=600)
-        return asyncio.run(_clients(proc.address, clients, seconds, payloads))
+        return {n: asyncio.run(_clients(proc.address, n, seconds, payloads)) for n in clients}
     finally:
         proc.stop()
 
@@ -151,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (random weights)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", default="16",
+                        help="concurrent clients, or a comma list (e.g. 16,64) measured on one server; the "
+                             "unbatched baseline runs with the first")
     parser.add_argument("--batch", type=int, default=32, help="offline batch and max_batch_size")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="max_queue_delay_ms when batching")
     parser.add_argument("--seconds", type=float, default=20.0, help="timed window per measurement")
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-served", action="store_true", help="offline figures only (no gRPC runs)")
     parser.add_argument("--skip-sampler", action="store_true", help="leave out the frame-sampler figures")
     args = parser.parse_args(argv)
+    client_counts = [int(n) for n in args.clients.split(",") if n.strip()]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
@@ -191,17 +199,19 @@ def main(argv: list[str] | None = None) -> None:
             fast = fast_path_side_by_side(ckpt, args.runtime, args.batch, args.seconds)
         rng = np.random.default_rng(0)
         payloads = [_jpeg(rng, 256) for _ in range(64)]
-        common = {"clients": args.clients, "seconds": args.seconds, "device": args.device, "payloads": payloads,
+        common = {"seconds": args.seconds, "device": args.device, "payloads": payloads,
                   "cuda_graphs": args.cuda_graphs, "runtime": args.runtime}
         if not args.skip_served:
-            batched = served_images_per_s(ckpt, tmp_path, max_batch=args.batch, delay_ms=args.delay_ms, **common)
-            unbatched = served_images_per_s(ckpt, tmp_path, max_batch=1, delay_ms=0, **common)
+            batched = served_images_per_s(ckpt, tmp_path, max_batch=args.batch, delay_ms=args.delay_ms,
+                                          clients=client_counts, **common)
+            unbatched = served_images_per_s(ckpt, tmp_path, max_batch=1, delay_ms=0, clients=client_counts[:1],
+                                            **common)[client_counts[0]]
     result = {
         "arch": args.arch,
         "device": str(runtime.device),
         "dtype": str(runtime.dtype).removeprefix("torch."),
         "torch_threads": torch.get_num_threads(),
-        "clients": args.clients,
+        "clients": client_counts[0],
         "max_batch_size": args.batch,
         "max_queue_delay_ms": args.delay_ms,
         "cuda_graphs": args.cuda_graphs,
@@ -219,7 +229,13 @@ def main(argv: list[str] | None = None) -> None:
             "fast_path_start_up_s": round(fast["start_up_s"], 1),
         })
     if not args.skip_served:
-        result.update(_served_figures(batched, unbatched, offline))
+        result.update(_served_figures(batched[client_counts[0]], unbatched, offline))
+        if len(client_counts) > 1:
+            result["served_by_clients"] = {
+                str(n): {"images_per_s": round(r["images_per_s"], 2),
+                         "efficiency": round(r["images_per_s"] / offline, 3),
+                         "p50_ms": round(r["p50_ms"], 1), "p99_ms": round(r["p99_ms"], 1), "errors": r["errors"]}
+                for n, r in batched.items()}
     if not args.skip_sampler:
         from bench import sampler
 
