@@ -121,9 +121,16 @@ def runtime_directory(model_id: str, runtime: str, checkpoint: Path, cache: Path
     return (cache or checkpoint / "runtimes") / model_id / runtime
 
 
-def _cached_or_exported(model: VideoTextModel, runtime: str, directory: Path) -> Path:
+def _is_current(directory: Path, model_id: str) -> bool:
     manifest = directory / MANIFEST_FILE
-    if manifest.is_file() and json.loads(manifest.read_text()).get("model_id") == model.model_id:
+    try:
+        return json.loads(manifest.read_text()).get("model_id") == model_id
+    except (OSError, ValueError):
+        return False
+
+
+def _cached_or_exported(model: VideoTextModel, runtime: str, directory: Path) -> Path:
+    if _is_current(directory, model.model_id):
         return directory
     parent = directory.parent
     try:
@@ -137,11 +144,16 @@ def _cached_or_exported(model: VideoTextModel, runtime: str, directory: Path) ->
     try:
         log.info("exporting the towers of model %s for the %s runtime into %s", model.model_id, runtime, directory)
         export_towers(model, staging, quantize=runtime.endswith("int8"))
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(staging, directory)
-    except BaseException:
+        if directory.exists() and not _is_current(directory, model.model_id):
+            shutil.rmtree(directory)  # an export cut short earlier
+        try:
+            os.replace(staging, directory)
+        except OSError:
+            # Another replica sharing the cache finished first: use its export, drop ours.
+            if not _is_current(directory, model.model_id):
+                raise
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
 
 

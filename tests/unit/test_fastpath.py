@@ -66,6 +66,20 @@ def test_a_broken_runtime_is_refused_with_the_gate_figures(checkpoint: Path, tmp
     assert fresh.visual is torch_visual  # the refused towers are not left in the model
 
 
+def test_an_export_another_replica_finished_first_is_used(checkpoint: Path, monkeypatch) -> None:
+    model = load_checkpoint(checkpoint, device="cpu")
+    directory = runtime_directory(model.model_id, "onnx", checkpoint, None)
+    export = fastpath.export_towers
+
+    def racing(model, staging: Path, quantize: bool) -> None:
+        export(model, directory, quantize)  # the other replica, done while this one exports
+        export(model, staging, quantize)
+
+    monkeypatch.setattr(fastpath, "export_towers", racing)
+    assert apply_runtime(model, "onnx", checkpoint=checkpoint).min_cosine >= quality_gate.MIN_COSINE
+    assert [p.name for p in directory.parent.iterdir()] == ["onnx"]  # no staging directory left behind
+
+
 def test_the_cache_setting_takes_the_export_when_the_checkpoint_dir_cannot(checkpoint: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
