@@ -87,11 +87,11 @@ export interface TextSearchOptions extends SearchOptions {
   language?: string;
 }
 
-/** One query of batchSearch or query(): exactly one of text, image, video or clipId. */
+/** One query of batchSearch or query(): exactly one of text, image, video or clipId (image and video: a path or bytes). */
 export type SearchQuery = SearchOptions & (
   | { text: string; language?: string }
   | { image: Bytes }
-  | { video: Buffer | Uint8Array; startSeconds?: number; endSeconds?: number }
+  | { video: Bytes; startSeconds?: number; endSeconds?: number }
   | { clipId: string }
 );
 

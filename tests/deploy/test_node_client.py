@@ -226,7 +226,7 @@ def test_installed_package_against_a_secure_live_stack(installed_package: Path, 
 
 
 def test_reflection_serves_generic_clients(secure_stack: SecureStack) -> None:
-    """The docs/clients.md example: buf curl, no .proto files, through server reflection, over TLS."""
+    """buf curl (docs/clients.md) with no .proto files, through server reflection, over mutual TLS."""
     buf = need("buf")
     certs = secure_stack.certs
     url = f"https://{secure_stack.gateway}/vidsearch.gateway.v1.SearchService/Search"

@@ -50,20 +50,21 @@ function readBytes(source) {
 }
 
 /**
- * One SearchRequest from a query: exactly one of text, image, video or clipId, plus topK,
- * filter (a SearchFilter) and collapseByVideo.
+ * One SearchRequest from a query: exactly one of text, image, video (a file path or bytes, read
+ * here) or clipId, plus topK, filter (a SearchFilter) and collapseByVideo.
  */
-function searchRequest(query) {
+async function searchRequest(query) {
   const { topK = 10, filter, collapseByVideo = false } = query;
   const request = { top_k: topK, collapse_by_video: collapseByVideo };
   if (filter) request.filter = filter;
   const given = ['text', 'image', 'video', 'clipId'].filter((k) => query[k] !== undefined && query[k] !== null);
   if (given.length > 1) throw new TypeError(`a query has one of text, image, video or clipId, not ${given.join(' and ')}`);
-  if (query.text !== undefined) request.text = { text: query.text, language: query.language || '' };
-  else if (query.image !== undefined) request.image = Buffer.from(query.image);
-  else if (query.video !== undefined) {
-    request.video = { data: Buffer.from(query.video), start_seconds: query.startSeconds || 0, end_seconds: query.endSeconds || 0 };
-  } else if (query.clipId !== undefined) request.clip_id = query.clipId;
+  const [kind] = given; // none: the gateway answers INVALID_ARGUMENT "the query is empty"
+  if (kind === 'text') request.text = { text: query.text, language: query.language || '' };
+  else if (kind === 'image') request.image = await readBytes(query.image);
+  else if (kind === 'video') {
+    request.video = { data: await readBytes(query.video), start_seconds: query.startSeconds || 0, end_seconds: query.endSeconds || 0 };
+  } else if (kind === 'clipId') request.clip_id = query.clipId;
   return request;
 }
 
@@ -152,9 +153,12 @@ class VidsearchClient {
 
   // ---- gateway ----
 
-  /** Searches with any query ({text | image | video | clipId, topK, filter, collapseByVideo}). */
-  query(query, { deadlineMs } = {}) {
-    return this.unary('gateway', 'Search', searchRequest(query), deadlineMs);
+  /**
+   * Searches with any query ({text | image | video | clipId, topK, filter, collapseByVideo});
+   * an image or video is a file path or its bytes.
+   */
+  async query(query, { deadlineMs } = {}) {
+    return this.unary('gateway', 'Search', await searchRequest(query), deadlineMs);
   }
 
   /** Searches by a sentence; resolves to a SearchResponse (hits best first). */
@@ -163,8 +167,8 @@ class VidsearchClient {
   }
 
   /** Searches by an image: a file path or its encoded bytes (JPEG, PNG, ...). */
-  async searchByImage(image, options = {}) {
-    return this.query({ ...options, image: await readBytes(image) }, options);
+  searchByImage(image, options = {}) {
+    return this.query({ ...options, image }, options);
   }
 
   /** "More like this": searches with the stored embedding of an indexed clip. */
@@ -178,9 +182,8 @@ class VidsearchClient {
    */
   searchByVideo(video, { startSeconds = 0, endSeconds = 0, chunkBytes = CHUNK_BYTES, deadlineMs, ...query } = {}) {
     checkChunkBytes(chunkBytes);
-    const search = searchRequest(query);
     async function* messages() {
-      yield { search, start_seconds: startSeconds, end_seconds: endSeconds };
+      yield { search: await searchRequest(query), start_seconds: startSeconds, end_seconds: endSeconds };
       for await (const chunk of chunksOf(video, chunkBytes)) yield { chunk };
     }
     return this.clientStream('gateway', 'SearchByVideo', messages(), deadlineMs).then((reply) => reply.result);
@@ -188,8 +191,7 @@ class VidsearchClient {
 
   /** Runs several queries (at most 64) in one call; resolves to their SearchResponses in order. */
   async batchSearch(queries, { deadlineMs } = {}) {
-    const requests = await Promise.all(queries.map(async (q) => searchRequest(
-      q.image !== undefined ? { ...q, image: await readBytes(q.image) } : q)));
+    const requests = await Promise.all(queries.map(searchRequest));
     const reply = await this.unary('gateway', 'BatchSearch', { requests }, deadlineMs);
     return reply.responses;
   }

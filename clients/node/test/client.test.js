@@ -57,7 +57,7 @@ test('searchByClip sends the clip id', async (t) => {
 
 test('a query with two kinds is refused before any call', async (t) => {
   const { fake, client } = await connect(t);
-  assert.throws(() => client.query({ text: 'a', clipId: 'b' }), /one of text, image, video or clipId/);
+  await assert.rejects(client.query({ text: 'a', clipId: 'b' }), /one of text, image, video or clipId/);
   assert.equal(fake.calls.Search.length, 0);
 });
 
@@ -81,7 +81,7 @@ test('batchSearch sends every query in order and resolves to their responses', a
   const image = Buffer.from('png-bytes');
   const responses = await client.batchSearch([
     { text: 'rabbit', topK: 2 }, { clipId: 'vid-2:000000000' }, { image: tempFile(image, 'q.png') },
-    { video: Buffer.from('tiny-video'), startSeconds: 1 },
+    { video: tempFile('tiny-video'), startSeconds: 1 },
   ]);
   assert.equal(responses.length, 4);
   assert.equal(responses[1].hits[0].clip_id, 'vid-2:000000000');
@@ -90,6 +90,7 @@ test('batchSearch sends every query in order and resolves to their responses', a
   assert.equal(requests[0].top_k, 2);
   assert.deepEqual(requests[2].image, image);
   assert.equal(requests[3].video.start_seconds, 1);
+  assert.equal(requests[3].video.data.toString(), 'tiny-video');
 });
 
 test('getThumbnail resolves to the JPEG bytes', async (t) => {
