@@ -31,6 +31,14 @@ function copyProtos() {
   return target;
 }
 
+function tsFiles(dir) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) return tsFiles(file);
+    return entry.name.endsWith('.ts') ? [file] : [];
+  });
+}
+
 function generateTypes(protoRoot) {
   // Inside the package, so tsc resolves @grpc/grpc-js from its node_modules.
   const generated = fs.mkdtempSync(path.join(PACKAGE, '.types-src-'));
@@ -41,8 +49,7 @@ function generateTypes(protoRoot) {
     const target = path.join(PACKAGE, 'types');
     fs.rmSync(target, { recursive: true, force: true });
     const tsc = require.resolve('typescript/bin/tsc');
-    const sources = fs.readdirSync(generated, { recursive: true }).filter((n) => n.endsWith('.ts'))
-      .map((n) => path.join(generated, n));
+    const sources = tsFiles(generated);
     execFileSync(process.execPath, [tsc, '--declaration', '--emitDeclarationOnly', '--skipLibCheck',
       '--target', 'es2020', '--module', 'commonjs', '--moduleResolution', 'node', '--types', 'node',
       '--rootDir', generated, '--outDir', target, ...sources], { stdio: 'inherit', cwd: PACKAGE });
