@@ -103,7 +103,14 @@ function tempFile(bytes, name = 'clip.mp4') {
  */
 function testCertificates() {
   const dir = tempDir();
-  const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const openssl = (...args) => {
+    try {
+      return execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    } catch (err) {
+      if (err.code === 'ENOENT') throw new Error('the TLS tests need openssl: apt-get install -y openssl');
+      throw err;
+    }
+  };
   const selfSigned = (name, cn) => openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
     '-subj', `/CN=${cn}`, '-keyout', `${name}.key`, '-out', `${name}.crt`);
   const signed = (name, cn, ext) => {
