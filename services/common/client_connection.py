@@ -96,16 +96,16 @@ class ClientConnection:
         return grpc.aio.secure_channel(self.address, self.tls.credentials(), options=self._options())
 
     def describe_failure(self, err: grpc.RpcError) -> str:
-        """A failed call's status, with a hint when the connection itself (address, TLS) is the likely cause."""
+        """A failed call's status; for UNAVAILABLE, what to check should the connection itself have failed."""
         text = f"{err.code().name}: {err.details()}"
         if err.code() != grpc.StatusCode.UNAVAILABLE:
             return text
         if self.tls is None:
-            return (f"{text}\n  (cannot reach {self.address} over plaintext; if the service uses TLS, "
+            return (f"{text}\n  (if {self.address} could not be reached over plaintext and the service uses TLS: "
                     "give --tls-ca and, for mutual TLS, --tls-cert and --tls-key)")
         name = self.tls.server_name or self.address.rsplit(":", 1)[0]
-        return (f"{text}\n  (TLS connection to {self.address} failed: the server's certificate must be signed by "
-                f"{self.tls.ca_file or 'a CA in the default trust store'} (--tls-ca) and name {name!r} "
+        return (f"{text}\n  (if the TLS connection to {self.address} failed: the server's certificate must be "
+                f"signed by {self.tls.ca_file or 'a CA in the default trust store'} (--tls-ca) and name {name!r} "
                 "(--tls-server-name); a mutual-TLS server also needs --tls-cert and --tls-key)")
 
 
