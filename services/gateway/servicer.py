@@ -68,10 +68,13 @@ def options_of(request: gateway_pb2.SearchRequest) -> SearchOptions:
                          collapse_by_video=request.collapse_by_video)
 
 
-def _local_path(uri: str) -> Path:
+def _source_path(uri: str, media: MediaStore | None) -> Path:
+    """The file of a clip's source: a submitted path, or an upload in the shared media store."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path) if parsed.scheme else uri)
+    if parsed.scheme == "media" and media is not None:  # "media:<key>", as ingest records uploads
+        return media.path(parsed.path)
     raise NotFound(f"the clip's source {uri!r} is not a local file")
 
 
@@ -154,7 +157,7 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
         uri = clip.metadata.get("source_uri", "")
         if not uri:
             raise NotFound(f"clip {request.clip_id!r} has no recorded source video")
-        data = await asyncio.to_thread(cut_clip, _local_path(uri), clip.start_seconds, clip.end_seconds)
+        data = await asyncio.to_thread(cut_clip, _source_path(uri, self.media), clip.start_seconds, clip.end_seconds)
         for offset in range(0, len(data), CHUNK):
             first = offset == 0
             yield gateway_pb2.GetClipResponse(
