@@ -86,7 +86,7 @@ def load_runner(cfg: EncoderSettings) -> ModelRunner:
         apply_runtime(model, cfg.runtime, checkpoint=cfg.checkpoint, cache=cfg.runtime_cache,
                       gate_media=cfg.runtime_gate_media)
     if not cfg.cuda_graphs:
-        return ModelRunner(model)
+        return ModelRunner(model, runtime=cfg.runtime)
     if model.device.type != "cuda":
         log.warning("cuda_graphs is set but the model runs on %s; running eagerly", model.device)
         return ModelRunner(model)

@@ -179,8 +179,9 @@ def test_the_int8_runtime_serves_what_the_float32_model_serves(stub, checkpoint:
         photos = encoder_pb2.EncodeImagesRequest(images=[p.read_bytes() for p in skimage_photo_paths()[:3]])
         with grpc.insecure_channel(proc.address) as channel:
             fast = encoder_pb2_grpc.EncoderServiceStub(channel)
-            assert fast.Info(encoder_pb2.InfoRequest(), timeout=10).model_id == \
-                stub.Info(encoder_pb2.InfoRequest(), timeout=10).model_id
+            info = fast.Info(encoder_pb2.InfoRequest(), timeout=10)
+            assert info.model_id == stub.Info(encoder_pb2.InfoRequest(), timeout=10).model_id
+            assert info.dtype == "int8" and info.architecture.endswith(" on onnx-int8")
             for call, request in (("EncodeText", texts), ("EncodeImages", photos)):
                 ours = _rows(getattr(fast, call)(request, timeout=60))
                 reference = _rows(getattr(stub, call)(request, timeout=60))
