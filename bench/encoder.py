@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
             "fast_path_start_up_s": round(fast["start_up_s"], 1),
         })
     if not args.skip_served:
+        # The served runs use the fast path when one is given: compare them with its offline rate.
+        offline = fast["fast_images_per_s"] if fast is not None else offline
         result.update(_served_figures(batched[client_counts[0]], unbatched, offline))
         if len(client_counts) > 1:
             result["served_by_clients"] = {
