@@ -1,12 +1,16 @@
 """Cuts a clip's time range out of its source video as a playable MP4, without re-encoding.
 
 Packets are copied from the keyframe at or before the start up to the end (stream copy, as
-``ffmpeg -ss -to -c copy`` does), into a fragmented MP4 so it can be streamed as it is written.
+``ffmpeg -ss -to -c copy`` does). The packets before the clip's start are kept with negative
+timestamps, so the MP4 muxer writes an edit list that hides them: a player decodes from the
+keyframe but shows the clip's own first frame at time 0. That costs no encoding, only the bytes
+of up to one GOP of preroll. The MP4 has its index first (``faststart``), so playback can begin
+before the last byte arrives.
 """
 
 from __future__ import annotations
 
-import io
+import tempfile
 from pathlib import Path
 
 import av
@@ -15,31 +19,36 @@ from services.common.errors import InvalidInput, NotFound
 
 
 def cut_clip(source: Path, start_s: float, end_s: float) -> bytes:
-    """The video stream of ``source`` from the keyframe before ``start_s`` to ``end_s``, as MP4 bytes."""
+    """The video stream of ``source`` from ``start_s`` to ``end_s`` as MP4 bytes (time 0 = ``start_s``)."""
     if not source.is_file():
         raise NotFound(f"the source video of this clip is no longer at {source}")
-    out = io.BytesIO()
-    try:
-        with av.open(str(source)) as inp:
-            if not inp.streams.video:
-                raise InvalidInput(f"{source.name} has no video stream")
-            vin = inp.streams.video[0]
-            with av.open(out, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov"}) as dst:
-                vout = dst.add_stream_from_template(vin)
-                tb = vin.time_base
-                inp.seek(int(max(start_s, 0.0) / tb), stream=vin, backward=True, any_frame=False)
-                first_pts = None
-                for packet in inp.demux(vin):
-                    if packet.dts is None or packet.pts is None:
-                        continue
-                    if packet.pts * tb >= end_s:
-                        break
-                    if first_pts is None:
-                        first_pts = packet.dts
-                    packet.pts -= first_pts
-                    packet.dts -= first_pts
-                    packet.stream = vout
-                    dst.mux(packet)
-    except av.FFmpegError as exc:
-        raise InvalidInput(f"cannot cut {source.name}: {exc}") from exc
-    return out.getvalue()
+    with tempfile.TemporaryDirectory(prefix="vidsearch-clip-") as tmp:
+        target = Path(tmp) / "clip.mp4"
+        try:
+            _copy_range(source, target, max(start_s, 0.0), end_s)
+        except av.FFmpegError as exc:
+            raise InvalidInput(f"cannot cut {source.name}: {exc}") from exc
+        return target.read_bytes()
+
+
+def _copy_range(source: Path, target: Path, start_s: float, end_s: float) -> None:
+    with av.open(str(source)) as inp:
+        if not inp.streams.video:
+            raise InvalidInput(f"{source.name} has no video stream")
+        vin = inp.streams.video[0]
+        with av.open(str(target), "w", format="mp4", options={"movflags": "faststart"}) as dst:
+            vout = dst.add_stream_from_template(vin)
+            tb = vin.time_base
+            origin = round(start_s / tb) + (vin.start_time or 0)
+            inp.seek(origin, stream=vin, backward=True, any_frame=False)
+            for packet in inp.demux(vin):
+                if packet.dts is None or packet.pts is None:
+                    continue
+                # Decode order: stop at the first packet decoded after the end. A reference frame
+                # shown just after the end may still come along, as the B-frames before it need it.
+                if (packet.dts - origin) * tb >= end_s - start_s:
+                    break
+                packet.pts -= origin
+                packet.dts -= origin
+                packet.stream = vout
+                dst.mux(packet)

@@ -21,11 +21,10 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
-from services.common.media import MediaStore
+from services.common.media import MEDIA_SCHEME, MediaStore
 
 #: Part of every refusal of a path outside the allowed roots; the CLI falls back to uploading on it.
 OUTSIDE_ROOTS = "is not under an allowed root"
-MEDIA_SCHEME = "media:"
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 #: Chunk size for hashing and copying files.
