@@ -2,7 +2,8 @@
 
 Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so all of them run
 the same topology: N index shards, the encoder, ingest (API + workers) and the gateway, plus a
-local redis-server when one is installed (the gateway then caches in Redis; ingest needs it).
+local redis-server when one is installed (the gateway then caches in Redis; ingest needs it), and
+the web app when asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.processes import RedisServer, ServiceProcess
+from services.processes import HttpServiceProcess, RedisServer, ServiceProcess
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class StackConfig:
     # Fixed ports for the user-facing services (None: any free port).
     gateway_port: int | None = None
     ingest_port: int | None = None
+    # The web app (services.web) on loopback, on this port (0: any free port); None: not started.
+    web_port: int | None = None
 
 
 class LocalStack:
@@ -49,6 +52,7 @@ class LocalStack:
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
+        self.web: HttpServiceProcess | None = None
 
     @property
     def media_root(self) -> Path:
@@ -109,18 +113,24 @@ class LocalStack:
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=shard_list,
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY").start()
+        if self.config.web_port is not None:
+            self.web = HttpServiceProcess("services.web", self._env(
+                "VIDSEARCH_WEB", gateway=self.gateway.address, ingest=self.ingest.address if self.ingest else None,
+                api_keys_file=self.config.api_keys_file), self.logs / "web.log", port=self.config.web_port or None,
+                env_prefix="VIDSEARCH_WEB").start()
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self
 
     @property
     def processes(self) -> list[ServiceProcess]:
-        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway) if p is not None]
+        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""
         return {
             "gateway": self.gateway.address if self.gateway else None,
+            "web": f"{self.web.url}/" if self.web else None,
             "ingest": self.ingest.address if self.ingest else None,
             "encoder": self.encoder.address if self.encoder else None,
             "shards": [s.address for s in self.shards],
