@@ -17,6 +17,10 @@ import av
 
 from services.common.errors import InvalidInput, NotFound
 
+#: How far before a clip's start to seek, so that its keyframe is found even in formats that seek
+#: imprecisely; longer than any GOP an archive is likely to hold.
+PREROLL_S = 5.0
+
 
 def cut_clip(source: Path, start_s: float, end_s: float) -> bytes:
     """The video stream of ``source`` from ``start_s`` to ``end_s`` as MP4 bytes (time 0 = ``start_s``)."""
@@ -40,15 +44,31 @@ def _copy_range(source: Path, target: Path, start_s: float, end_s: float) -> Non
             vout = dst.add_stream_from_template(vin)
             tb = vin.time_base
             origin = round(start_s / tb) + (vin.start_time or 0)
-            inp.seek(origin, stream=vin, backward=True, any_frame=False)
+            # Seek well before the start (seeking in MPEG-TS lands only near the asked time), then
+            # keep packets from the last keyframe at or before the start.
+            inp.seek(max(vin.start_time or 0, origin - round(PREROLL_S / tb)), stream=vin, backward=True)
+            kept: list[av.Packet] = []
             for packet in inp.demux(vin):
                 if packet.dts is None or packet.pts is None:
+                    continue
+                if packet.is_keyframe and packet.pts <= origin:
+                    kept = []
+                if not kept and not packet.is_keyframe:
                     continue
                 # Decode order: stop at the first packet decoded after the end. A reference frame
                 # shown just after the end may still come along, as the B-frames before it need it.
                 if (packet.dts - origin) * tb >= end_s - start_s:
                     break
+                kept.append(packet)
+            last_dts = None
+            for packet in kept:
+                # Some demuxers guess the first dts after a seek (MXF repeats it); the muxer needs
+                # them strictly increasing.
+                dts = packet.dts if last_dts is None else max(packet.dts, last_dts + 1)
+                if packet.pts < dts:
+                    continue
+                last_dts = dts
                 packet.pts -= origin
-                packet.dts -= origin
+                packet.dts = dts - origin
                 packet.stream = vout
                 dst.mux(packet)

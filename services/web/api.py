@@ -249,6 +249,8 @@ async def upload_video(
     air_date: Annotated[str, Query(max_length=10)] = "",
     tags: Annotated[str, Query(max_length=2000)] = "",
     video_id: Annotated[str, Query(max_length=128)] = "",
+    window: Annotated[float, Query(ge=0, le=600, description="clip length in seconds; 0: the service's")] = 0.0,
+    shots: Annotated[bool, Query(description="cut at detected shot boundaries")] = False,
 ) -> dict[str, Any]:
     st = _state(request)
     md = st.keys.metadata(request.headers, need="write")
@@ -268,7 +270,9 @@ async def upload_video(
     header = ingest_pb2.UploadHeader(
         filename=filename, video_id=video_id, size_bytes=int(declared) if declared.isdigit() else 0,
         metadata=ingest_pb2.VideoMetadata(title=title, programme=programme, air_date=_date("air_date", air_date),
-                                          tags=list(_split(tags))))
+                                          tags=list(_split(tags))),
+        segment=ingest_pb2.SegmentOptions(window_seconds=window, mode=ingest_pb2.SEGMENT_MODE_SHOTS if shots
+                                          else ingest_pb2.SEGMENT_MODE_UNSPECIFIED))
 
     async def stream() -> AsyncIterator[ingest_pb2.UploadVideoRequest]:
         yield ingest_pb2.UploadVideoRequest(header=header)

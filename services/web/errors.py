@@ -84,7 +84,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _respond(exc.status, exc.code, exc.message)
+        headers = {"WWW-Authenticate": 'ApiKey header="x-api-key"'} if exc.status == 401 else None
+        return _respond(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(VidsearchError)
     async def domain_error(request: Request, exc: VidsearchError) -> JSONResponse:

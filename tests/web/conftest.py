@@ -25,7 +25,7 @@ ARCHIVE = {
     "news-0412": ("testsrc2", {"title": "9시 뉴스", "programme": "뉴스", "air_date": "2024-04-12", "tags": ["news"]}),
     "drama-0501": ("smptebars", {"title": "Studio call", "programme": "Drama", "air_date": "2024-05-01",
                                  "tags": ["drama", "studio"]}),
-    "docu-0610": ("mandelbrot", {"title": "Nature", "programme": "Documentary", "air_date": "2023-06-10",
+    "docu-0610": ("rgbtestsrc", {"title": "Nature", "programme": "Documentary", "air_date": "2023-06-10",
                                  "tags": ["docu"]}),
 }
 MXF_ID = "tape-mxf"
