@@ -47,7 +47,7 @@ function showState(entry, stateName, detail = "") {
 function showJob(entry, job) {
   entry.job = job;
   entry.video.textContent = job.video_id;
-  entry.upload.value = 1;
+  entry.upload.value = entry.upload.max;
   entry.stages.max = Math.max(1, job.clips_total);
   entry.stages.value = job.state === "SUCCEEDED" ? entry.stages.max : job.clips_done;
   const stage = vs.t(`stage.${job.stage}`);

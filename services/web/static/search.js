@@ -22,8 +22,13 @@ function filterParams() {
 
 function fillForm(params) {
   $("q").value = params.get("q") || "";
+  const k = params.get("k");
+  if (k && ![...$("k").options].some((o) => o.value === k)) $("k").append(vs.el("option", { text: k }));
   for (const name of FILTERS) $(name).value = params.get(name) || (name === "k" ? "20" : "");
   $("collapse").checked = ["1", "true"].includes(params.get("collapse"));
+  // Filters stay open on wide screens, and wherever one is set; on a phone they fold away.
+  $("filters-box").open = window.innerWidth > 600 || FILTERS.some((n) => n !== "k" && params.get(n))
+    || $("collapse").checked;
 }
 
 function apiParams(params) {
