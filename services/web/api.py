@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import grpc
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
 from services.common.errors import InvalidInput
@@ -148,9 +148,10 @@ LIKE = Annotated[str, Query(max_length=200, description="more like this clip id"
 LANG = Annotated[str, Query(max_length=8, pattern=r"^[a-zA-Z-]*$", description="language hint: ko, en")]
 
 
-@router.get("/search", summary="Search by text or by an indexed clip (more like this)")
-async def search(request: Request, params: Params, q: Q = "", like: LIKE = "", lang: LANG = "") -> dict[str, Any]:
-    return await _text_search(request, q, like, lang, params)
+@router.get("/search", summary="Search by text or by an indexed clip (more like this)", response_class=JSONResponse)
+async def search(request: Request, params: Params, q: Q = "", like: LIKE = "", lang: LANG = "") -> JSONResponse:
+    # Plain JSON types already: a JSONResponse skips FastAPI's per-field re-encoding of the result.
+    return JSONResponse(await _text_search(request, q, like, lang, params))
 
 
 @router.post("/search", summary="Search with an image or a video clip (multipart field 'file')")

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.channels import ClientTLS
 from services.web import api, errors
 from services.web.backends import GATEWAY_SERVICE, INGEST_SERVICE, Backends
 from services.web.clips import ClipCache
@@ -27,7 +28,8 @@ PAGES = {"/search": "search.html", "/ingest": "ingest.html"}
 def create_app(settings: WebSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = Backends(settings.gateway, settings.ingest)
+        tls = ClientTLS(settings.tls_ca_file, server_name=settings.tls_server_name) if settings.tls_ca_file else None
+        app.state.backends = Backends(settings.gateway, settings.ingest, tls)
         try:
             yield
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.common.channels import open_channel
+from services.common.channels import ClientTLS, open_channel
 from services.web.errors import ApiError
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -16,9 +16,9 @@ INGEST_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_na
 class Backends:
     """Stubs of the services the app calls, over channels with the project's options."""
 
-    def __init__(self, gateway: str, ingest: str | None) -> None:
-        self._gateway_channel = open_channel(gateway, (GATEWAY_SERVICE,))
-        self._ingest_channel = open_channel(ingest, (INGEST_SERVICE,)) if ingest else None
+    def __init__(self, gateway: str, ingest: str | None, tls: ClientTLS | None = None) -> None:
+        self._gateway_channel = open_channel(gateway, (GATEWAY_SERVICE,), tls)
+        self._ingest_channel = open_channel(ingest, (INGEST_SERVICE,), tls) if ingest else None
         self.gateway = gateway_pb2_grpc.SearchServiceStub(self._gateway_channel)
         self._ingest = ingest_pb2_grpc.IngestServiceStub(self._ingest_channel) if self._ingest_channel else None
 

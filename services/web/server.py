@@ -19,5 +19,6 @@ def main() -> None:
     app = create_app(cfg)
     log.info("web app on http://%s:%d (gateway %s, ingest %s, api keys %s)", cfg.server.host, cfg.server.port,
              cfg.gateway, cfg.ingest or "none", "on" if cfg.api_keys_file else "off (loopback only)")
-    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False,
+    # The asyncio loop that grpc.aio supports; httptools parses HTTP when installed (it is pinned).
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False, loop="asyncio",
                 timeout_graceful_shutdown=cfg.server.grace_seconds, proxy_headers=False, server_header=False)

@@ -17,6 +17,9 @@ class HttpServerSettings:
     port: int = 8080
     # Seconds to let in-flight requests finish on SIGTERM (uvicorn's graceful shutdown).
     grace_seconds: float = 10.0
+    # Serve a non-loopback address without API keys. Only where something else limits who can
+    # connect: a container whose port is published on the host's loopback (docker-compose.yml).
+    allow_without_keys: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -50,10 +53,14 @@ class WebSettings:
     upload_timeout_s: float = 3600.0
     # Cut clips kept in memory for Range requests (a <video> element asks several times).
     clip_cache_bytes: int = 256 * 1024 * 1024
+    # TLS to the gateway and ingest (when they serve it): the CA to trust, and the name their
+    # certificate is issued for when it differs from the address's host.
+    tls_ca_file: Path | None = None
+    tls_server_name: str | None = None
     server: HttpServerSettings = dataclasses.field(default_factory=HttpServerSettings)
 
     def __post_init__(self) -> None:
-        if self.api_keys_file is None and not self.server.loopback:
+        if self.api_keys_file is None and not self.server.loopback and not self.server.allow_without_keys:
             raise SettingsError(
                 f"server_host {self.server.host!r} is not a loopback address: without api_keys_file the "
                 "web app serves loopback only (set VIDSEARCH_WEB_API_KEYS_FILE to serve a network)")
