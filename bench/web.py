@@ -4,7 +4,8 @@
 loopback, tiny model, a real redis-server for the query cache), loads ``--per-shard`` vectors
 into each shard, warms the cache, then runs ``--clients`` concurrent closed-loop clients for
 ``--seconds`` against the gateway over gRPC and against ``GET /api/v1/search`` over HTTP, in turn.
-``overhead_p50_ms`` is the difference of the two medians: what JSON, HTTP and the extra hop cost.
+``overhead_p50_ms`` is the difference of the two medians: what JSON, HTTP and the extra hop cost
+under load; ``serial_overhead_p50_ms`` the same one request at a time (the cost per request).
 It also times cutting a 20-second clip for playback: stream copy behind an edit list (H.264
 source) against re-encoding (an MPEG-2 MXF source), at 1280x720.
 """
@@ -88,6 +89,25 @@ async def _http_loop(url: str, clients: int, seconds: float, texts: list[str]) -
         return _summary(latencies, errors, time.perf_counter() - t0)
 
 
+async def _serial(address: str, url: str, texts: list[str], n: int = 200) -> dict:
+    """One request at a time: the app's own cost per request, without queueing behind others."""
+    grpc_times, http_times = [], []
+    async with grpc_aio.insecure_channel(address, options=client_options()) as channel, \
+            httpx.AsyncClient(base_url=url, timeout=10) as http:
+        stub = gateway_pb2_grpc.SearchServiceStub(channel)
+        for i in range(n):
+            text = texts[i % len(texts)]
+            t = time.perf_counter()
+            await stub.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text=text), top_k=10), timeout=10)
+            grpc_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            (await http.get("/api/v1/search", params={"q": text, "k": 10})).json()
+            http_times.append(time.perf_counter() - t)
+    g, h = float(np.median(grpc_times)) * 1000, float(np.median(http_times)) * 1000
+    return {"serial_grpc_p50_ms": round(g, 2), "serial_http_p50_ms": round(h, 2),
+            "serial_overhead_p50_ms": round(h - g, 2)}
+
+
 def _clip_costs(tmp: Path) -> dict:
     from tests.media import ffmpeg
 
@@ -132,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_http_loop(stack.web.url, args.clients, 3.0, texts))  # warms the web app
             grpc_run = asyncio.run(_grpc_loop(stack.gateway.address, args.clients, args.seconds, texts))
             http_run = asyncio.run(_http_loop(stack.web.url, args.clients, args.seconds, texts))
+            serial = asyncio.run(_serial(stack.gateway.address, stack.web.url, texts))
         clips = _clip_costs(root)
     result = {
         "clients": args.clients, "vectors_per_shard": args.per_shard,
@@ -140,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         "http_p99_ms": http_run["p99_ms"], "grpc_p99_ms": grpc_run["p99_ms"],
         "http_qps": http_run["qps"], "grpc_qps": grpc_run["qps"],
         "errors": http_run["errors"] + grpc_run["errors"],
-        **clips,
+        **serial, **clips,
     }
     print(json.dumps(result, indent=2))
 
