@@ -229,3 +229,17 @@ def test_phone_width_stays_usable(driver, page) -> None:
     assert widths[0] <= widths[1] and widths[2] >= widths[1] * 0.8  # no sideways scroll; one column
     # The filters fold away on a phone, so the hits are near the top.
     assert driver.execute_script("return document.getElementById('filters-box').open") is False
+
+
+def test_the_ui_switches_to_english_and_remembers_it(driver, page) -> None:
+    from selenium.webdriver.common.by import By
+
+    page("/search?" + urllib.parse.urlencode({"q": "studio", "k": "4"}))
+    wait(driver, lambda: len(hits(driver)) == 4, what="hits")
+    driver.find_element(By.ID, "lang-switch").click()
+    assert driver.find_element(By.ID, "q").get_attribute("placeholder").startswith("Describe a scene")
+    assert hits(driver)[0].find_element(By.CSS_SELECTOR, ".play").text == "Play"
+    assert driver.find_element(By.ID, "status").text.startswith("4 clips")
+    page("/ingest")
+    assert driver.find_element(By.ID, "upload").text == "Upload"
+    driver.execute_script("localStorage.removeItem('vidsearch.lang')")
