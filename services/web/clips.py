@@ -77,12 +77,14 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     m = _RANGE.fullmatch(header.strip())
     if m is None or (not m[1] and not m[2]):
-        raise ApiError(416, f"unsupported Range {header[:60]!r}; expected bytes=FIRST-LAST")
+        raise ApiError(416, f"unsupported Range {header[:60]!r}; expected bytes=FIRST-LAST",
+                       headers={"Content-Range": f"bytes */{size}"})
     if not m[1]:  # the last N bytes
         first, last = max(0, size - int(m[2])), size - 1
     else:
         first = int(m[1])
         last = min(int(m[2]), size - 1) if m[2] else size - 1
     if first >= size or first > last:
-        raise ApiError(416, f"range {header[:60]!r} is outside the clip's {size} bytes")
+        raise ApiError(416, f"range {header[:60]!r} is outside the clip's {size} bytes",
+                       headers={"Content-Range": f"bytes */{size}"})
     return first, last

@@ -51,11 +51,13 @@ _CODE_NAME = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_
 class ApiError(Exception):
     """An error of the web app itself, with its HTTP status."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or _CODE_NAME.get(status, "ERROR")
         self.message = message
+        self.headers = headers or {}
 
 
 def error_body(status: int, code: str, message: str) -> dict[str, object]:
@@ -84,7 +86,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'ApiKey header="x-api-key"'} if exc.status == 401 else None
+        headers = {**exc.headers, **({"WWW-Authenticate": 'ApiKey header="x-api-key"'} if exc.status == 401 else {})}
         return _respond(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(VidsearchError)

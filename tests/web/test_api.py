@@ -238,6 +238,7 @@ def test_unsatisfiable_range_is_416(http: httpx.Client) -> None:
     hit = search(http, q="tape", video=MXF_ID, k=1)["hits"][0]
     reply = http.get(hit["video_url"], headers={"Range": "bytes=99999999-"})
     assert reply.status_code == 416, reply.text
+    assert reply.headers["content-range"].startswith("bytes */")
     assert reply.json()["error"]["code"] == "RANGE_NOT_SATISFIABLE"
 
 
