@@ -11,13 +11,18 @@ export TRANSFORMERS_OFFLINE := 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Everything the tests need beyond the README's apt-get line: the venv (with buf and Node.js),
+# the deployment validators in their own cached venv, and the Node client's packages.
+$(STAMP): pyproject.toml deploy/validators/requirements.txt clients/node/package-lock.json
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	bash deploy/validators/install.sh >/dev/null
+	$(VENV)/bin/npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
 	@rm -f $(VENV)/.installed-*; touch $@
 
-test: setup
+# Lint first: what CI checks is what a newcomer's `make test` checks.
+test: setup lint
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -25,14 +30,15 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check services tests bench deploy docker
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/buf lint
 	BUF=$(VENV)/bin/buf ./scripts/buf_breaking.sh
 
 deploy-check: setup
 	PYTHON=$(PY) ./scripts/validate_deploy.sh
 
-clients-node:
-	npm ci --prefix clients/node --no-audit --no-fund
+clients-node: setup
+	$(VENV)/bin/npm ci --prefix clients/node --no-audit --no-fund
 
 proto: setup
 	PYTHON=$(PY) ./scripts/gen_protos.sh

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
+from services.common.settings import setting
 from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
 from services.encoder.runner import ModelRunner
 from services.encoder.servicer import EncoderServicer
@@ -22,16 +23,15 @@ log = logging.getLogger(__name__)
 class EncoderSettings:
     """Settings of the encoder, from VIDSEARCH_ENCODER_* variables."""
 
-    checkpoint: Path = dataclasses.field(metadata={"help": "a vidsearch checkpoint directory (vidsearch train)"})
-    # "auto" picks CUDA (float16) when present, else CPU (float32).
-    device: str = "auto"
+    checkpoint: Path = setting(doc="A vidsearch checkpoint directory (vidsearch train), e.g. /models/current.")
+    device: str = setting("auto", "Torch device; auto picks CUDA (float16) when present, else CPU (float32).")
     batching: BatchingConfig = dataclasses.field(default_factory=BatchingConfig)
     limits: EngineLimits = dataclasses.field(default_factory=EngineLimits)
-    # Threads decoding and resizing images and video; 0 means one per CPU core.
-    preprocess_workers: int = 0
-    # Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU.
-    # Off by default until measured on a GPU.
-    cuda_graphs: bool = False
+    preprocess_workers: int = setting(
+        0, "Threads decoding and resizing images and video; 0 means one per CPU core. Set it in a pod.")
+    cuda_graphs: bool = setting(
+        False, "Replay image batches from CUDA graphs (services/encoder/graphs.py); CUDA only, ignored on CPU. "
+        "Off until measured on a GPU.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:

@@ -6,20 +6,21 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
-from services.common.settings import SettingsError
+from services.common.settings import SettingsError, setting
 
 
 @dataclasses.dataclass(frozen=True)
 class HttpServerSettings:
     """Where the HTTP server listens."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    # Seconds to let in-flight requests finish on SIGTERM (uvicorn's graceful shutdown).
-    grace_seconds: float = 10.0
-    # Serve a non-loopback address without API keys. Only where something else limits who can
-    # connect: a container whose port is published on the host's loopback (docker-compose.yml).
-    allow_without_keys: bool = False
+    host: str = setting("127.0.0.1", "Address to listen on; beyond loopback only with API keys (or "
+                        "allow_without_keys).")
+    port: int = setting(8080, "HTTP port.")
+    grace_seconds: float = setting(10.0, "Time in-flight requests get to finish after SIGTERM; below the pod's "
+                                   "termination grace period.")
+    allow_without_keys: bool = setting(
+        False, "Serve a non-loopback address without API keys. Only where something else limits who can connect: "
+        "a container whose port is published on the host's loopback (docker-compose.yml).")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -39,24 +40,19 @@ class HttpServerSettings:
 class WebSettings:
     """The backends the app calls, its limits, and who may call it."""
 
-    gateway: str = dataclasses.field(metadata={"help": "gateway address, host:port or dns:///name:port"})
-    # Unset: the ingest page and the upload, job and delete endpoints answer 503.
-    ingest: str | None = None
-    # One "<key> <read|write>" per line, as for the gateway: the app checks the caller's key before
-    # reading an upload and passes it on to the gateway and ingest. Unset: loopback only.
-    api_keys_file: Path | None = None
-    # Largest video upload (the ingest service has its own limit too).
-    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
-    # Largest image or video sent as a search query.
-    max_query_bytes: int = 48 * 1024 * 1024
-    search_timeout_s: float = 30.0
-    upload_timeout_s: float = 3600.0
-    # Cut clips kept in memory for Range requests (a <video> element asks several times).
-    clip_cache_bytes: int = 256 * 1024 * 1024
-    # TLS to the gateway and ingest (when they serve it): the CA to trust, and the name their
-    # certificate is issued for when it differs from the address's host.
-    tls_ca_file: Path | None = None
-    tls_server_name: str | None = None
+    gateway: str = setting(doc="Gateway address, host:port or dns:///name:port.")
+    ingest: str | None = setting(None, "Ingest address; unset, uploads, jobs and deletes answer 503.")
+    api_keys_file: Path | None = setting(
+        None, "One `<key> <read|write>` per line, as for the gateway: the app checks the caller's key (x-api-key "
+        "or Authorization: Bearer) before reading an upload and passes it on. Unset: loopback only.")
+    max_upload_bytes: int = setting(2 * 1024**3, "Largest video upload (413 above it); ingest has its own limit.")
+    max_query_bytes: int = setting(48 * 1024**2, "Largest image or video sent as a search query.")
+    search_timeout_s: float = setting(30.0, "Deadline of a search call to the gateway.")
+    upload_timeout_s: float = setting(3600.0, "Deadline of an upload, and of following a job's events.")
+    clip_cache_bytes: int = setting(256 * 1024**2, "Cut clips kept in memory for HTTP Range requests.")
+    tls_ca_file: Path | None = setting(None, "CA to trust for TLS to the gateway and ingest; unset: plaintext.")
+    tls_server_name: str | None = setting(
+        None, "Name the gateway's and ingest's certificates are issued for, when it differs from the address.")
     server: HttpServerSettings = dataclasses.field(default_factory=HttpServerSettings)
 
     def __post_init__(self) -> None:

@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_OUTSIDE_ROOTS: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_UNREADABLE: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_SOURCE_OUTSIDE_ROOTS: ErrorReason
+ERROR_REASON_SOURCE_NOT_FOUND: ErrorReason
+ERROR_REASON_SOURCE_UNREADABLE: ErrorReason
 
 class Vector(_message.Message):
     __slots__ = ("values",)
