@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -96,6 +97,31 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
+
+
+class HttpServiceProcess(ServiceProcess):
+    """A service that answers HTTP (the web app): ready when ``GET /readyz`` says 200."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as reply:
+                return reply.status == 200
+        except (OSError, ValueError):
+            return False
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.ready(timeout=0.5):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.module} not ready after {timeout}s:\n{self.log_tail()}")
 
 
 class RedisServer:

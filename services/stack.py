@@ -2,7 +2,8 @@
 
 Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so all of them run
 the same topology: N index shards, the encoder, ingest (API + workers) and the gateway, plus a
-local redis-server when one is installed (the gateway then caches in Redis; ingest needs it).
+local redis-server when one is installed (the gateway then caches in Redis; ingest needs it), and
+the web app when asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.channels import ClientTLS
-from services.processes import RedisServer, ServiceProcess
+from services.processes import HttpServiceProcess, RedisServer, ServiceProcess
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class StackConfig:
     # Fixed ports for the user-facing services (None: any free port).
     gateway_port: int | None = None
     ingest_port: int | None = None
+    # The web app (services.web) on loopback, on this port (0: any free port); None: not started.
+    web_port: int | None = None
 
 
 class LocalStack:
@@ -67,6 +70,7 @@ class LocalStack:
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
+        self.web: HttpServiceProcess | None = None
 
     @property
     def media_root(self) -> Path:
@@ -117,6 +121,11 @@ class LocalStack:
     def _tls_env(self, prefix: str) -> dict[str, str]:
         return self.config.tls.env(prefix) if self.config.tls else {}
 
+    def _web_tls(self) -> dict[str, object]:
+        """The web app calls gateway and ingest as the stack's own probes do: same CA and name."""
+        probe = self._probe_tls
+        return {"tls_ca_file": probe.ca_file, "tls_server_name": probe.server_name} if probe else {}
+
     @property
     def _probe_tls(self) -> ClientTLS | None:
         return self.config.tls.probe if self.config.tls else None
@@ -136,18 +145,24 @@ class LocalStack:
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file)},
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY",
             probe_tls=self._probe_tls).start()
+        if self.config.web_port is not None:
+            self.web = HttpServiceProcess("services.web", self._env(
+                "VIDSEARCH_WEB", gateway=self.gateway.address, ingest=self.ingest.address if self.ingest else None,
+                api_keys_file=self.config.api_keys_file, **self._web_tls()), self.logs / "web.log",
+                port=self.config.web_port or None, env_prefix="VIDSEARCH_WEB").start()
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self
 
     @property
     def processes(self) -> list[ServiceProcess]:
-        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway) if p is not None]
+        return [p for p in (*self.shards, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""
         return {
             "gateway": self.gateway.address if self.gateway else None,
+            "web": f"{self.web.url}/" if self.web else None,
             "ingest": self.ingest.address if self.ingest else None,
             "encoder": self.encoder.address if self.encoder else None,
             "shards": [s.address for s in self.shards],

@@ -28,6 +28,7 @@ SERVICES = (
     ("ingest", "VIDSEARCH_INGEST", "services.ingest.settings", "IngestSettings",
      "`python -m services.ingest` (API server) and `python -m services.ingest.worker` (standalone workers)"),
     ("gateway", "VIDSEARCH_GATEWAY", "services.gateway.server", "GatewaySettings", "`python -m services.gateway`"),
+    ("web", "VIDSEARCH_WEB", "services.web.settings", "WebSettings", "`python -m services.web` (HTTP, not gRPC)"),
 )
 # Read straight from the environment rather than through a settings class: (name, type, default, doc).
 OTHER_VARIABLES = (

