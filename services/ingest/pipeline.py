@@ -24,8 +24,8 @@ from services.common.errors import DependencyDown
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore, thumbnail_key
 from services.common.shards import clip_id_for
-from services.common.vectors import packed_vector
 from services.common.timecode import SourceClock
+from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
 from vidsearch.common.v1 import common_pb2
