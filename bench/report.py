@@ -22,6 +22,9 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "index": ("bench.index", ["--n", "200000", "--dim", "512", "--json"]),
     "sampler": ("bench.sampler", ["--json"]),
     "encoder": ("bench.encoder", ["--json", "--skip-sampler"]),
+    # The CPU fast path against eager float32, side by side on the same batches (offline only).
+    "encoder_fastpath": ("bench.encoder", ["--json", "--skip-sampler", "--skip-served", "--device", "cpu",
+                                           "--runtime", "onnx-int8"]),
     "gateway": ("bench.gateway", ["--json"]),
     "ingest": ("bench.ingest", ["--json"]),
 }
@@ -37,6 +40,9 @@ ROWS = [
     ("sampler", "frames_decoded_per_kept", "baseline_frames_decoded_per_kept", None, "lower is better"),
     ("encoder", "batched_images_per_s", "unbatched_images_per_s", "batching_speedup", "GPU: >= 5"),
     ("encoder", "batched_images_per_s", "offline_images_per_s", "batching_efficiency", "CPU: >= 0.85"),
+    ("encoder_fastpath", "fast_path_images_per_s", "fast_path_eager_images_per_s", "fast_path_speedup",
+     "onnx-int8: >= 2"),
+    ("encoder_fastpath", "fast_path_min_cosine", None, None, ">= 0.995"),
     # Run on a lent H200 (bench.encoder --device cuda); kept in benchmarks.json, not rerun by make bench.
     ("encoder_gpu_h200", "batched_images_per_s", "unbatched_images_per_s", "batching_speedup", "GPU: >= 5"),
     ("encoder_gpu_h200", "batched_images_per_s", "offline_images_per_s", "batching_efficiency", ""),

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 GRPC_PORT = 50051
+HTTP_PORT = 8080
 METRICS_PORT = 9090
 DEFAULT_GRACE_SECONDS = 10.0
-# Components whose gRPC port clients outside the namespace may reach.
-PUBLIC = frozenset({"gateway", "ingest"})
+# Components clients outside the namespace may reach, and the one port they may reach each on.
+PUBLIC = {"gateway": GRPC_PORT, "ingest": GRPC_PORT, "web": HTTP_PORT}
 HEALTHCHECK = "/opt/vidsearch/healthcheck.py"
 
 Manifest = dict
@@ -133,14 +134,22 @@ def grpc_probes(docs: list[Manifest]) -> list[str]:
     """vidsearch gRPC servers have readiness, liveness and startup probes on gRPC health.
 
     Native ``grpc`` probes on the served port; where the server speaks TLS, which the kubelet's
-    gRPC probe cannot, an exec probe of the image's TLS-aware health check instead. A vidsearch
-    container with no gRPC port (the ingest worker) needs a liveness probe on its metrics port.
+    gRPC probe cannot, an exec probe of the image's TLS-aware health check instead. The web app
+    (an ``http`` port) needs httpGet probes on it: /readyz for readiness, /healthz for the others.
+    A container with neither (the ingest worker) needs a liveness probe on its metrics port.
     """
     out = []
     for c in containers(docs):
         if not c.is_vidsearch:
             continue
         ports = {p.get("name"): p["containerPort"] for p in c.spec.get("ports", ())}
+        if "http" in ports:
+            for kind, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
+                               ("startupProbe", "/healthz")):
+                http = c.spec.get(kind, {}).get("httpGet", {})
+                if http.get("path") != path or http.get("port") not in ("http", ports["http"]):
+                    out.append(f"{c.where}: {kind} must be an httpGet of {path} on its http port")
+            continue
         if "grpc" not in ports:
             http = c.spec.get("livenessProbe", {}).get("httpGet", {})
             if http.get("port") not in ("metrics", METRICS_PORT):
@@ -199,7 +208,7 @@ def _external_peer(rule: dict) -> bool:
 
 
 def network_policies(docs: list[Manifest]) -> list[str]:
-    """Default deny; every pod admitted by some policy; only gateway and ingest reachable from outside."""
+    """Default deny; every pod admitted by some policy; only the PUBLIC components reachable from outside."""
     out = []
     policies = list(by_kind(docs, "NetworkPolicy").values())
     deny = [p for p in policies if p["spec"].get("podSelector") == {} and not p["spec"].get("ingress")
@@ -218,7 +227,7 @@ def network_policies(docs: list[Manifest]) -> list[str]:
                 for p in rule.get("from") or [{}])
             if ports == {METRICS_PORT} and monitoring:
                 continue
-            if target not in PUBLIC or ports != {GRPC_PORT}:
+            if target not in PUBLIC or ports != {PUBLIC[target]}:
                 out.append(f"NetworkPolicy/{policy['metadata']['name']}: admits traffic from outside the "
                            f"namespace to {target or 'every pod'} on ports {sorted(map(str, ports)) or 'all'}")
     for workload in workloads(docs):

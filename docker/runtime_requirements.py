@@ -13,7 +13,8 @@ import tomllib
 from pathlib import Path
 
 # Only services/encoder (and services/training, which no image runs) import these.
-MODEL_STACK = frozenset({"torch", "torchvision", "transformers", "tokenizers", "safetensors", "open-clip-torch"})
+MODEL_STACK = frozenset({"torch", "torchvision", "transformers", "tokenizers", "safetensors", "open-clip-torch",
+                         "onnx", "onnxruntime"})
 
 
 def _name(requirement: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path(".demo"), help="where the demo keeps its data")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL, help="model checkpoint directory")
     p.add_argument("--fresh", action="store_true", help="start from an empty index")
+    p.add_argument("--web-port", type=int, default=8080, help="the web app's port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--serve", action="store_true", help="keep the stack and the web app running after the demo "
+                                                         "until Ctrl-C")
     p.set_defaults(run=run)
     return p
 
@@ -90,6 +95,14 @@ def _mark(reply: gateway_pb2.SearchResponse, target: str, captions: dict[str, st
         print(f"     #{i} shows: {captions.get(h.clip_id, h.metadata.get('source_uri', h.video_id))}")
 
 
+def _serve_until_interrupted(url: str) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"\nthe demo archive is served at {url}/ ; Ctrl-C stops it", flush=True)
+    stop.wait()
+
+
 def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if not (checkpoint / "config.json").is_file():
@@ -122,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
     print("starting the stack: 2 index shards, encoder, ingest, gateway (logs in "
           f"{stack_dir / 'logs'}) ...", flush=True)
     with LocalStack(StackConfig(data_dir=stack_dir, checkpoint=checkpoint.resolve(), n_shards=2,
-                                log_level="WARNING")) as stack, \
+                                log_level="WARNING", web_port=args.web_port)) as stack, \
             grpc.insecure_channel(stack.gateway.address, options=client_options()) as channel:
+        print(f"web app: {stack.web.url}/ (search and ingest in a browser)", flush=True)
         gateway = gateway_pb2_grpc.SearchServiceStub(channel)
         probe = gateway.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text="probe"), top_k=1),
                                timeout=60)
@@ -154,9 +168,12 @@ def run(args: argparse.Namespace) -> int:
             sections.append((title, reply))
         page = root / "results.html"
         write_html(page, sections, gateway)
+        if args.serve:
+            _serve_until_interrupted(stack.web.url)
     print(f"\nwrote {page} (open it in a browser to see the thumbnails)")
     print(f"demo finished in {time.perf_counter() - started:.0f} s. To query further, keep the stack running:\n"
-          f"  .venv/bin/vidsearch up --data-dir {stack_dir} --checkpoint {checkpoint}\n"
+          f"  .venv/bin/vidsearch up --data-dir {stack_dir} --checkpoint {checkpoint}   # web app on "
+          "http://127.0.0.1:8080/\n"
           "  .venv/bin/vidsearch search \"빨간 공이 오른쪽으로 움직인다\"   # or --image F, --video F, --like ID\n"
           "  .venv/bin/vidsearch ingest --ingest 127.0.0.1:50052 MY_VIDEO.mp4")
     return 0

@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.channels import ClientTLS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0) -> int | None:
-    """The health status of a server, or None when it does not answer."""
-    with grpc.insecure_channel(address) as channel:
+def health_status(address: str, service: str = "", timeout: float = 2.0, tls: ClientTLS | None = None) -> int | None:
+    """The health status of a server (over TLS with ``tls``), or None when it does not answer."""
+    channel = (grpc.secure_channel(address, tls.credentials(), options=tls.channel_options()) if tls
+               else grpc.insecure_channel(address))
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
@@ -39,8 +44,10 @@ class ServiceProcess:
     """A service started as ``python -m <module>`` with its settings in the environment."""
 
     def __init__(self, module: str, env: dict[str, str], log_path: Path, port: int | None = None,
-                 env_prefix: str = "") -> None:
+                 env_prefix: str = "", probe_tls: ClientTLS | None = None) -> None:
         self.module = module
+        # How wait_serving reaches a server that speaks TLS.
+        self.probe_tls = probe_tls
         self.port = port or free_port()
         self.env = {
             **os.environ,
@@ -70,7 +77,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if health_status(self.address, timeout=0.5) == health_pb2.HealthCheckResponse.SERVING:
+            if health_status(self.address, timeout=0.5, tls=self.probe_tls) == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{self.module} not SERVING after {timeout}s:\n{self.log_tail()}")
@@ -90,6 +97,31 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
+
+
+class HttpServiceProcess(ServiceProcess):
+    """A service that answers HTTP (the web app): ready when ``GET /readyz`` says 200."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as reply:
+                return reply.status == 200
+        except (OSError, ValueError):
+            return False
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.ready(timeout=0.5):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.module} not ready after {timeout}s:\n{self.log_tail()}")
 
 
 class RedisServer:

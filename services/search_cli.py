@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import sys
 from base64 import b64encode
 from pathlib import Path
 
 import grpc
 
-from services.common.server import client_options
+from services.common import client_connection
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -30,21 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", action="append", default=[], help="only clips with this tag (repeatable)")
     p.add_argument("--collapse", action="store_true", help="best clip per video only")
     p.add_argument("--html", type=Path, help="also write a results page with thumbnails")
-    p.add_argument("--gateway", default=os.environ.get("VIDSEARCH_GATEWAY_ADDRESS", "127.0.0.1:50051"),
-                   help="gateway address (env VIDSEARCH_GATEWAY_ADDRESS)")
     p.add_argument("--timeout", type=float, default=30.0)
+    client_connection.add_arguments(p, "gateway")
     p.set_defaults(run=run)
 
 
-def _metadata() -> list[tuple[str, str]]:
-    key_file = os.environ.get("VIDSEARCH_API_KEY_FILE")
-    return [("x-api-key", Path(key_file).read_text().strip())] if key_file else []
-
-
-def search_once(stub, args) -> gateway_pb2.SearchResponse:
+def search_once(stub, args, md: tuple[tuple[str, str], ...] = ()) -> gateway_pb2.SearchResponse:
     base = {"top_k": args.top_k, "collapse_by_video": args.collapse,
             "filter": common_pb2.SearchFilter(video_ids=args.video_id, tags=args.tag)}
-    md = _metadata()
     if args.video:
         data = args.video.read_bytes()
 
@@ -66,7 +58,8 @@ def search_once(stub, args) -> gateway_pb2.SearchResponse:
     return stub.Search(request, timeout=args.timeout, metadata=md)
 
 
-def print_table(title: str, reply: gateway_pb2.SearchResponse, out=sys.stdout) -> None:
+def print_table(title: str, reply: gateway_pb2.SearchResponse, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time, so a redirected stdout is honoured
     t = reply.timings
     print(f"\n{title}", file=out)
     print(f"  model {reply.model_id}  encode {t.encode_ms:.1f} ms  search {t.search_ms:.1f} ms  "
@@ -79,7 +72,8 @@ def print_table(title: str, reply: gateway_pb2.SearchResponse, out=sys.stdout) -
               f"{h.shard:<8} {label}", file=out)
 
 
-def write_html(path: Path, sections: list[tuple[str, gateway_pb2.SearchResponse]], stub) -> None:
+def write_html(path: Path, sections: list[tuple[str, gateway_pb2.SearchResponse]], stub,
+               md: tuple[tuple[str, str], ...] = ()) -> None:
     """A self-contained page: thumbnails are fetched through GetThumbnail and inlined."""
     parts = ["<!doctype html><meta charset='utf-8'><title>vidsearch results</title>",
              "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;margin:.5em;width:200px;"
@@ -92,7 +86,7 @@ def write_html(path: Path, sections: list[tuple[str, gateway_pb2.SearchResponse]
             if h.thumbnail_ref:
                 try:
                     thumb = stub.GetThumbnail(gateway_pb2.GetThumbnailRequest(clip_id=h.clip_id), timeout=10,
-                                              metadata=_metadata())
+                                              metadata=md)
                     img = f"<img alt='' src='data:image/jpeg;base64,{b64encode(thumb.image).decode()}'>"
                 except grpc.RpcError:
                     img = ""
@@ -103,17 +97,18 @@ def write_html(path: Path, sections: list[tuple[str, gateway_pb2.SearchResponse]
 
 
 def run(args) -> int:
-    with grpc.insecure_channel(args.gateway, options=client_options()) as channel:
+    connection = client_connection.from_args(args, "gateway")
+    with connection.channel() as channel:
         stub = gateway_pb2_grpc.SearchServiceStub(channel)
         try:
-            reply = search_once(stub, args)
+            reply = search_once(stub, args, connection.metadata)
         except grpc.RpcError as err:
-            print(f"search failed: {err.code().name}: {err.details()}", file=sys.stderr)
+            print(f"search failed: {connection.describe_failure(err)}", file=sys.stderr)
             return 1
         title = args.text or (args.image and f"image {args.image}") or (args.video and f"video {args.video}") \
             or f"more like {args.like}"
         print_table(str(title), reply)
         if args.html:
-            write_html(args.html, [(str(title), reply)], stub)
+            write_html(args.html, [(str(title), reply)], stub, connection.metadata)
             print(f"\nwrote {args.html}")
     return 0

@@ -3,7 +3,7 @@
 Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so all of them run
 the same topology: N index shards (each with R replicas), the encoder, ingest (API + workers) and
 the gateway, plus a local redis-server when one is installed (the gateway then caches in Redis;
-ingest needs it).
+ingest needs it), and the web app when asked for.
 """
 
 from __future__ import annotations
@@ -14,9 +14,26 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.processes import RedisServer, ServiceProcess
+from services.common.channels import ClientTLS
+from services.processes import HttpServiceProcess, RedisServer, ServiceProcess
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StackTLS:
+    """TLS of the services users call (gateway, ingest); the hops between services stay plaintext."""
+
+    cert_file: Path
+    key_file: Path
+    # When set, callers must present a certificate signed by this CA (mutual TLS).
+    client_ca_file: Path | None
+    # How the stack's own readiness probes reach the TLS services.
+    probe: ClientTLS
+
+    def env(self, prefix: str) -> dict[str, str]:
+        values = {"CERT_FILE": self.cert_file, "KEY_FILE": self.key_file, "CLIENT_CA_FILE": self.client_ca_file}
+        return {f"{prefix}_SERVER_TLS_{k}": str(v) for k, v in values.items() if v is not None}
 
 
 @dataclass
@@ -32,12 +49,15 @@ class StackConfig:
     with_ingest: bool = True
     use_redis: bool = True
     api_keys_file: Path | None = None
+    tls: StackTLS | None = None
     seal_threshold: int = 50_000
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
     # Fixed ports for the user-facing services (None: any free port).
     gateway_port: int | None = None
     ingest_port: int | None = None
+    # The web app (services.web) on loopback, on this port (0: any free port); None: not started.
+    web_port: int | None = None
 
 
 class LocalStack:
@@ -53,6 +73,7 @@ class LocalStack:
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
+        self.web: HttpServiceProcess | None = None
 
     @property
     def media_root(self) -> Path:
@@ -100,10 +121,11 @@ class LocalStack:
 
     def _gateway(self) -> ServiceProcess:
         assert self.encoder is not None, "start the encoder first"
-        return ServiceProcess("services.gateway", self._env(
+        return ServiceProcess("services.gateway", {**self._tls_env("VIDSEARCH_GATEWAY"), **self._env(
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=self.shard_targets,
-            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file),
-            self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY")
+            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file)},
+            self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY",
+            probe_tls=self._probe_tls)
 
     def ingest_process(self, module: str = "services.ingest", log_name: str = "ingest",
                        port: int | None = None, **settings: object) -> ServiceProcess:
@@ -115,9 +137,22 @@ class LocalStack:
             "index_shards": self.shard_targets, "media_root": self.media_root,
             "allowed_roots": str(self.root.anchor), "workers": self.config.ingest_workers,
             "api_keys_file": self.config.api_keys_file}
-        env = self._env("VIDSEARCH_INGEST", **values)
+        env = {**self._tls_env("VIDSEARCH_INGEST"), **self._env("VIDSEARCH_INGEST", **values)}
         env.update({f"VIDSEARCH_INGEST_{k.upper()}": str(v) for k, v in settings.items()})
-        return ServiceProcess(module, env, self.logs / f"{log_name}.log", port=port, env_prefix="VIDSEARCH_INGEST")
+        return ServiceProcess(module, env, self.logs / f"{log_name}.log", port=port, env_prefix="VIDSEARCH_INGEST",
+                              probe_tls=self._probe_tls)
+
+    def _tls_env(self, prefix: str) -> dict[str, str]:
+        return self.config.tls.env(prefix) if self.config.tls else {}
+
+    def _web_tls(self) -> dict[str, object]:
+        """The web app calls gateway and ingest as the stack's own probes do: same CA and name."""
+        probe = self._probe_tls
+        return {"tls_ca_file": probe.ca_file, "tls_server_name": probe.server_name} if probe else {}
+
+    @property
+    def _probe_tls(self) -> ClientTLS | None:
+        return self.config.tls.probe if self.config.tls else None
 
     def start(self, timeout_s: float = 180.0) -> LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -130,6 +165,11 @@ class LocalStack:
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
         self.gateway = self._gateway().start()
+        if self.config.web_port is not None:
+            self.web = HttpServiceProcess("services.web", self._env(
+                "VIDSEARCH_WEB", gateway=self.gateway.address, ingest=self.ingest.address if self.ingest else None,
+                api_keys_file=self.config.api_keys_file, **self._web_tls()), self.logs / "web.log",
+                port=self.config.web_port or None, env_prefix="VIDSEARCH_WEB").start()
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self
@@ -137,12 +177,13 @@ class LocalStack:
     @property
     def processes(self) -> list[ServiceProcess]:
         shards = [p for replicas in self.replicas for p in replicas]
-        return [p for p in (*shards, self.encoder, self.ingest, self.gateway) if p is not None]
+        return [p for p in (*shards, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""
         return {
             "gateway": self.gateway.address if self.gateway else None,
+            "web": f"{self.web.url}/" if self.web else None,
             "ingest": self.ingest.address if self.ingest else None,
             "encoder": self.encoder.address if self.encoder else None,
             "shards": self.shard_targets.split(","),

@@ -14,7 +14,7 @@ DEFAULT_MODEL = Path("models/default")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="run encoder, shards, ingest and gateway locally until Ctrl-C")
+    p = sub.add_parser("up", help="run encoder, shards, ingest, gateway and the web app locally until Ctrl-C")
     p.add_argument("--data-dir", type=Path, default=Path(".vidsearch"), help="where all data and logs go")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL, help="model checkpoint directory")
     p.add_argument("--shards", type=int, default=2)
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="ingest workers")
     p.add_argument("--gateway-port", type=int, default=50051)
     p.add_argument("--ingest-port", type=int, default=50052)
+    p.add_argument("--web-port", type=int, default=8080, help="the web app's port on 127.0.0.1 (0: any free port)")
     p.add_argument("--no-redis", action="store_true", help="in-process cache, no ingest queue")
     p.set_defaults(run=run)
 
@@ -34,7 +35,7 @@ def run(args) -> int:
         return 2
     config = StackConfig(data_dir=args.data_dir, checkpoint=args.checkpoint.resolve(), n_shards=args.shards,
                          replicas=args.replicas, ingest_workers=args.workers, use_redis=not args.no_redis,
-                         gateway_port=args.gateway_port, ingest_port=args.ingest_port)
+                         gateway_port=args.gateway_port, ingest_port=args.ingest_port, web_port=args.web_port)
     stop = threading.Event()
     # Both handled explicitly: a shell may start background jobs with SIGINT ignored.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,7 +46,7 @@ def run(args) -> int:
         info = stack.describe()
         (stack.root / "stack.json").write_text(json.dumps(info, indent=2))
         print(json.dumps(info, indent=2))
-        print("vidsearch is up. Ctrl-C stops every service.")
+        print(f"vidsearch is up. Open {info['web']} in a browser. Ctrl-C stops every service.")
         stop.wait()
     except KeyboardInterrupt:
         pass

@@ -45,6 +45,28 @@ def load_api_keys(path: Path) -> dict[bytes, str]:
     return keys
 
 
+def supplied_key(metadata) -> str | None:
+    """The key a caller sent, from ``x-api-key`` or ``authorization: Bearer`` (last one wins)."""
+    supplied = None
+    for key, value in metadata or ():
+        if key.lower() == "x-api-key":
+            supplied = value
+        elif key.lower() == "authorization" and value.lower().startswith("bearer "):
+            supplied = value[7:].strip()
+    return supplied or None
+
+
+def role_of(keys: dict[bytes, str], supplied: str | None) -> str | None:
+    """The role of a supplied key, compared in constant time; None when unknown or missing."""
+    if not supplied:
+        return None
+    digest = _digest(supplied)
+    for known, role in keys.items():
+        if hmac.compare_digest(known, digest):
+            return role
+    return None
+
+
 def _denied(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     async def abort_unary(request, context):
         await context.abort(code, message)
@@ -70,19 +92,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         self._keys = keys
 
     def _role(self, metadata) -> str | None:
-        supplied = None
-        for key, value in metadata or ():
-            if key == "x-api-key":
-                supplied = value
-            elif key == "authorization" and value.lower().startswith("bearer "):
-                supplied = value[7:].strip()
-        if not supplied:
-            return None
-        digest = _digest(supplied)
-        for known, role in self._keys.items():
-            if hmac.compare_digest(known, digest):
-                return role
-        return None
+        return role_of(self._keys, supplied_key(metadata))
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         method = handler_call_details.method

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from services.common import errors
 from services.common.server import client_options
@@ -19,19 +21,24 @@ from services.common.server import client_options
 
 @dataclass(frozen=True)
 class ClientTLS:
-    """TLS for outbound calls: the CA to trust, and a client certificate for mutual TLS."""
+    """TLS for outbound calls: the CA to trust, a client certificate for mutual TLS, the name to verify."""
 
-    ca_file: Path
+    # None trusts gRPC's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH can point them at the system's).
+    ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # The name the server's certificate must carry, when it differs from the address's host.
     server_name: str | None = None
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
-            root_certificates=self.ca_file.read_bytes(),
+            root_certificates=self.ca_file.read_bytes() if self.ca_file else None,
             private_key=self.key_file.read_bytes() if self.key_file else None,
             certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
         )
+
+    def channel_options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
 def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple[str, ...] = ()) -> str:
@@ -72,9 +79,7 @@ def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None =
     config = retry_service_config(*services, fail_fast=fail_fast)
     options = [*client_options(max_message_bytes), ("grpc.service_config", config), ("grpc.enable_retries", 1)]
     if tls is not None:
-        if tls.server_name:
-            options.append(("grpc.ssl_target_name_override", tls.server_name))
-        return grpc.aio.secure_channel(target, tls.credentials(), options=options)
+        return grpc.aio.secure_channel(target, tls.credentials(), options=[*options, *tls.channel_options()])
     return grpc.aio.insecure_channel(target, options=options)
 
 
@@ -98,3 +103,16 @@ def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return errors.Overloaded(f"{what}: {detail}")
     return errors.DependencyDown(f"{what} unavailable ({code.name}): {detail}")
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    """The ``ErrorReason`` name a failed call carries in its ``google.rpc.Status``; "" when it has none."""
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except ValueError:  # a status detail that contradicts the call's own code: trust neither
+        return ""
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == errors.ERROR_DOMAIN:
+            return info.reason
+    return ""

@@ -1,14 +1,26 @@
 """Domain errors shared by every service.
 
 Core modules raise these and know nothing of gRPC; the one status interceptor in
-``services.common.interceptors`` maps each class to its gRPC status code.
+``services.common.interceptors`` maps each class to its gRPC status code, and an error's
+``reason`` to a ``google.rpc.ErrorInfo`` detail that clients can act on.
 """
 
 from __future__ import annotations
 
+#: ``ErrorInfo.domain`` of every reason the services give (reasons: ``vidsearch.common.v1.ErrorReason``).
+ERROR_DOMAIN = "vidsearch"
+
 
 class VidsearchError(Exception):
-    """Base class of every error the services raise on purpose."""
+    """Base class of every error the services raise on purpose.
+
+    ``reason``, when set, is the name of a ``vidsearch.common.v1.ErrorReason`` value: what a
+    client can do about the error, so that it never has to read the message's text.
+    """
+
+    def __init__(self, *args: object, reason: str = "") -> None:
+        super().__init__(*args)
+        self.reason = reason
 
 
 class InvalidInput(VidsearchError):

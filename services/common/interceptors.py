@@ -20,7 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from services.common import errors
@@ -83,7 +86,19 @@ async def _abort(outcome: _Outcome, exc: BaseException, context: grpc.aio.Servic
         log.exception("unhandled error in %s (ref %s)", outcome.method, ref)
         await context.abort(code, f"internal error (ref {ref})")
     log.info("%s -> %s: %s", outcome.method, code.name, exc)
-    await context.abort(code, str(exc) or code.name)
+    message = str(exc) or code.name
+    reason = getattr(exc, "reason", "")
+    if not reason:
+        await context.abort(code, message)
+    status = rich_status(code, message, reason)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def rich_status(code: grpc.StatusCode, message: str, reason: str) -> grpc.Status:
+    """A status whose ``google.rpc.Status`` carries an ErrorInfo detail naming ``reason``."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=errors.ERROR_DOMAIN))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:

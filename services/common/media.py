@@ -60,5 +60,9 @@ class MediaStore:
         return len(files)
 
 
+#: A job's source that names an upload kept in the media store: ``media:<key>``.
+MEDIA_SCHEME = "media:"
+
+
 def thumbnail_key(video_id: str, start_s: float) -> str:
     return f"thumbs/{video_id}/{round(start_s * 1000):09d}.jpg"

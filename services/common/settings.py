@@ -4,6 +4,8 @@ Each service declares a frozen dataclass; ``load(cls, prefix)`` fills it from va
 ``<PREFIX>_<FIELD>`` (upper case). A field without a default is required: a missing or
 malformed value fails fast with a message naming the variable and what it should hold, and so
 does a variable under the prefix that no field reads (a misspelt name would else be ignored).
+Every field is declared with ``setting(default, "what it means")``: that text is the one source
+of docs/settings.md (``python -m services.common.settings_doc --write``).
 """
 
 from __future__ import annotations
@@ -28,28 +30,33 @@ class SettingsError(ValueError):
     """A required setting is missing or a value cannot be parsed; the service must not start."""
 
 
+def setting(default: Any = dataclasses.MISSING, doc: str = "") -> Any:
+    """A settings field with its description (no default: required)."""
+    return dataclasses.field(default=default, metadata={"help": doc})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """Options every gRPC server shares (bind address, limits, keepalive, shutdown, TLS)."""
 
-    host: str = "127.0.0.1"
-    # 0 binds a free port; the bound port is logged and written to port_file when set.
-    port: int = 0
-    port_file: Path | None = None
-    # 0 disables the Prometheus endpoint.
-    metrics_port: int = 0
-    # Below the pod's terminationGracePeriodSeconds so in-flight calls finish before SIGKILL.
-    grace_seconds: float = 10.0
-    max_message_bytes: int = 64 * 1024 * 1024
-    keepalive_time_ms: int = 30_000
-    keepalive_timeout_ms: int = 10_000
-    max_concurrent_rpcs: int = 1000
-    # Connections are closed (gracefully) after this long so clients re-resolve and rebalance.
-    max_connection_age_ms: int = 300_000
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    # When set, clients must present a certificate signed by this CA (mutual TLS).
-    tls_client_ca_file: Path | None = None
+    host: str = setting("127.0.0.1", "Address to listen on; 0.0.0.0 in a container.")
+    port: int = setting(0, "gRPC port; 0 binds a free port, which is logged and written to port_file.")
+    port_file: Path | None = setting(None, "Where to write the bound port (for tests and the local stack).")
+    metrics_port: int = setting(0, "Port of the Prometheus /metrics endpoint; 0 disables it.")
+    grace_seconds: float = setting(
+        10.0, "Drain time after SIGTERM (health NOT_SERVING first); below the pod's termination grace period. "
+        "Also the grace of an aged-out connection's calls.")
+    max_message_bytes: int = setting(64 * 1024 * 1024, "Largest gRPC message received or sent.")
+    keepalive_time_ms: int = setting(30_000, "Interval of HTTP/2 keepalive pings to idle clients.")
+    keepalive_timeout_ms: int = setting(10_000, "A client that does not answer a ping within this is dropped.")
+    max_concurrent_rpcs: int = setting(1000, "Calls handled at once; further calls get RESOURCE_EXHAUSTED.")
+    max_connection_age_ms: int = setting(
+        300_000, "Connections are closed (gracefully) after this long, so clients re-resolve DNS and spread "
+        "over new replicas.")
+    tls_cert_file: Path | None = setting(None, "Server certificate (PEM); with tls_key_file, serves TLS.")
+    tls_key_file: Path | None = setting(None, "Private key of tls_cert_file (PEM).")
+    tls_client_ca_file: Path | None = setting(
+        None, "CA that must have signed the clients' certificates (mutual TLS); needs tls_cert_file.")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -9,8 +9,13 @@ only about 1/(N+1) of the videos.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from services.common.errors import InvalidInput
+
+#: A video id: usable in clip ids and media keys (letters, digits and ``._:-``).
+VIDEO_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}")
+_START_MS = re.compile(r"[0-9]{1,12}")
 
 
 def _key(video_id: str) -> int:
@@ -42,3 +47,11 @@ def video_of_clip(clip_id: str) -> str:
     if not sep or not video_id or not start.isdigit():
         raise InvalidInput(f"malformed clip id {clip_id!r}; expected '<video_id>:<start ms>'")
     return video_id
+
+
+def validate_clip_id(clip_id: str) -> str:
+    """Refuses a clip id that no ingest could have made, before any lookup."""
+    video_id, sep, start = clip_id.rpartition(":")
+    if not sep or not VIDEO_ID.fullmatch(video_id) or not _START_MS.fullmatch(start):
+        raise InvalidInput(f"malformed clip id {clip_id[:200]!r}; expected '<video_id>:<start ms>'")
+    return clip_id

@@ -16,6 +16,7 @@ import numpy as np
 
 from services.common.errors import InvalidInput
 from services.common.frames import FrameSampler, decode_image, to_model_input
+from services.common.settings import setting
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.runner import ModelRunner
 
@@ -26,23 +27,20 @@ log = logging.getLogger(__name__)
 class EngineLimits:
     """Input limits; anything beyond them is INVALID_ARGUMENT, not a crash or a stall."""
 
-    max_text_chars: int = 1000
-    max_items_per_request: int = 256
-    max_image_pixels: int = 40_000_000
-    max_image_bytes: int = 32 * 1024 * 1024
-    max_video_bytes: int = 48 * 1024 * 1024
+    max_text_chars: int = setting(1000, "Longest text query, in characters.")
+    max_items_per_request: int = setting(256, "Most texts, images or videos in one Encode call.")
+    max_image_pixels: int = setting(40_000_000, "Largest decoded image, in pixels (against decompression bombs).")
+    max_image_bytes: int = setting(32 * 1024 * 1024, "Largest image file to embed, in bytes.")
+    max_video_bytes: int = setting(48 * 1024 * 1024, "Largest video file to embed, in bytes.")
 
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """The dynamic-batching knobs (documented in the README)."""
+    """The dynamic-batching knobs, per modality (text, image, video)."""
 
-    # Largest batch handed to the model; 1 disables batching.
-    max_batch_size: int = 32
-    # Longest the oldest queued item waits for its batch to fill.
-    max_queue_delay_ms: float = 5.0
-    # Items waiting per modality before new requests get RESOURCE_EXHAUSTED.
-    max_queue_items: int = 1024
+    max_batch_size: int = setting(32, "Largest batch handed to the model; 1 disables batching.")
+    max_queue_delay_ms: float = setting(5.0, "Longest the oldest queued item waits for its batch to fill.")
+    max_queue_items: int = setting(1024, "Items waiting per modality before new requests get RESOURCE_EXHAUSTED.")
 
 
 @dataclass

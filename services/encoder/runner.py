@@ -13,8 +13,10 @@ from services.encoder.model.clip4clip import VideoTextModel
 class ModelRunner:
     """The batch functions the dynamic batchers call, one row per item, in item order."""
 
-    def __init__(self, model: VideoTextModel, images: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        """``images`` replaces ``model.encode_images`` for image batches (e.g. `GraphedImages`)."""
+    def __init__(self, model: VideoTextModel, images: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 runtime: str = "torch") -> None:
+        """``images`` replaces ``model.encode_images`` for image batches (e.g. `GraphedImages`);
+        ``runtime`` names what runs the towers (``fastpath.apply_runtime`` already applied)."""
         self.model = model.eval()
         self._images = images or model.encode_images
         cfg = model.config
@@ -25,10 +27,13 @@ class ModelRunner:
         self.image_size = cfg.vision.image_size
         self.temporal = cfg.temporal
         self.device = str(model.device)
-        self.dtype = str(model.dtype).removeprefix("torch.")
+        # onnx-int8 multiplies int8 weights by activations quantised to 8 bits per batch.
+        self.dtype = "int8" if runtime == "onnx-int8" else str(model.dtype).removeprefix("torch.")
+        self.runtime = runtime
         vision = cfg.vision.openclip_name or f"ViT-custom-{cfg.vision.image_size}px"
         text = "openclip-text" if cfg.text.kind == "openclip" else (cfg.text.hf_config or {}).get("model_type", "hf")
-        self.architecture = f"{vision} + {text} ({cfg.temporal_label})"
+        on = "" if runtime == "torch" else f" on {runtime}"
+        self.architecture = f"{vision} + {text} ({cfg.temporal_label}){on}"
 
     @staticmethod
     def _rows(tensor: torch.Tensor) -> list[np.ndarray]:

@@ -12,15 +12,24 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Counter, Histogram
 
 from services.common.errors import DependencyDown, InvalidInput, VidsearchError
 from services.common.index_client import ShardClient, ShardSkipped
 from vidsearch.common.v1 import common_pb2
 
 log = logging.getLogger(__name__)
+
+SHARD_LATENCY = Histogram(
+    "vidsearch_gateway_shard_search_seconds", "Time of one shard's Search as the gateway sees it, failures included.",
+    ["shard"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SHARD_FAILURES = Counter("vidsearch_gateway_shard_failures_total",
+                         "Shard searches that failed or ran out of time, by the error's kind.", ["shard", "error"])
 
 
 @dataclass
@@ -61,7 +70,11 @@ async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, fl
     fetch = min(1000, top_k * 4 if collapse_by_video else top_k + len(exclude))
 
     async def one(shard: ShardClient):
-        return await shard.search(queries, fetch, flt, timeout_s=timeout_s)
+        t0 = time.perf_counter()
+        try:
+            return await shard.search(queries, fetch, flt, timeout_s=timeout_s)
+        finally:
+            SHARD_LATENCY.labels(shard.name).observe(time.perf_counter() - t0)
 
     replies = await asyncio.gather(*(one(s) for s in shards), return_exceptions=True)
     failed: list[str] = []
@@ -74,6 +87,7 @@ async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, fl
                 log.debug("%s", reply)  # the breaker logged the shard going down once
             else:
                 log.warning("shard %s failed: %s", shard.name, reply)
+            SHARD_FAILURES.labels(shard.name, type(reply).__name__).inc()
             failed.append(shard.name)
             continue
         for q, result in enumerate(reply.results):

@@ -14,6 +14,7 @@ from services.common.errors import VidsearchError
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore
 from services.common.server import Registration, ServiceHooks, serve
+from services.common.settings import setting
 from services.gateway.cache import LocalLRUCache, QueryCache, RedisQueryCache
 from services.gateway.search import SearchCore
 from services.gateway.servicer import GatewayServicer
@@ -26,23 +27,23 @@ log = logging.getLogger(__name__)
 class GatewaySettings:
     """Settings of the gateway, from VIDSEARCH_GATEWAY_* variables."""
 
-    encoder: str = dataclasses.field(metadata={"help": "encoder address, host:port or dns:///name:port"})
-    index_shards: tuple[str, ...] = dataclasses.field(
-        metadata={"help": "comma-separated shard addresses in shard order (shard-0 first); a shard's replicas "
-                          "separated by |"})
-    # Unset: the in-process LRU cache. Set: a Redis shared by every gateway replica.
-    redis_url: str | None = None
-    # The Redis password, from a file (a mounted Secret) rather than in redis_url.
-    redis_password_file: Path | None = None
-    cache_ttl_s: float = 86_400.0
-    cache_max_entries: int = 10_000
-    cache_socket_timeout_s: float = 0.05
-    media_root: Path | None = None
-    # Budget of a search when the client sets no deadline.
-    default_timeout_s: float = 10.0
-    max_video_bytes: int = 48 * 1024 * 1024
-    # One "<key> <read|write>" per line; unset disables API keys (for loopback development only).
-    api_keys_file: Path | None = None
+    encoder: str = setting(doc="Encoder address, host:port or dns:///name:port.")
+    index_shards: tuple[str, ...] = setting(
+        doc="Comma-separated shard addresses in shard order (shard-0 first); a shard's replicas separated by |.")
+    redis_url: str | None = setting(
+        None, "Redis shared by every gateway replica for the query-embedding cache; unset: an in-process LRU.")
+    redis_password_file: Path | None = setting(
+        None, "File holding the Redis password (a mounted Secret); never put the password in redis_url.")
+    cache_ttl_s: float = setting(86_400.0, "How long a cached query embedding is kept.")
+    cache_max_entries: int = setting(10_000, "Size of the in-process LRU cache (without redis_url).")
+    cache_socket_timeout_s: float = setting(
+        0.05, "Redis cache calls that take longer are skipped (a miss), so a slow Redis never slows searches.")
+    media_root: Path | None = setting(
+        None, "The media store ingest writes thumbnails and uploads to; unset: no thumbnails or clip playback.")
+    default_timeout_s: float = setting(10.0, "Budget of a search when the client sets no deadline.")
+    max_video_bytes: int = setting(48 * 1024 * 1024, "Largest video SearchByVideo accepts.")
+    api_keys_file: Path | None = setting(
+        None, "API keys, one `<key> <read|write>` per line; unset: no keys checked (loopback development only).")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from services.common.errors import InvalidInput, NotFound, NotReady
-from services.common.media import MediaStore
+from services.common.media import MEDIA_SCHEME, MediaStore
 from services.common.shards import video_of_clip
+from services.common.timecode import SourceClock, media_timecode
 from services.gateway.playback import cut_clip
 from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult
 from vidsearch.common.v1 import common_pb2
@@ -18,20 +21,27 @@ MAX_BATCH = 64
 CHUNK = 1 << 20
 
 
-def timecode(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+def source_clock(metadata: Mapping[str, str]) -> SourceClock | None:
+    """The clip's source clock as ingest recorded it; None for clips ingested before it did."""
+    rate = metadata.get("source_frame_rate", "")
+    try:
+        clock = SourceClock(metadata.get("source_timecode") or "00:00:00:00", Fraction(rate))
+        clock.start_frame()
+    except (ValueError, ZeroDivisionError, InvalidInput):
+        return None
+    return clock if clock.rate > 0 else None
 
 
 def to_hit(scored: common_pb2.ScoredClip) -> gateway_pb2.SearchHit:
     c = scored.clip
+    clock = source_clock(c.metadata)
     return gateway_pb2.SearchHit(
         clip_id=c.clip_id, video_id=c.video_id, start_seconds=c.start_seconds, end_seconds=c.end_seconds,
-        start_timecode=timecode(c.start_seconds), score=scored.score, caption=c.caption, tags=list(c.tags),
+        start_timecode=media_timecode(c.start_seconds), score=scored.score, caption=c.caption, tags=list(c.tags),
         thumbnail_ref=c.thumbnail_ref, shard=scored.shard, metadata=dict(c.metadata),
+        source_timecode=clock.at(c.start_seconds) if clock else "",
+        source_end_timecode=clock.at(c.end_seconds) if clock else "",
+        frame_rate=str(clock.rate) if clock else "",
     )
 
 
@@ -68,11 +78,16 @@ def options_of(request: gateway_pb2.SearchRequest) -> SearchOptions:
                          collapse_by_video=request.collapse_by_video)
 
 
-def _local_path(uri: str) -> Path:
+def source_path(uri: str, media: MediaStore | None) -> Path:
+    """The file a clip's source names: a local path or file:// URI, or an upload in the media store."""
+    if uri.startswith(MEDIA_SCHEME):
+        if media is None:
+            raise NotFound(f"the clip's source {uri!r} is an upload, and this gateway has no media store")
+        return media.path(uri[len(MEDIA_SCHEME):])
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path) if parsed.scheme else uri)
-    raise NotFound(f"the clip's source {uri!r} is not a local file")
+    raise NotFound(f"the clip's source {uri!r} is neither a local file nor an upload")
 
 
 class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
@@ -154,7 +169,7 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
         uri = clip.metadata.get("source_uri", "")
         if not uri:
             raise NotFound(f"clip {request.clip_id!r} has no recorded source video")
-        data = await asyncio.to_thread(cut_clip, _local_path(uri), clip.start_seconds, clip.end_seconds)
+        data = await asyncio.to_thread(cut_clip, source_path(uri, self.media), clip.start_seconds, clip.end_seconds)
         for offset in range(0, len(data), CHUNK):
             first = offset == 0
             yield gateway_pb2.GetClipResponse(

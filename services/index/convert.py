@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.common.vectors import vector_from_proto
 from services.index.records import ClipRecord, Hit, SearchFilter
 from vidsearch.common.v1 import common_pb2
 
@@ -14,7 +15,7 @@ def record_from_proto(msg: common_pb2.ClipRecord) -> ClipRecord:
         video_id=msg.video_id,
         start_s=msg.start_seconds,
         end_s=msg.end_seconds,
-        vector=np.asarray(msg.vector.values, dtype=np.float32),
+        vector=vector_from_proto(msg.vector),
         caption=msg.caption,
         tags=tuple(msg.tags),
         thumbnail_ref=msg.thumbnail_ref,
@@ -52,7 +53,7 @@ def filter_from_proto(msg: common_pb2.SearchFilter) -> SearchFilter:
 
 def queries_from_proto(vectors: list[common_pb2.Vector]) -> list[np.ndarray]:
     """Query vectors as float32 arrays; lengths are checked by the shard, not here."""
-    return [np.asarray(v.values, dtype=np.float32) for v in vectors]
+    return [vector_from_proto(v) for v in vectors]
 
 
 def hit_to_proto(hit: Hit, shard: str, include_vector: bool) -> common_pb2.ScoredClip:

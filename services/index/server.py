@@ -12,6 +12,8 @@ from pathlib import Path
 
 from services.common import logs, settings
 from services.common.server import Registration, ServiceHooks, serve
+from services.common.settings import setting
+from services.index.metrics import export_shard
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -23,16 +25,15 @@ log = logging.getLogger(__name__)
 class IndexSettings:
     """Settings of one shard, from VIDSEARCH_INDEX_* variables."""
 
-    data_dir: Path = dataclasses.field(metadata={"help": "directory of the shard's store and segments"})
-    # Empty: derived from the pod's ordinal in a StatefulSet (HOSTNAME "index-3" -> "shard-3").
-    shard_name: str = ""
-    # Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.
-    seal_threshold: int = 50_000
-    # Recall the per-segment search_k is calibrated for at build time.
-    recall_target: float = 0.95
-    # Disk quota of the shard's clip store in bytes (0: none). Past it, upserts are refused with
-    # RESOURCE_EXHAUSTED and nothing is written, as on a full disk; deletes still free space.
-    max_store_bytes: int = 0
+    data_dir: Path = setting(doc="Directory of the shard's store (clips.sqlite3) and Annoy segments.")
+    shard_name: str = setting(
+        "", "Name of this shard; empty: from the pod's ordinal in a StatefulSet (HOSTNAME index-3 -> shard-3).")
+    seal_threshold: int = setting(
+        50_000, "Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.")
+    recall_target: float = setting(0.95, "Recall the per-segment search_k is calibrated for at build time.")
+    max_store_bytes: int = setting(
+        0, "Disk quota of the clip store in bytes (0: none). Past it, upserts get RESOURCE_EXHAUSTED and nothing "
+        "is written, as on a full disk; deletes still free space.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -60,6 +61,7 @@ async def run(cfg: IndexSettings) -> None:
             max_store_bytes=cfg.max_store_bytes or None,
         )
         log.info("shard %s open: %s", name, servicer.shard.stats())
+        export_shard(name, servicer.shard.stats)
 
     async def stop() -> None:
         if servicer.shard is not None:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.errors import InvalidInput, StorageFull, WrongState
+from services.index.metrics import PART_SEARCH
 from services.index.records import ClipRecord, Hit, SearchFilter, validate_records
 from services.index.segment import AnnoySegment, SegmentCorrupt, top_k
 from services.index.store import ShardStore
@@ -449,16 +451,20 @@ class ShardIndex:
         n_cand = max(k * candidate_factor, 40)
         # Buffers, and segments so small that Annoy would inspect a good share of them anyway,
         # are scored exactly for the whole query chunk in one matrix product.
-        full_scores = [
-            q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None
-            for part, size in parts
-        ]
+        full_scores, shared_s = [], []
+        for part, size in parts:
+            t0 = time.perf_counter()
+            full_scores.append(q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None)
+            shared_s.append((time.perf_counter() - t0) / len(q))
+        timers = [PART_SEARCH.labels("buffer" if part.exact else "segment") for part, _ in parts]
         results = []
         for qi, query in enumerate(q):
             scores, owners = [], []
-            for (part, size), full in zip(parts, full_scores, strict=True):
+            for (part, size), full, shared, timer in zip(parts, full_scores, shared_s, timers, strict=True):
+                t0 = time.perf_counter()
                 rows, s = self._part_top(part, size, query, None if full is None else full[qi],
                                          k, n_cand, accept, search_k)
+                timer.observe(shared + time.perf_counter() - t0)
                 scores.append(s)
                 owners.append((part, rows))
             results.append(_merge(scores, owners, k))

@@ -1,15 +1,16 @@
 """``vidsearch ingest PATH...``: submit videos to the ingest service and follow them to the end.
 
 A file the service can read itself (under its allowed roots) is submitted by path; any other is
-uploaded in 1 MiB chunks. Progress shows as a bar per running video and one for all clips, then a
-summary: videos, clips, seconds of video and failures. Exit status 0 when every video succeeded.
+uploaded in 1 MiB chunks (the service's refusal names an ``ErrorReason`` in its status detail; the
+CLI decides on that, never on the message's words). Progress shows as a bar per running video and
+one for all clips, then a summary: videos, clips, seconds of video and failures. Exit status 0 when
+every video succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from services.common.server import client_options
-from services.ingest.sources import OUTSIDE_ROOTS
+from services.common import client_connection
+from services.common.channels import error_reason
+from services.ingest import sources
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 VIDEO_EXTENSIONS = frozenset({
@@ -27,7 +29,8 @@ VIDEO_EXTENSIONS = frozenset({
     ".wmv", ".flv", ".3gp", ".ogv",
 })
 CHUNK_BYTES = 1024 * 1024
-ADDRESS_ENV = "VIDSEARCH_INGEST_ADDRESS"
+# Refusals of SubmitVideo after which the CLI, which can read the file, uploads it instead.
+UPLOAD_REASONS = frozenset({sources.SOURCE_OUTSIDE_ROOTS, sources.SOURCE_NOT_FOUND, sources.SOURCE_UNREADABLE})
 _FINAL = {ingest_pb2.JOB_STATE_SUCCEEDED, ingest_pb2.JOB_STATE_FAILED, ingest_pb2.JOB_STATE_CANCELLED}
 
 
@@ -50,8 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--id-from-name", action="store_true", help="use each file's name (without extension) as its id")
     p.add_argument("--upload", action="store_true", help="always upload, even files the service could read")
     p.add_argument("--no-wait", action="store_true", help="submit and print the job ids without waiting")
-    p.add_argument("--ingest", default=os.environ.get(ADDRESS_ENV, ""),
-                   help=f"ingest service address (default: ${ADDRESS_ENV})")
+    client_connection.add_arguments(p, "ingest")
     p.set_defaults(run=run)
     return p
 
@@ -125,35 +127,41 @@ def _video_id(args: argparse.Namespace, video: _Video) -> str:
     return args.video_id or (video.path.stem if args.id_from_name else "")
 
 
+def should_upload(err: grpc.RpcError) -> bool:
+    """Whether a refused SubmitVideo means "send the bytes instead": decided on the status's ErrorReason."""
+    return error_reason(err) in UPLOAD_REASONS
+
+
 async def _submit(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, args: argparse.Namespace,
-                  meta: ingest_pb2.VideoMetadata, segment: ingest_pb2.SegmentOptions) -> None:
+                  meta: ingest_pb2.VideoMetadata, segment: ingest_pb2.SegmentOptions,
+                  md: tuple[tuple[str, str], ...]) -> None:
     if not args.upload:
         try:
             reply = await stub.SubmitVideo(ingest_pb2.SubmitVideoRequest(
-                uri=str(video.path), video_id=_video_id(args, video), metadata=meta, segment=segment), timeout=600)
+                uri=str(video.path), video_id=_video_id(args, video), metadata=meta, segment=segment), timeout=600,
+                metadata=md)
             video.job_id, video.video_id = reply.job_id, reply.video_id
             return
         except grpc.aio.AioRpcError as err:
-            readable = err.code() == grpc.StatusCode.NOT_FOUND or (
-                err.code() == grpc.StatusCode.INVALID_ARGUMENT and OUTSIDE_ROOTS in (err.details() or ""))
-            if not readable:
+            if not should_upload(err):
                 raise
     size = video.path.stat().st_size
     header = ingest_pb2.UploadHeader(filename=video.path.name, video_id=_video_id(args, video), metadata=meta,
                                      segment=segment, size_bytes=size)
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {video.path.name}", leave=False,
               disable=None) as bar:
-        reply = await stub.UploadVideo(_chunks(header, video.path, bar))
+        reply = await stub.UploadVideo(_chunks(header, video.path, bar), metadata=md)
     video.job_id, video.video_id, video.uploaded = reply.job_id, reply.video_id, True
 
 
-async def _follow(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, totals: _Totals) -> None:
+async def _follow(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, totals: _Totals,
+                  md: tuple[tuple[str, str], ...]) -> None:
     bar: tqdm | None = None
     lost = 0
     try:
         while video.state not in _FINAL:
             try:
-                async for reply in stub.WatchJob(ingest_pb2.WatchJobRequest(job_id=video.job_id)):
+                async for reply in stub.WatchJob(ingest_pb2.WatchJobRequest(job_id=video.job_id), metadata=md):
                     job = reply.job
                     video.state, video.error = job.state, job.error
                     video.clips, video.clips_total, video.seconds = job.clips_done, job.clips_total, job.video_seconds
@@ -181,18 +189,19 @@ def _reason(video: _Video) -> str:
     return f": {video.error}" if video.error and video.state != ingest_pb2.JOB_STATE_SUCCEEDED else ""
 
 
-async def _ingest(args: argparse.Namespace, meta: ingest_pb2.VideoMetadata, files: list[Path],
-                  problems: list[str]) -> int:
+async def _ingest(args: argparse.Namespace, connection: client_connection.ClientConnection,
+                  meta: ingest_pb2.VideoMetadata, files: list[Path], problems: list[str]) -> int:
     mode = ingest_pb2.SEGMENT_MODE_SHOTS if args.segment == "shots" else ingest_pb2.SEGMENT_MODE_FIXED
     segment = ingest_pb2.SegmentOptions(mode=mode, window_seconds=args.window, overlap_seconds=args.overlap)
     totals = _Totals([_Video(p) for p in files])
-    async with grpc.aio.insecure_channel(args.ingest, options=client_options()) as channel:
+    md = connection.metadata
+    async with connection.aio_channel() as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         for video in totals.videos:
             try:
-                await _submit(stub, video, args, meta, segment)
+                await _submit(stub, video, args, meta, segment, md)
             except grpc.aio.AioRpcError as err:
-                video.state, video.error = ingest_pb2.JOB_STATE_FAILED, f"{err.code().name}: {err.details()}"
+                video.state, video.error = ingest_pb2.JOB_STATE_FAILED, connection.describe_failure(err)
                 tqdm.write(f"   failed  {video.path}{_reason(video)}")
         submitted = [v for v in totals.videos if v.job_id]
         if args.no_wait:
@@ -201,7 +210,7 @@ async def _ingest(args: argparse.Namespace, meta: ingest_pb2.VideoMetadata, file
             return 0 if len(submitted) == len(totals.videos) and not problems else 1
         with tqdm(unit="clip", desc="all videos", disable=None) as overall:
             totals.bar = overall
-            await asyncio.gather(*(_follow(stub, v, totals) for v in submitted))
+            await asyncio.gather(*(_follow(stub, v, totals, md) for v in submitted))
     return _summary(totals.videos, problems)
 
 
@@ -223,9 +232,7 @@ def _summary(videos: list[_Video], problems: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``vidsearch ingest``; returns the process exit status."""
-    if not args.ingest:
-        print(f"vidsearch ingest: no service address; pass --ingest or set {ADDRESS_ENV}", file=sys.stderr)
-        return 2
+    connection = client_connection.from_args(args, "ingest")
     files, problems = collect(args.paths, args.recursive)
     if args.video_id and len(files) != 1:
         print("vidsearch ingest: --video-id needs exactly one file", file=sys.stderr)
@@ -240,4 +247,4 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vidsearch ingest: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_ingest(args, meta, files, problems))
+    return asyncio.run(_ingest(args, connection, meta, files, problems))

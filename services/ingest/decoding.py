@@ -28,6 +28,7 @@ import numpy as np
 from services.common.errors import DependencyDown
 from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.media import MediaStore
+from services.common.timecode import SourceClock, probe_clock
 from services.ingest import segmenting, sources
 from services.ingest.records import SegmentMode, SegmentSpec
 from services.ingest.segmenting import Segment
@@ -51,10 +52,11 @@ class DecodeContext:
 
 @dataclass(frozen=True)
 class VideoPlan:
-    """A video's duration and the clips it will give."""
+    """A video's duration, the clips it will give, and its clock (start timecode, frame rate)."""
 
     duration_s: float
     segments: list[Segment]
+    clock: SourceClock | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,13 @@ def plan_video(ctx: DecodeContext, source: str, segment: SegmentSpec) -> VideoPl
     """Probes the video (proving it decodes) and cuts it into clips as ``segment`` asks."""
     with sources.opened(source, ctx.allowed_roots, MediaStore(ctx.media_root)) as path:
         duration = _sampler(1, 8, ctx.threads).probe(path).duration_s
+        clock = probe_clock(path)
         if segment.mode is SegmentMode.SHOTS:
             cuts = segmenting.detect_cuts(path, threshold=ctx.shot_threshold, min_gap_s=min(0.5, ctx.min_shot_s))
             segments = segmenting.shot_segments(duration, cuts, segment.window_s, ctx.min_shot_s)
         else:
             segments = segmenting.fixed_windows(duration, segment.window_s, segment.overlap_s, ctx.min_clip_s)
-    return VideoPlan(duration, segments)
+    return VideoPlan(duration, segments, clock)
 
 
 def sample_chunk(ctx: DecodeContext, source: str, segments: Sequence[Segment], num_frames: int,

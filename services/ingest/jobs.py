@@ -205,6 +205,16 @@ def connect(url: str, password: str | None = None) -> aioredis.Redis:
                              **extra)
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """How far the workers are behind: what waits, what runs, and for how long the oldest has waited."""
+
+    lag_entries: int  # stream entries not yet read by the worker group: jobs waiting for a worker
+    running: int  # entries read but not acknowledged: jobs a worker holds
+    delayed: int  # jobs waiting out a retry backoff
+    oldest_waiting_s: float  # age of the oldest entry no worker has read yet (0 when none waits)
+
+
 class JobQueue:
     """Job records and the work queue in one Redis, under ``prefix``."""
 
@@ -327,6 +337,19 @@ class JobQueue:
                 if current.version != job.version:
                     job = current
                     yield job
+
+    async def backlog(self) -> Backlog:
+        groups = {g["name"]: g for g in await self.redis.xinfo_groups(self.stream)}
+        group = groups.get(GROUP)
+        if group is None:
+            return Backlog(await self.redis.xlen(self.stream), 0, await self.redis.zcard(self.delayed), 0.0)
+        last = group["last-delivered-id"]
+        oldest = await self.redis.xrange(self.stream, min=f"({last}", count=1)
+        oldest_s = max(0.0, _now() - int(oldest[0][0].split("-")[0]) / 1000) if oldest else 0.0
+        lag = group.get("lag")
+        if lag is None:  # Redis cannot tell after deletions from the middle of the stream: count them
+            lag = len(await self.redis.xrange(self.stream, min=f"({last}"))
+        return Backlog(int(lag), int(group["pending"]), await self.redis.zcard(self.delayed), oldest_s)
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
         """The newest dead letters first."""

@@ -24,6 +24,8 @@ from services.common.errors import DependencyDown
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore, thumbnail_key
 from services.common.shards import clip_id_for
+from services.common.timecode import SourceClock
+from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
 from vidsearch.common.v1 import common_pb2
@@ -42,7 +44,8 @@ QUEUE_DEPTH = Gauge("vidsearch_ingest_queue_clips", "Clips waiting between pipel
 #: Encoder requests stay well under the 64 MiB message limit whatever the model's frame size.
 MAX_ENCODE_BYTES = 48 * 1024 * 1024
 #: Metadata keys the service sets itself; a submission's extra metadata may not use them.
-RESERVED_METADATA = frozenset({"title", "programme", "air_date", "source_uri"})
+RESERVED_METADATA = frozenset({"title", "programme", "air_date", "source_uri", "source_timecode",
+                               "source_frame_rate"})
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,17 @@ class Outcome:
 Report = Callable[[dict[str, object], list[str] | None], Awaitable[None]]
 
 
-def clip_metadata(job: Job) -> dict[str, str]:
-    """The metadata map every clip of the job carries (empty values left out, so filters on them miss)."""
+def clip_metadata(job: Job, clock: SourceClock | None = None) -> dict[str, str]:
+    """The metadata map every clip of the job carries (empty values left out, so filters on them miss).
+
+    With the source's clock, ``source_timecode`` (its first frame's timecode) and ``source_frame_rate``
+    ("30000/1001"), from which the gateway labels each hit in the source's own timecode.
+    """
     meta = job.spec.meta
     fields = {**meta.extra, "title": meta.title, "programme": meta.programme, "air_date": meta.air_date,
               "source_uri": job.spec.source}
+    if clock is not None:
+        fields |= {"source_timecode": clock.start, "source_frame_rate": str(clock.rate)}
     return {k: v for k, v in fields.items() if v}
 
 
@@ -94,7 +103,7 @@ class Pipeline:
         segments = plan.segments
         await report({"stage": JobStage.DECODING.value, "clips_total": len(segments),
                       "video_seconds": plan.duration_s}, None)
-        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size)
+        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size, plan.clock)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
@@ -103,7 +112,8 @@ class Pipeline:
 class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
-    def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int) -> None:
+    def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int,
+                 clock: SourceClock | None = None) -> None:
         self.p = pipeline
         self.job = job
         self.report = report
@@ -117,7 +127,7 @@ class _Attempt:
             max(1, limits.queue_clips // self.batch))
         self.decoding_done = False
         self.encoding_done = False
-        self.metadata = clip_metadata(job)
+        self.metadata = clip_metadata(job, clock)
 
     async def stages(self, segments: list) -> None:
         try:
@@ -234,7 +244,7 @@ class _Attempt:
             video_id=video_id,
             start_seconds=clip.start_s,
             end_seconds=clip.end_s,
-            vector=common_pb2.Vector(values=np.asarray(vector, np.float32).tolist()),
+            vector=packed_vector(vector),
             tags=list(self.job.spec.meta.tags),
             thumbnail_ref=thumbnail_key(video_id, clip.start_s),
             model_id=model_id,

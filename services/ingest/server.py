@@ -15,6 +15,7 @@ import redis.exceptions
 from services.common import logs
 from services.common.auth import ApiKeyInterceptor, load_api_keys
 from services.common.server import Registration, ServiceHooks, serve
+from services.ingest import backlog
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings, load_or_exit
@@ -48,18 +49,19 @@ async def run(cfg: IngestSettings) -> None:
     async def start() -> None:
         await wait_for_redis(runtime.queue)
         tasks.append(asyncio.create_task(events.run(), name="job-events"))
+        tasks.append(asyncio.create_task(backlog.poll(runtime.queue), name="backlog-metrics"))
         tasks.extend(asyncio.create_task(runtime.worker(i).run(stopping), name=f"worker-{i}")
                      for i in range(cfg.workers))
         log.info("redis ready; %d in-process workers", cfg.workers)
 
     async def stop() -> None:
         stopping.set()
-        workers = tasks[1:]
+        workers = tasks[2:]
         if workers:
             _, late = await asyncio.wait(workers, timeout=cfg.server.grace_seconds)
             for task in late:
                 task.cancel()
-        for task in tasks[:1]:
+        for task in tasks[:2]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runtime.close()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from services.common import settings
-from services.common.settings import SettingsError
+from services.common.settings import SettingsError, setting
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -20,64 +20,55 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 class IngestSettings:
     """Everything the ingest API server and its workers need; validated before anything starts."""
 
-    redis_url: str = dataclasses.field(metadata={"help": "Redis holding the job queue, e.g. redis://redis:6379/0"})
-    encoder: str = dataclasses.field(metadata={"help": "address of the encoder service, e.g. encoder:50051"})
-    index_shards: tuple[str, ...] = dataclasses.field(
-        metadata={"help": "comma-separated index shard addresses, in shard-number order; a shard's "
-                          "replicas separated by |"}
-    )
-    # Shared volume for thumbnails and uploaded videos; the gateway mounts the same one. Required
-    # rather than defaulted so thumbnails never land silently in a directory the gateway cannot see.
-    media_root: Path = dataclasses.field(metadata={"help": "directory of the media store (thumbnails, uploads)"})
-    # Directories SubmitVideo may read from; empty refuses every path (uploads still work).
-    allowed_roots: tuple[Path, ...] = ()
-    max_upload_bytes: int = 8 * 1024**3
-    # Namespace of every Redis key, so several deployments (or tests) can share one Redis.
-    key_prefix: str = "vidsearch"
-    # Worker tasks inside the API server process; 0 leaves the work to standalone workers.
-    workers: int = 0
-    # Delivery attempts of one job (worker losses and transient errors) before it is dead-lettered.
-    max_attempts: int = 5
-    # A job whose worker has not renewed its claim for this long is taken over by another worker.
-    claim_idle_ms: int = 60_000
-    # Backoff before retrying after a transient error: base * 2^(attempt-1), capped.
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 60.0
-    # Processes decoding and sampling video; 0 means one per CPU core (at most 8).
-    decode_processes: int = 0
-    # Clips per task sent to a decode process (one open and seek per task).
-    decode_chunk_clips: int = 4
-    # Clips per EncodeVideos call (12 frames at 224 px is 1.8 MB a clip; 16 stay under 32 MB).
-    encode_batch_clips: int = 16
-    # Clips waiting between stages; bounds memory and makes a slow stage hold back the others.
-    queue_clips: int = 32
-    # Replicas of a shard that must store a write before it counts; 0 = all of them. Below all, a
-    # replica that was down misses acknowledged writes and nothing catches it up yet.
-    index_write_quorum: int = 0
-    # Deadline of every call to the encoder and the index.
-    rpc_timeout_seconds: float = 120.0
-    thumbnail_max_side: int = 320
-    # How long a finished job's record stays readable in Redis.
-    job_ttl_seconds: int = 7 * 24 * 3600
-    # Segmentation defaults; a request's zero values take these.
-    # Fixed window length, and the longest segment in shot mode (CLIP4Clip uses 20 s).
-    window_seconds: float = 20.0
-    # Overlap between consecutive fixed windows.
-    overlap_seconds: float = 0.0
-    # A last partial window shorter than this is merged into the previous clip instead of
-    # becoming a clip of its own (see `segmenting.fixed_windows`).
-    min_clip_seconds: float = 2.0
-    # Shot mode: shots shorter than this are merged into a neighbour.
-    min_shot_seconds: float = 2.0
-    # Shot mode: least colour-histogram distance (0..1) between consecutive frames that can be a cut
-    # (it must also stand out from the recent frames; see `segmenting._CutFinder`).
-    shot_threshold: float = 0.15
-    # One "<key> <read|write>" per line; unset disables API keys (loopback development only).
-    # Submitting, uploading, cancelling and deleting need a write key.
-    api_keys_file: Path | None = None
-    # The Redis password, from a file (a mounted Secret) rather than in redis_url; the URL may name
-    # the user (redis://vidsearch@redis:6379/0).
-    redis_password_file: Path | None = None
+    redis_url: str = setting(doc="Redis holding the job queue, e.g. redis://redis:6379/0 (rediss:// and unix:// too).")
+    encoder: str = setting(doc="Address of the encoder service, e.g. encoder:50051 or dns:///encoder:50051.")
+    index_shards: tuple[str, ...] = setting(
+        doc="Comma-separated index shard addresses, in shard-number order; a shard's replicas separated by |.")
+    # Required rather than defaulted so thumbnails never land silently where the gateway cannot see them.
+    media_root: Path = setting(
+        doc="Directory of the media store (thumbnails, uploads); the gateway mounts the same volume.")
+    allowed_roots: tuple[Path, ...] = setting(
+        (), "Comma-separated directories SubmitVideo may read from; empty refuses every path (uploads still work).")
+    max_upload_bytes: int = setting(8 * 1024**3, "Largest video UploadVideo accepts.")
+    key_prefix: str = setting(
+        "vidsearch", "Namespace of every Redis key, so several deployments (or tests) can share one Redis.")
+    workers: int = setting(0, "Worker tasks inside the API server process; 0 leaves the work to standalone workers.")
+    max_attempts: int = setting(
+        5, "Delivery attempts of one job (worker losses and transient errors) before it is dead-lettered.")
+    claim_idle_ms: int = setting(
+        60_000, "A job whose worker has not renewed its claim for this long is taken over by another worker.")
+    retry_base_seconds: float = setting(
+        1.0, "Backoff before retrying after a transient error: base * 2^(attempt-1), capped at retry_max_seconds.")
+    retry_max_seconds: float = setting(60.0, "Longest backoff between retries of a job.")
+    decode_processes: int = setting(
+        0, "Processes decoding and sampling video; 0 means one per CPU core (at most 8). Set it in a pod.")
+    decode_chunk_clips: int = setting(4, "Clips per task sent to a decode process (one open and seek per task).")
+    encode_batch_clips: int = setting(
+        16, "Clips per EncodeVideos call (12 frames at 224 px is 1.8 MB a clip; 16 stay under 32 MB).")
+    queue_clips: int = setting(
+        32, "Clips waiting between pipeline stages; bounds memory, and a slow stage holds back the others.")
+    index_write_quorum: int = setting(
+        0, "Replicas of a shard that must store a write before it counts; 0: all of them. Below all, a replica "
+        "that was down misses acknowledged writes, and nothing catches it up yet.")
+    rpc_timeout_seconds: float = setting(120.0, "Deadline of every call to the encoder and the index.")
+    thumbnail_max_side: int = setting(320, "Longest side of a clip's thumbnail JPEG, in pixels.")
+    job_ttl_seconds: int = setting(7 * 24 * 3600, "How long a finished job's record stays readable in Redis.")
+    window_seconds: float = setting(
+        20.0, "Default fixed window length, and the longest segment in shot mode (CLIP4Clip uses 20 s); "
+        "a request's zero takes this.")
+    overlap_seconds: float = setting(0.0, "Default overlap between consecutive fixed windows.")
+    min_clip_seconds: float = setting(
+        2.0, "A last partial window shorter than this is merged into the previous clip instead of becoming its own.")
+    min_shot_seconds: float = setting(2.0, "Shot mode: shots shorter than this are merged into a neighbour.")
+    shot_threshold: float = setting(
+        0.15, "Shot mode: least colour-histogram distance (0..1) between consecutive frames that can be a cut "
+        "(it must also stand out from the recent frames).")
+    api_keys_file: Path | None = setting(
+        None, "API keys, one `<key> <read|write>` per line; submitting, uploading, cancelling and deleting need "
+        "a write key. Unset: no keys checked (loopback development only).")
+    redis_password_file: Path | None = setting(
+        None, "File holding the Redis password (a mounted Secret); never put the password in redis_url, which "
+        "may name the user (redis://vidsearch@redis:6379/0).")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:

@@ -21,12 +21,16 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
-from services.common.media import MediaStore
+from services.common.media import MEDIA_SCHEME, MediaStore
+from services.common.shards import VIDEO_ID
 
-#: Part of every refusal of a path outside the allowed roots; the CLI falls back to uploading on it.
+#: Part of every refusal of a path outside the allowed roots (for people; clients read the reason).
 OUTSIDE_ROOTS = "is not under an allowed root"
-MEDIA_SCHEME = "media:"
-_VIDEO_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}")
+# Reasons (vidsearch.common.v1.ErrorReason names) of a submitted path the service cannot ingest;
+# on any of them a client holding the file uploads it instead.
+SOURCE_OUTSIDE_ROOTS = "ERROR_REASON_SOURCE_OUTSIDE_ROOTS"
+SOURCE_NOT_FOUND = "ERROR_REASON_SOURCE_NOT_FOUND"
+SOURCE_UNREADABLE = "ERROR_REASON_SOURCE_UNREADABLE"
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 #: Chunk size for hashing and copying files.
 BLOCK = 1024 * 1024
@@ -34,7 +38,7 @@ BLOCK = 1024 * 1024
 
 def validate_video_id(video_id: str) -> str:
     """A video id must be usable in clip ids and media keys: letters, digits and ``._:-``."""
-    if not _VIDEO_ID.fullmatch(video_id):
+    if not VIDEO_ID.fullmatch(video_id):
         raise InvalidInput(
             f"video_id {video_id!r} must be 1-128 characters of letters, digits and '._:-', "
             "not starting with '.', ':' or '-'"
@@ -80,19 +84,20 @@ def resolve_submitted(uri: str, roots: Sequence[Path]) -> Path:
     """The real path of a submitted video, refused unless it is a regular file under a root."""
     path = path_of_uri(uri)
     if not roots:
-        raise InvalidInput(f"{path} {OUTSIDE_ROOTS}: this service accepts no paths, only uploads")
+        raise InvalidInput(f"{path} {OUTSIDE_ROOTS}: this service accepts no paths, only uploads",
+                           reason=SOURCE_OUTSIDE_ROOTS)
     real = Path(os.path.realpath(path))
     if not _under(real, roots):
         what = f"{path} (a link to {real})" if real != path else str(path)
-        raise InvalidInput(f"{what} {OUTSIDE_ROOTS} ({', '.join(map(str, roots))})")
+        raise InvalidInput(f"{what} {OUTSIDE_ROOTS} ({', '.join(map(str, roots))})", reason=SOURCE_OUTSIDE_ROOTS)
     try:
         mode = os.stat(real).st_mode
     except FileNotFoundError:
-        raise NotFound(f"no such file: {path}") from None
+        raise NotFound(f"no such file: {path}", reason=SOURCE_NOT_FOUND) from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", reason=SOURCE_UNREADABLE) from None
     if not stat.S_ISREG(mode):
-        raise InvalidInput(f"{path} is not a regular file")
+        raise InvalidInput(f"{path} is not a regular file", reason=SOURCE_UNREADABLE)
     return real
 
 
@@ -141,7 +146,7 @@ def _named_in_errors(opened_as: str, name: str) -> Iterator[None]:
     try:
         yield
     except VidsearchError as exc:
-        raise type(exc)(str(exc).replace(opened_as, name)) from exc
+        raise type(exc)(str(exc).replace(opened_as, name), reason=exc.reason) from exc
 
 
 def digest_file(path: Path) -> str:

@@ -84,6 +84,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--cache-workers", type=int)
     ev.add_argument("--batch-size", type=int, default=64, help="clips per encoder batch")
     ev.add_argument("--device")
+    ev.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                    help="encoder runtime to evaluate (VIDSEARCH_ENCODER_RUNTIME; the fast ones on CPU)")
+    ev.add_argument("--runtime-cache", type=Path, help="where ONNX exports go (default <checkpoint>/runtimes)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_eval)
 
@@ -128,7 +131,7 @@ def run_eval(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, manifest=args.manifest, split=args.split,
         languages=_languages(args.languages), report_dir=args.report, annoy=args.annoy, motion_key=args.motion_key,
         cache_dir=args.cache_dir, cache_workers=args.cache_workers, batch_size=args.batch_size, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, runtime=args.runtime, runtime_cache=args.runtime_cache,
     )
     try:
         _check_positive(args, "batch_size", "cache_workers")

@@ -52,6 +52,9 @@ class EvalSettings:
     batch_size: int = 64
     device: str | None = None
     progress: bool = True
+    # The encoder runtime to evaluate (services/encoder/fastpath.py), e.g. "onnx-int8" against "torch".
+    runtime: str = "torch"
+    runtime_cache: Path | None = None  # default: <checkpoint>/runtimes
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,11 @@ def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None)
 
         entries = read_manifest(settings.manifest)
     model = load_checkpoint(settings.checkpoint, device=settings.device)
+    gate = None
+    if settings.runtime != "torch":
+        from services.encoder.fastpath import apply_runtime
+
+        gate = apply_runtime(model, settings.runtime, checkpoint=settings.checkpoint, cache=settings.runtime_cache)
     cache = open_frame_cache(
         entries,
         settings.cache_dir or Path(settings.manifest).parent / ".frame_cache",
@@ -180,7 +188,10 @@ def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None)
     )
     report = evaluate_model(model, entries, cache, split=settings.split, languages=settings.languages,
                             batch_size=settings.batch_size, annoy=settings.annoy, motion_key=settings.motion_key)
-    report = {"checkpoint": str(settings.checkpoint), "manifest": str(settings.manifest), **report}
+    report = {"checkpoint": str(settings.checkpoint), "manifest": str(settings.manifest), **report,
+              "runtime": settings.runtime}
+    if gate is not None:
+        report["runtime_gate"] = {"min_cosine": gate.min_cosine, **gate.per_kind}
     if settings.report_dir is not None:
         write_report(report, settings.report_dir)
     return report

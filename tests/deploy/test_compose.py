@@ -17,11 +17,11 @@ VIDSEARCH = {name: s for name, s in SERVICES.items() if name != "redis"}
 
 
 def test_compose_runs_the_whole_system() -> None:
-    assert set(SERVICES) == {"redis", "index-0", "index-1", "encoder", "ingest", "ingest-worker", "gateway"}
+    assert set(SERVICES) == {"redis", "index-0", "index-1", "encoder", "ingest", "ingest-worker", "gateway", "web"}
     commands = {name: s["command"][0] for name, s in VIDSEARCH.items()}
     assert commands == {"index-0": "services.index", "index-1": "services.index", "encoder": "services.encoder",
                         "ingest": "services.ingest", "ingest-worker": "services.ingest.worker",
-                        "gateway": "services.gateway"}
+                        "gateway": "services.gateway", "web": "services.web"}
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -29,6 +29,9 @@ def test_every_service_has_a_healthcheck(name: str) -> None:
     test = SERVICES[name]["healthcheck"]["test"]
     assert test[0] == "CMD"
     if name in ("redis", "ingest-worker"):
+        return
+    if name == "web":  # HTTP: ready when gateway and ingest answer
+        assert "http://127.0.0.1:8080/readyz" in test[-1]
         return
     assert test[1:] == ["python", "/opt/vidsearch/healthcheck.py", "127.0.0.1:50051"]
 
@@ -47,6 +50,18 @@ def test_containers_are_hardened_and_publish_on_loopback_only(name: str) -> None
     assert service["cap_drop"] == ["ALL"] and "cap_add" not in service
     assert "no-new-privileges:true" in service["security_opt"]
     assert all(p.startswith("127.0.0.1:") for p in service.get("ports", ()))
+
+
+def test_web_app_waits_for_its_backends_and_binds_without_keys_only_behind_loopback() -> None:
+    from services.common.settings import load
+    from services.web.settings import WebSettings
+
+    web = SERVICES["web"]
+    assert {n: d["condition"] for n, d in web["depends_on"].items()} == {
+        "gateway": "service_healthy", "ingest": "service_healthy"}
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
+    settings = load(WebSettings, "VIDSEARCH_WEB", web["environment"])  # valid as configured
+    assert settings.server.port == 8080 and settings.api_keys_file is None and settings.server.allow_without_keys
 
 
 def test_shards_are_listed_in_order_and_named_by_hostname() -> None:

@@ -59,7 +59,7 @@ def test_prod_runs_eight_shards_on_gpus_with_budgets(rendered) -> None:
     assert encoder["resources"]["limits"]["nvidia.com/gpu"] == 1
     budgets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
                for p in policy.by_kind(docs, "PodDisruptionBudget").values()}
-    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker", "redis"}
+    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker", "web", "redis"}
     assert policy.by_kind(docs, "PodDisruptionBudget")["index"]["spec"]["maxUnavailable"] == 1
     hpa = policy.by_kind(docs, "HorizontalPodAutoscaler")["encoder"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
@@ -73,6 +73,21 @@ def test_prod_serves_tls_on_the_public_endpoints_only(rendered) -> None:
     assert tls == {"gateway", "ingest"}
     shared = next(cm for name, cm in policy.by_kind(docs, "ConfigMap").items() if name.startswith("vidsearch-shared"))
     assert shared["data"]["tls-server-name"]
+
+
+def test_prod_serves_the_web_app_behind_an_ingress_with_tls(rendered) -> None:
+    docs = rendered["prod"].docs
+    ingress = policy.by_kind(docs, "Ingress")["web"]["spec"]
+    host = ingress["rules"][0]["host"]
+    assert ingress["tls"] == [{"hosts": [host], "secretName": "vidsearch-web-tls"}]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "web", "port": {"name": "http"}}
+    web = next(c for c in policy.containers(docs) if c.spec["name"] == "web")
+    env = policy.container_env(docs, web)
+    # Keys make a non-loopback bind legal; gateway and ingest speak TLS, so the app trusts their CA.
+    assert env["VIDSEARCH_WEB_API_KEYS_FILE"] and env["VIDSEARCH_WEB_SERVER_HOST"] == "0.0.0.0"
+    assert env["VIDSEARCH_WEB_TLS_CA_FILE"].endswith("ca.crt") and env["VIDSEARCH_WEB_TLS_SERVER_NAME"]
+    assert policy.by_kind(docs, "Deployment")["web"]["spec"]["replicas"] >= 2
 
 
 def test_dev_runs_two_shards_on_cpu(rendered) -> None:

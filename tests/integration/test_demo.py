@@ -14,13 +14,15 @@ def test_demo_runs_end_to_end_reuses_the_index_and_rebuilds_it_for_a_new_model(t
     from services.encoder.model.config import tiny
 
     checkpoint = save_checkpoint(build_model(tiny(temporal="seqTransf")), tmp_path / "model")
-    demo = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"), "--checkpoint"]
+    demo = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"), "--web-port", "0",
+            "--checkpoint"]
     cmd = [*demo, str(checkpoint)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for heading in ("Korean: ", "English: ", "image: a frame of", "video: film_"):
         assert heading in first.stdout
     assert "ingested 12 of 12 videos" in first.stdout
+    assert "web app: http://127.0.0.1:" in first.stdout
     page = (tmp_path / "demo" / "results.html").read_text()
     assert page.count("<figure>") == 20 and "data:image/jpeg;base64," in page
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

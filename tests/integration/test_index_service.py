@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
+from services.common.vectors import packed_vector
 from tests.procs import ServiceProcess
 from vidsearch.common.v1 import common_pb2
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -139,6 +140,18 @@ def test_delete_and_overwrite(stub, loaded) -> None:
     assert stats.live == 200 and stats.model_id == MODEL and stats.dimension == DIM and stats.segments >= 1
 
 
+def test_packed_vectors_store_and_search_like_repeated_floats(stub, loaded) -> None:
+    vec = unit(np.random.default_rng(9), 1)[0]
+    packed = clip(2000, vec, video="packed")
+    packed.vector.CopyFrom(packed_vector(vec))
+    stub.Upsert(index_pb2.UpsertRequest(clips=[packed]), timeout=10)
+    got = stub.Get(index_pb2.GetRequest(clip_ids=[packed.clip_id], include_vectors=True), timeout=10).clips[0]
+    np.testing.assert_allclose(got.vector.values, vec, atol=1e-6)  # readers of values still read it
+    hit = stub.Search(index_pb2.SearchRequest(queries=[packed_vector(vec)], top_k=1), timeout=10).results[0].hits[0]
+    assert hit.clip.clip_id == packed.clip_id and hit.score == pytest.approx(1.0, abs=1e-5)
+    stub.Delete(index_pb2.DeleteRequest(video_ids=["packed"]), timeout=10)
+
+
 NAN = [math.nan] + [0.1] * (DIM - 1)
 
 
@@ -170,6 +183,12 @@ NAN = [math.nan] + [0.1] * (DIM - 1)
             queries=[common_pb2.Vector(values=[0.25] * DIM), common_pb2.Vector(values=[0.5] * 4)], top_k=5)),
          "INVALID_ARGUMENT", "different lengths"),
         ("empty delete", lambda s: s.Delete(index_pb2.DeleteRequest()), "INVALID_ARGUMENT", "clip_ids or video_ids"),
+        ("packed and values", lambda s: s.Upsert(index_pb2.UpsertRequest(clips=[common_pb2.ClipRecord(
+            clip_id="v:000000000", video_id="v", model_id=MODEL,
+            vector=common_pb2.Vector(values=[0.25] * DIM, packed=b"\0" * 4 * DIM))])),
+         "INVALID_ARGUMENT", "both values and packed"),
+        ("packed ragged", lambda s: s.Search(index_pb2.SearchRequest(
+            queries=[common_pb2.Vector(packed=b"\0" * (4 * DIM - 1))], top_k=5)), "INVALID_ARGUMENT", "whole number"),
     ],
 )
 def test_bad_input_gets_a_clear_status(stub, loaded, name, call, code, message) -> None:

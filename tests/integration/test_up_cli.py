@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from services.processes import ROOT, free_port
@@ -15,10 +17,11 @@ from services.processes import ROOT, free_port
 
 def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: Path) -> None:
     data = tmp_path / "stack"
-    gateway_port, ingest_port = free_port(), free_port()
+    gateway_port, ingest_port, web_port = free_port(), free_port(), free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data), "--checkpoint", str(tiny_checkpoint),
-         "--gateway-port", str(gateway_port), "--ingest-port", str(ingest_port), "--replicas", "2"],
+         "--gateway-port", str(gateway_port), "--ingest-port", str(ingest_port), "--web-port", str(web_port),
+         "--replicas", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -30,6 +33,7 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
         info = json.loads((data / "stack.json").read_text())
         assert info["gateway"] == f"127.0.0.1:{gateway_port}" and len(info["shards"]) == 2
         assert all(len(shard.split("|")) == 2 for shard in info["shards"])  # two replicas of each
+        assert info["web"] == f"http://127.0.0.1:{web_port}/"
         page = tmp_path / "hits.html"
         search = subprocess.run(
             [sys.executable, "-m", "services.cli", "search", "스튜디오에서 전화를 받는 남자", "--gateway",
@@ -41,12 +45,19 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
             [sys.executable, "-m", "services.cli", "search", "--like", "nobody:000000000", "--gateway",
              info["gateway"]], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert bad.returncode == 1 and "NOT_FOUND" in bad.stderr
+        with urllib.request.urlopen(info["web"], timeout=30) as reply:
+            assert reply.url.endswith("/search") and b'<script src="/static/search.js"' in reply.read()
+        query = urllib.parse.urlencode({"q": "스튜디오에서 전화를 받는 남자", "k": 3})
+        with urllib.request.urlopen(f"{info['web']}api/v1/search?{query}", timeout=30) as reply:
+            body = json.loads(reply.read())
+            assert body["hits"] == [] and body["model_id"]  # the same (empty) archive the CLI searched
     finally:
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=120)
     assert up.returncode == 0, out
+    assert f"Open http://127.0.0.1:{web_port}/ in a browser" in out
     # Every service process (and redis-server) is gone.
-    assert len(info["pids"]) == 8  # 2 shards x 2 replicas, encoder, ingest, gateway, redis
+    assert len(info["pids"]) == 9  # 2 shards x 2 replicas, encoder, ingest, gateway, web, redis
     for pid in info["pids"]:
         try:
             os.kill(pid, 0)

@@ -100,3 +100,28 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_working() -> No
         await b.close()
 
     asyncio.run(main())
+
+
+def test_stats_stay_bounded_and_prometheus_sees_every_batch() -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"modality": "bounded-test"}) or 0.0
+
+    async def main() -> DynamicBatcher:
+        b = DynamicBatcher(_doubler([]), name="bounded-test", max_batch_size=4, max_queue_delay_ms=1,
+                           max_queue_items=64)
+        for _ in range(50):
+            await asyncio.gather(*(b.submit([i]) for i in range(6)))
+        await b.close()
+        return b
+
+    b = asyncio.run(main())
+    # 300 items in >= 100 batches, yet one counter per batch size, not one entry per batch.
+    assert set(b.stats.batch_sizes) <= {1, 2, 3, 4}
+    assert sum(b.stats.batch_sizes.values()) == b.stats.batches and b.stats.items == 300
+    assert sample("vidsearch_encoder_batch_size_count") == b.stats.batches
+    assert sample("vidsearch_encoder_batch_size_sum") == 300
+    assert sample("vidsearch_encoder_queue_wait_seconds_count") == 300
+    assert sample("vidsearch_encoder_batch_inference_seconds_count") == b.stats.batches
+    assert sample("vidsearch_encoder_queue_items") == 0

@@ -93,6 +93,17 @@ class VideoTextModel(nn.Module):
         self._model_id, self._weights_fingerprint = model_id, self._fingerprint()
         return self
 
+    def with_towers(self, visual: nn.Module | None = None, text: nn.Module | None = None) -> VideoTextModel:
+        """Swap in serving replacements of the frame and text towers (e.g. ONNX Runtime sessions,
+        ``services/encoder/fastpath.py``), keeping the model id of the weights they were built from."""
+        model_id = self.model_id
+        if visual is not None:
+            self.visual = visual
+        if text is not None:
+            self.text = text
+        self._model_id, self._weights_fingerprint = model_id, self._fingerprint()
+        return self
+
     # -- identity ----------------------------------------------------------------------------
 
     @property

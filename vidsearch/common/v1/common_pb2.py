@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vidsearch/common/v1/common.proto\x12\x13vidsearch.common.v1\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"\xc2\x02\n\nClipRecord\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x12+\n\x06vector\x18\x05 \x01(\x0b\x32\x1b.vidsearch.common.v1.Vector\x12\x0f\n\x07\x63\x61ption\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x15\n\rthumbnail_ref\x18\x08 \x01(\t\x12\x10\n\x08model_id\x18\t \x01(\t\x12?\n\x08metadata\x18\n \x03(\x0b\x32-.vidsearch.common.v1.ClipRecord.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x02\n\x0cSearchFilter\x12\x11\n\tvideo_ids\x18\x01 \x03(\t\x12\x1e\n\x11min_start_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fmax_end_seconds\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x41\n\x08metadata\x18\x05 \x03(\x0b\x32/.vidsearch.common.v1.SearchFilter.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x14\n\x12_min_start_secondsB\x12\n\x10_max_end_seconds\"Y\n\nScoredClip\x12-\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05shard\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vidsearch/common/v1/common.proto\x12\x13vidsearch.common.v1\",\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\x12\x0e\n\x06packed\x18\x02 \x01(\x0c\"\xc2\x02\n\nClipRecord\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x12+\n\x06vector\x18\x05 \x01(\x0b\x32\x1b.vidsearch.common.v1.Vector\x12\x0f\n\x07\x63\x61ption\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x15\n\rthumbnail_ref\x18\x08 \x01(\t\x12\x10\n\x08model_id\x18\t \x01(\t\x12?\n\x08metadata\x18\n \x03(\x0b\x32-.vidsearch.common.v1.ClipRecord.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x02\n\x0cSearchFilter\x12\x11\n\tvideo_ids\x18\x01 \x03(\t\x12\x1e\n\x11min_start_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fmax_end_seconds\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x41\n\x08metadata\x18\x05 \x03(\x0b\x32/.vidsearch.common.v1.SearchFilter.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x14\n\x12_min_start_secondsB\x12\n\x10_max_end_seconds\"Y\n\nScoredClip\x12-\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05shard\x18\x03 \x01(\t*\x99\x01\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12%\n!ERROR_REASON_SOURCE_OUTSIDE_ROOTS\x10\x01\x12!\n\x1d\x45RROR_REASON_SOURCE_NOT_FOUND\x10\x02\x12\"\n\x1e\x45RROR_REASON_SOURCE_UNREADABLE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,16 +37,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIPRECORD_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_SEARCHFILTER_METADATAENTRY']._loaded_options = None
   _globals['_SEARCHFILTER_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ERRORREASON']._serialized_start=790
+  _globals['_ERRORREASON']._serialized_end=943
   _globals['_VECTOR']._serialized_start=57
-  _globals['_VECTOR']._serialized_end=85
-  _globals['_CLIPRECORD']._serialized_start=88
-  _globals['_CLIPRECORD']._serialized_end=410
-  _globals['_CLIPRECORD_METADATAENTRY']._serialized_start=363
-  _globals['_CLIPRECORD_METADATAENTRY']._serialized_end=410
-  _globals['_SEARCHFILTER']._serialized_start=413
-  _globals['_SEARCHFILTER']._serialized_end=680
-  _globals['_SEARCHFILTER_METADATAENTRY']._serialized_start=363
-  _globals['_SEARCHFILTER_METADATAENTRY']._serialized_end=410
-  _globals['_SCOREDCLIP']._serialized_start=682
-  _globals['_SCOREDCLIP']._serialized_end=771
+  _globals['_VECTOR']._serialized_end=101
+  _globals['_CLIPRECORD']._serialized_start=104
+  _globals['_CLIPRECORD']._serialized_end=426
+  _globals['_CLIPRECORD_METADATAENTRY']._serialized_start=379
+  _globals['_CLIPRECORD_METADATAENTRY']._serialized_end=426
+  _globals['_SEARCHFILTER']._serialized_start=429
+  _globals['_SEARCHFILTER']._serialized_end=696
+  _globals['_SEARCHFILTER_METADATAENTRY']._serialized_start=379
+  _globals['_SEARCHFILTER_METADATAENTRY']._serialized_end=426
+  _globals['_SCOREDCLIP']._serialized_start=698
+  _globals['_SCOREDCLIP']._serialized_end=787
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -6,11 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_OUTSIDE_ROOTS: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_SOURCE_UNREADABLE: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_SOURCE_OUTSIDE_ROOTS: ErrorReason
+ERROR_REASON_SOURCE_NOT_FOUND: ErrorReason
+ERROR_REASON_SOURCE_UNREADABLE: ErrorReason
+
 class Vector(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "packed")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+    packed: bytes
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., packed: _Optional[bytes] = ...) -> None: ...
 
 class ClipRecord(_message.Message):
     __slots__ = ("clip_id", "video_id", "start_seconds", "end_seconds", "vector", "caption", "tags", "thumbnail_ref", "model_id", "metadata")

@@ -1,0 +1,170 @@
+"""The web app's cost: the same cached text searches through HTTP/JSON and through gRPC directly.
+
+``python -m bench.web --json`` starts the local stack with the web app (separate processes on
+loopback, tiny model, a real redis-server for the query cache), loads ``--per-shard`` vectors
+into each shard, warms the cache, then runs ``--clients`` concurrent closed-loop clients for
+``--seconds`` against the gateway over gRPC and against ``GET /api/v1/search`` over HTTP, in turn.
+``overhead_p50_ms`` is the difference of the two medians: what JSON, HTTP and the extra hop cost
+under load; ``serial_overhead_p50_ms`` the same one request at a time (the cost per request).
+It also times cutting a 20-second clip for playback: stream copy behind an edit list (H.264
+source) against re-encoding (an MPEG-2 MXF source), at 1280x720.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from grpc import aio as grpc_aio
+
+from bench.gateway import _load, _text
+from services.common.server import client_options
+from services.gateway.playback import cut_clip
+from services.stack import LocalStack, StackConfig
+from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
+    lat = np.array(latencies) * 1000
+    return {"qps": round(len(latencies) / elapsed, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2), "errors": errors, "requests": len(latencies)}
+
+
+async def _grpc_loop(address: str, clients: int, seconds: float, texts: list[str]) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    async with grpc_aio.insecure_channel(address, options=client_options()) as channel:
+        stub = gateway_pb2_grpc.SearchServiceStub(channel)
+        stop_at = time.perf_counter() + seconds
+
+        async def client(c: int) -> None:
+            nonlocal errors
+            i = c
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                try:
+                    await stub.Search(gateway_pb2.SearchRequest(
+                        text=gateway_pb2.TextQuery(text=texts[i % len(texts)]), top_k=10), timeout=10)
+                    latencies.append(time.perf_counter() - t)
+                except grpc_aio.AioRpcError:
+                    errors += 1
+                i += clients
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return _summary(latencies, errors, time.perf_counter() - t0)
+
+
+async def _http_loop(url: str, clients: int, seconds: float, texts: list[str]) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+        stop_at = time.perf_counter() + seconds
+
+        async def client(c: int) -> None:
+            nonlocal errors
+            i = c
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                try:
+                    reply = await http.get("/api/v1/search", params={"q": texts[i % len(texts)], "k": 10})
+                    reply.json()
+                    if reply.status_code == 200:
+                        latencies.append(time.perf_counter() - t)
+                    else:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                i += clients
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return _summary(latencies, errors, time.perf_counter() - t0)
+
+
+async def _serial(address: str, url: str, texts: list[str], n: int = 200) -> dict:
+    """One request at a time: the app's own cost per request, without queueing behind others."""
+    grpc_times, http_times = [], []
+    async with grpc_aio.insecure_channel(address, options=client_options()) as channel, \
+            httpx.AsyncClient(base_url=url, timeout=10) as http:
+        stub = gateway_pb2_grpc.SearchServiceStub(channel)
+        for i in range(n):
+            text = texts[i % len(texts)]
+            t = time.perf_counter()
+            await stub.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text=text), top_k=10), timeout=10)
+            grpc_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            (await http.get("/api/v1/search", params={"q": text, "k": 10})).json()
+            http_times.append(time.perf_counter() - t)
+    g, h = float(np.median(grpc_times)) * 1000, float(np.median(http_times)) * 1000
+    return {"serial_grpc_p50_ms": round(g, 2), "serial_http_p50_ms": round(h, 2),
+            "serial_overhead_p50_ms": round(h - g, 2)}
+
+
+def _clip_costs(tmp: Path) -> dict:
+    from tests.media import ffmpeg
+
+    sources = {}
+    for name, codec in (("h264.mp4", ["-c:v", "libx264", "-preset", "veryfast", "-g", "50"]),
+                        ("mpeg2.mxf", ["-c:v", "mpeg2video", "-b:v", "20M", "-g", "12"])):
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=45", *codec, str(tmp / name))
+        sources[name] = tmp / name
+    timings = {}
+    for name, path in sources.items():
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            data = cut_clip(path, 20.5, 40.5)  # mid-GOP start
+            runs.append(time.perf_counter() - t)
+        timings[name] = (round(float(np.median(runs)) * 1000, 1), len(data))
+    return {"clip_copy_ms": timings["h264.mp4"][0], "clip_copy_bytes": timings["h264.mp4"][1],
+            "clip_reencode_ms": timings["mpeg2.mxf"][0], "clip_reencode_bytes": timings["mpeg2.mxf"][1]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
+    parser.add_argument("--per-shard", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    from services.encoder.model.checkpoint import build_model, save_checkpoint
+    from services.encoder.model.config import tiny
+
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        root = Path(tmp)
+        checkpoint = save_checkpoint(build_model(tiny()), root / "tiny")
+        config = StackConfig(data_dir=root / "stack", checkpoint=checkpoint, n_shards=2, with_ingest=False,
+                             log_level="WARNING", web_port=0)
+        with LocalStack(config) as stack:
+            with httpx.Client(base_url=stack.web.url, timeout=60) as http:
+                model_id = http.get("/api/v1/search", params={"q": "probe", "k": 1}).json()["model_id"]
+            _load(stack, args.per_shard, 64, model_id)
+            texts = [_text(i) for i in range(64)]
+            asyncio.run(_grpc_loop(stack.gateway.address, args.clients, 3.0, texts))  # fills the cache
+            asyncio.run(_http_loop(stack.web.url, args.clients, 3.0, texts))  # warms the web app
+            grpc_run = asyncio.run(_grpc_loop(stack.gateway.address, args.clients, args.seconds, texts))
+            http_run = asyncio.run(_http_loop(stack.web.url, args.clients, args.seconds, texts))
+            serial = asyncio.run(_serial(stack.gateway.address, stack.web.url, texts))
+        clips = _clip_costs(root)
+    result = {
+        "clients": args.clients, "vectors_per_shard": args.per_shard,
+        "http_p50_ms": http_run["p50_ms"], "grpc_p50_ms": grpc_run["p50_ms"],
+        "overhead_p50_ms": round(http_run["p50_ms"] - grpc_run["p50_ms"], 2),
+        "http_p99_ms": http_run["p99_ms"], "grpc_p99_ms": grpc_run["p99_ms"],
+        "http_qps": http_run["qps"], "grpc_qps": grpc_run["qps"],
+        "errors": http_run["errors"] + grpc_run["errors"],
+        **serial, **clips,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
