@@ -23,6 +23,7 @@ class ModelRunner:
         self.num_frames = cfg.num_frames
         self.max_tokens = cfg.max_tokens
         self.image_size = cfg.vision.image_size
+        self.crop = cfg.vision.crop
         self.temporal = cfg.temporal
         self.device = str(model.device)
         self.dtype = str(model.dtype).removeprefix("torch.")
