@@ -482,3 +482,27 @@ def test_motion_tokens_and_the_reversal_hinge_teach_motion_direction(tmp_path: P
 def test_reversal_margin_needs_reversed_clips(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="reverse_motion"):
         train(TrainSettings(manifest=tmp_path / "m.jsonl", out=tmp_path / "run", reversal_margin=0.5))
+
+
+@needs_ffmpeg
+def test_an_imported_published_model_fine_tunes_with_seqtransf_and_reloads(corpus: Path, tmp_path: Path) -> None:
+    from services.encoder.model.importers import import_model
+    from tests.published_models import BUILDERS
+
+    published = BUILDERS["openclip-xlmr-bin"](tmp_path / "source")
+    import_model(tmp_path / "imported", **published.import_kwargs)
+    imported = load_checkpoint(tmp_path / "imported", device="cpu")
+    out = tmp_path / "run"
+    argv = ["train", "--init", str(tmp_path / "imported"), "--temporal", "seqTransf", "--manifest", str(corpus),
+            "--out", str(out), "--epochs", "30", "--batch-size", "8", "--lr-pretrained", "1e-3", "--lr-new", "1e-3",
+            "--no-progress", "--no-validate", "--cache-workers", "1"]
+    assert _cli(argv) == 0
+    losses = [r["loss"] for r in read_log(out) if "loss" in r]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
+    model = load_checkpoint(out / "model", device="cpu")
+    assert model.config.temporal == "seqTransf"
+    assert model.config.text == imported.config.text and model.config.vision == imported.config.vision
+    # The trained projection was fine-tuned as a pretrained layer, not replaced by a new one.
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in model.param_groups(1e-7, 1e-4)}
+    assert {id(p) for p in model.text.proj.parameters()} <= groups["pretrained"]
+    assert not torch.equal(model.text.proj[0].weight, imported.text.proj[0].weight)
