@@ -184,9 +184,13 @@ def _features(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def sentence_transformers_text(root: Path, seed: int = 4) -> Published:
+def sentence_transformers_text(root: Path, seed: int = 4, legacy: bool = False) -> Published:
     """A sentence-transformers text model (Transformer -> mean Pooling -> Dense without bias), as
-    clip-ViT-B-32-multilingual-v1, paired with an OpenAI-layout image tower."""
+    clip-ViT-B-32-multilingual-v1, paired with an OpenAI-layout image tower.
+
+    ``legacy`` rewrites the saved files into the v2 layout that model is published in, and the
+    reference is the library's own load of those files.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
 
@@ -198,13 +202,37 @@ def sentence_transformers_text(root: Path, seed: int = 4) -> Published:
     dense = Dense(in_features=32, out_features=EMBED, bias=False, activation_function=torch.nn.Identity())
     model = SentenceTransformer(modules=[transformer, pooling, dense], device="cpu").eval()
     model.save(str(root / "st"))
+    if legacy:
+        _to_v2_layout(root / "st")
+        model = SentenceTransformer(str(root / "st"), device="cpu").eval()
 
     def texts(sentences: list[str]) -> np.ndarray:
         return _unit(model.encode(list(sentences), convert_to_tensor=True))
 
     kwargs = {"vision": images.import_kwargs["clip"], "vision_arch": images.import_kwargs["vision_arch"],
               "text": root / "st"}
-    return Published("sentence-transformers", kwargs, images.images, texts)
+    return Published("sentence-transformers" + ("-v2" if legacy else ""), kwargs, images.images, texts)
+
+
+def _to_v2_layout(directory: Path) -> None:
+    """sentence-transformers 2.x files: module paths in modules.json, pooling flags, max_seq_length
+    in sentence_bert_config.json, the Dense weights in pytorch_model.bin."""
+    from safetensors.torch import load_file
+
+    kinds = {"": "Transformer", "1_Pooling": "Pooling", "2_Dense": "Dense"}
+    modules = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+               for i, (path, kind) in enumerate(kinds.items())]
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
+    dense = directory / "2_Dense"
+    torch.save(load_file(str(dense / "model.safetensors")), dense / "pytorch_model.bin")
+    (dense / "model.safetensors").unlink()
+    config = json.loads((dense / "config.json").read_text())
+    (dense / "config.json").write_text(json.dumps({k: config[k] for k in (
+        "in_features", "out_features", "bias", "activation_function")}))
 
 
 class MCLIPConfig(transformers.PretrainedConfig):
@@ -266,5 +294,6 @@ BUILDERS: dict[str, Callable[[Path], Published]] = {
     "openclip-xlmr-safetensors": lambda root: openclip_hf_text(root, "safetensors"),
     "hf-clipmodel": hf_clip,
     "sentence-transformers": sentence_transformers_text,
+    "sentence-transformers-v2": lambda root: sentence_transformers_text(root, legacy=True),
     "m-clip": mclip_text,
 }

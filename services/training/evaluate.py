@@ -176,6 +176,7 @@ def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None)
         settings.cache_dir or Path(settings.manifest).parent / ".frame_cache",
         num_frames=model.config.num_frames,
         size=model.config.vision.image_size,
+        crop=model.config.vision.crop,
         workers=settings.cache_workers,
         label=str(Path(settings.manifest).resolve()),
         progress=settings.progress,

@@ -366,6 +366,7 @@ class _Run:
             "root": s.cache_dir or Path(s.manifest).parent / ".frame_cache",
             "num_frames": config.num_frames,
             "size": config.vision.image_size,
+            "crop": config.vision.crop,
             "workers": s.cache_workers,
             "label": str(Path(s.manifest).resolve()),
         }

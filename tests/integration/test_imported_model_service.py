@@ -56,10 +56,10 @@ def test_a_still_clip_is_served_with_the_image_embedding(served) -> None:
     published, stub = served
     info = stub.Info(encoder_pb2.InfoRequest(), timeout=10)
     assert info.temporal == "meanP"
+    # Clients that sample frames themselves (ingest) crop as Info says the model does.
+    assert info.crop == ("floor" if published.name == "hf-clipmodel" else "round")
     size, count = info.image_size, info.frames_per_clip
-    data = photo_paths()[0].read_bytes()
-    # The server crops as the model's config says; a still clip of the same frame must embed like the photo.
-    frame = to_model_input(decode_image(data), size, crop="floor" if published.name == "hf-clipmodel" else "round")
+    frame = to_model_input(decode_image(photo_paths()[0].read_bytes()), size, crop=info.crop)
     still = np.repeat(frame[None], count, axis=0)
     clip = encoder_pb2.VideoClip(frames=encoder_pb2.RawFrames(count=count, height=size, width=size,
                                                                rgb=still.tobytes()))
