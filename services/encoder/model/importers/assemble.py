@@ -75,8 +75,9 @@ def _parts(clip: Path | None, vision: Path | None, text: Path | None, arch: str 
         if clip.is_dir():
             if not hf_clip.is_hf_clip(clip):
                 raise CheckpointError(f"{clip}: not a Hugging Face CLIPModel directory (config.json model_type 'clip')")
-            vision_part = hf_clip.import_vision(clip)
-            return vision_part, _text(text, text_config) if text is not None else hf_clip.import_text(clip)
+            if text is None:
+                return hf_clip.import_clip(clip)
+            return hf_clip.import_vision(clip), _text(text, text_config)
         if text is not None and not _is_hf_text_dir(text):
             return openclip_files.import_vision(clip, arch), _text(text, text_config)
         return openclip_files.import_clip(clip, arch, text)

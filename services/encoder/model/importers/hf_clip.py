@@ -36,9 +36,23 @@ def _load(path: Path):
         raise CheckpointError(f"{path}: cannot load as a Hugging Face CLIPModel: {exc}") from exc
 
 
+def import_clip(path: Path) -> tuple[VisionPart, TextPart]:
+    """Both towers of a CLIPModel directory, read once."""
+    model = _load(path)
+    return _vision(model, path), _text(model, path)
+
+
 def import_vision(path: Path) -> VisionPart:
     """The vision tower and visual projection of a CLIPModel directory, as an open_clip ViT."""
-    model = _load(path)
+    return _vision(_load(path), path)
+
+
+def import_text(path: Path) -> TextPart:
+    """The text tower (``CLIPTextModel``) and trained ``text_projection`` of a CLIPModel directory."""
+    return _text(_load(path), path)
+
+
+def _vision(model, path: Path) -> VisionPart:
     vc = model.config.vision_config
     if vc.hidden_act not in _ACTIVATIONS or vc.intermediate_size != 4 * vc.hidden_size:
         raise CheckpointError(f"{path / 'config.json'}: vision activation {vc.hidden_act!r} with MLP size "
@@ -55,11 +69,9 @@ def import_vision(path: Path) -> VisionPart:
                       logit_scale=model.logit_scale.detach().clone())
 
 
-def import_text(path: Path) -> TextPart:
-    """The text tower (``CLIPTextModel``) and trained ``text_projection`` of a CLIPModel directory."""
+def _text(model, path: Path) -> TextPart:
     from transformers import CLIPTextModel
 
-    model = _load(path)
     encoder = model.text_model  # a CLIPTextModel in transformers 5
     if not isinstance(encoder, CLIPTextModel):
         raise CheckpointError(f"{path}: expected CLIPModel.text_model to be a CLIPTextModel")

@@ -104,7 +104,10 @@ def vision_config(name: str | None, model_cfg: dict[str, Any]) -> VisionConfig:
 def import_vision(path: Path, arch: str | None) -> VisionPart:
     """The vision tower of an open_clip/OpenAI CLIP weights file (its text weights are ignored)."""
     state = read_state(path)
-    name, model_cfg = resolve_arch(state, arch, path)
+    return _vision(state, *resolve_arch(state, arch, path), path)
+
+
+def _vision(state: dict[str, torch.Tensor], name: str | None, model_cfg: dict[str, Any], path: Path) -> VisionPart:
     config = ModelConfig(vision=vision_config(name, model_cfg), text=TextConfig(kind="hf"),
                          embed_dim=model_cfg["embed_dim"])
     visual = build_visual(config)
@@ -123,8 +126,7 @@ def import_clip(path: Path, arch: str | None, text_dir: Path | None) -> tuple[Vi
             raise CheckpointError(f"{path}: the text tower of {name or 'this architecture'} is a Hugging Face "
                                   f"{model_cfg['text_cfg']['hf_model_name']}; give its config and tokenizer "
                                   "directory with --text")
-        vision = import_vision(path, arch)
-        return vision, _hf_text(state, model_cfg, text_dir, path)
+        return _vision(state, name, model_cfg, path), _hf_text(state, model_cfg, text_dir, path)
     config = _plain_config(name, model_cfg, path)
     clip = build_openclip(config)
     load_openclip_weights(clip, path, config)
