@@ -114,3 +114,20 @@ def test_towers_of_different_widths_are_refused(tmp_path: Path) -> None:
     (text.import_kwargs["text"] / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="LinearTransformation"):
         import_model(tmp_path / "out", **text.import_kwargs)
+
+
+def test_mclip_with_a_hub_name_as_base_takes_the_base_config_from_text_config(tmp_path: Path) -> None:
+    from tests import published_models
+
+    published = published_models.mclip_text(tmp_path / "mclip")
+    config_file = published.import_kwargs["text"] / "config.json"
+    config = json.loads(config_file.read_text())
+    base, config["modelBase"] = config["modelBase"], "xlm-roberta-large"  # as published: a hub name
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="--text-config"):
+        import_model(tmp_path / "out", **published.import_kwargs)
+    import_model(tmp_path / "out", text_config=base, **published.import_kwargs)
+    model = load_checkpoint(tmp_path / "out", device="cpu")
+    with torch.inference_mode():
+        ours = model.encode_text(list(SENTENCES)).numpy()
+    assert _cosines(ours, published.texts(list(SENTENCES))).min() >= MIN_COSINE
