@@ -58,8 +58,24 @@ def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+# Written out here, not read from STATUS_BY_ERROR, so that a changed mapping fails a test.
+EXPECTED_CODES = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.WrongState: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.StorageFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.DependencyDown: grpc.StatusCode.UNAVAILABLE,
+    errors.Cancelled: grpc.StatusCode.CANCELLED,
+}
+
+
+def test_every_mapped_error_is_tested_here() -> None:
+    assert {error for error, _ in STATUS_BY_ERROR} == set(EXPECTED_CODES)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("error", "code"), STATUS_BY_ERROR, ids=[e.__name__ for e, _ in STATUS_BY_ERROR])
+@pytest.mark.parametrize(("error", "code"), EXPECTED_CODES.items(), ids=[e.__name__ for e in EXPECTED_CODES])
 def test_each_domain_error_becomes_its_status_code_with_its_message(error, code, kind) -> None:
     failure = _failure(kind, _raising(error(f"the {error.__name__} message")))
     assert failure.code() == code
