@@ -11,7 +11,7 @@ from services.common.settings import SettingsError
 SERVICES = ("index", "encoder", "ingest", "gateway", "web")
 # Modules that register subcommands with add_parser(sub) or add_parsers(sub).
 COMMAND_MODULES = ("services.up", "services.search_cli", "services.ingest.cli", "services.training.cli",
-                   "services.training.synth", "services.demo")
+                   "services.training.synth", "services.demo", "services.encoder.model.importers.cli")
 
 
 def _serve(args) -> int:

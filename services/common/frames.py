@@ -93,12 +93,14 @@ class _Target(NamedTuple):
     slot: int
 
 
-def to_model_input(image: np.ndarray, size: int = 224, *, pixel_aspect: float = 1.0) -> np.ndarray:
+def to_model_input(image: np.ndarray, size: int = 224, *, pixel_aspect: float = 1.0,
+                   crop: str = "round") -> np.ndarray:
     """Resize the shorter side to ``size`` (bicubic) and centre-crop to ``size`` x ``size``.
 
     Matches torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image -- the CLIP
     preprocessing -- but resamples only the cropped box. ``pixel_aspect`` (width / height of one
-    pixel) stretches anamorphic video to its display shape.
+    pixel) stretches anamorphic video to its display shape. ``crop`` says how an odd margin is
+    split: "round" as torchvision (open_clip, OpenAI), "floor" as Hugging Face image processors.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 [H, W, 3] image, got {image.dtype} {image.shape}")
@@ -108,7 +110,10 @@ def to_model_input(image: np.ndarray, size: int = 224, *, pixel_aspect: float = 
         new_w, new_h = size, int(size * height / display_width)
     else:
         new_w, new_h = int(size * display_width / height), size
-    left, top = round((new_w - size) / 2.0), round((new_h - size) / 2.0)
+    if crop == "floor":
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+    else:
+        left, top = round((new_w - size) / 2.0), round((new_h - size) / 2.0)
     sx, sy = width / new_w, height / new_h
     box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
     resized = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC, box=box)
@@ -164,12 +169,14 @@ class FrameSampler:
     """
 
     def __init__(
-        self, num_frames: int = 12, size: int = 224, *, threads: int = 0, max_pixels: int = 8192 * 8192
+        self, num_frames: int = 12, size: int = 224, *, threads: int = 0, max_pixels: int = 8192 * 8192,
+        crop: str = "round",
     ) -> None:
         if num_frames < 1 or size < 1:
             raise ValueError("num_frames and size must be positive")
         self.num_frames = num_frames
         self.size = size
+        self.crop = crop  # see to_model_input
         self.threads = threads  # decoder threads; 0 lets FFmpeg pick one per core
         self.max_pixels = max_pixels
 
@@ -304,7 +311,7 @@ class FrameSampler:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=video.rotation // 90))
             if video.rotation in (90, 270):
                 pixel_aspect = 1.0 / pixel_aspect
-        return to_model_input(rgb, self.size, pixel_aspect=pixel_aspect)
+        return to_model_input(rgb, self.size, pixel_aspect=pixel_aspect, crop=self.crop)
 
 
 def _open_container(source: Source) -> av.container.InputContainer:

@@ -58,7 +58,7 @@ class EncoderEngine:
         self.runner = runner
         self.batching = batching
         self.limits = limits
-        self.sampler = FrameSampler(num_frames=runner.num_frames, size=runner.image_size)
+        self.sampler = FrameSampler(num_frames=runner.num_frames, size=runner.image_size, crop=runner.crop)
         self._cpu = ThreadPoolExecutor(max_workers=preprocess_workers, thread_name_prefix="preprocess")
         # One model thread shared by all modalities: the model is not re-entrant.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -94,7 +94,7 @@ class EncoderEngine:
             image = decode_image(data, self.limits.max_image_pixels)
         except InvalidInput as exc:
             raise InvalidInput(f"image {index}: {exc}") from None
-        return to_model_input(image, self.runner.image_size)
+        return to_model_input(image, self.runner.image_size, crop=self.runner.crop)
 
     async def encode_images(self, images: Sequence[bytes]) -> np.ndarray:
         self._check_count(len(images), "images")

@@ -25,6 +25,7 @@ class ModelRunner:
         self.num_frames = cfg.num_frames
         self.max_tokens = cfg.max_tokens
         self.image_size = cfg.vision.image_size
+        self.crop = cfg.vision.crop
         self.temporal = cfg.temporal
         self.device = str(model.device)
         # onnx-int8 multiplies int8 weights by activations quantised to 8 bits per batch.

@@ -80,4 +80,5 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             max_batch_size=engine.batching.max_batch_size,
             max_queue_delay_ms=int(engine.batching.max_queue_delay_ms),
             architecture=r.architecture,
+            crop=r.crop,
         )

@@ -70,8 +70,8 @@ class DecodedClip:
 
 
 @functools.cache
-def _sampler(num_frames: int, size: int, threads: int) -> FrameSampler:
-    return FrameSampler(num_frames, size, threads=threads)
+def _sampler(num_frames: int, size: int, threads: int, crop: str = "round") -> FrameSampler:
+    return FrameSampler(num_frames, size, threads=threads, crop=crop)
 
 
 def plan_video(ctx: DecodeContext, source: str, segment: SegmentSpec) -> VideoPlan:
@@ -88,9 +88,11 @@ def plan_video(ctx: DecodeContext, source: str, segment: SegmentSpec) -> VideoPl
 
 
 def sample_chunk(ctx: DecodeContext, source: str, segments: Sequence[Segment], num_frames: int,
-                 size: int) -> list[DecodedClip]:
-    """Samples consecutive clips in one decoding pass; the thumbnail is each clip's middle frame."""
-    sampler = _sampler(num_frames, size, ctx.threads)
+                 size: int, crop: str = "round") -> list[DecodedClip]:
+    """Samples consecutive clips in one decoding pass; the thumbnail is each clip's middle frame.
+
+    ``crop`` is the encoder model's (see `to_model_input`)."""
+    sampler = _sampler(num_frames, size, ctx.threads, crop)
     ranges = [(s.start_s, s.end_s) for s in segments]
     with sources.opened(source, ctx.allowed_roots, MediaStore(ctx.media_root)) as path:
         return [

@@ -103,7 +103,7 @@ class Pipeline:
         segments = plan.segments
         await report({"stage": JobStage.DECODING.value, "clips_total": len(segments),
                       "video_seconds": plan.duration_s}, None)
-        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size, plan.clock)
+        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size, info.crop or "round", plan.clock)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
@@ -113,12 +113,13 @@ class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
     def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int,
-                 clock: SourceClock | None = None) -> None:
+                 crop: str, clock: SourceClock | None = None) -> None:
         self.p = pipeline
         self.job = job
         self.report = report
         self.num_frames = num_frames
         self.size = size
+        self.crop = crop  # as the encoder's model crops (InfoResponse.crop)
         limits = pipeline.limits
         clip_bytes = num_frames * size * size * 3
         self.batch = max(1, min(limits.encode_batch_clips, MAX_ENCODE_BYTES // clip_bytes))
@@ -163,7 +164,7 @@ class _Attempt:
         async def one(part: list) -> tuple[list[DecodedClip], float]:
             started = time.perf_counter()
             clips = await self.p.pool.run(sample_chunk, self.p.ctx, self.job.spec.source, part,
-                                          self.num_frames, self.size)
+                                          self.num_frames, self.size, self.crop)
             return clips, time.perf_counter() - started
 
         try:

@@ -79,6 +79,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     ev.add_argument("--report", type=Path, metavar="DIR", help="write eval_report.json and recall_at_k.png here")
     ev.add_argument("--annoy", action="store_true", help="also search through an Annoy segment (as the index does)")
+    ev.add_argument("--paper-table", action="store_true",
+                    help="print text->video R@1/5/10 and MdR (ko, en) beside the paper's Table 2, with the recall "
+                         "Annoy loses (implies --annoy)")
     ev.add_argument("--motion-key", default="motion", help="attribute whose twins form the motion subset")
     ev.add_argument("--cache-dir", type=Path)
     ev.add_argument("--cache-workers", type=int)
@@ -124,12 +127,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from services.training.evaluate import EvalSettings, format_table, run_evaluation
+    from services.training.evaluate import EvalSettings, format_paper_table, format_table, run_evaluation
 
     _configure_logging()
     settings = EvalSettings(
         checkpoint=args.checkpoint, manifest=args.manifest, split=args.split,
-        languages=_languages(args.languages), report_dir=args.report, annoy=args.annoy, motion_key=args.motion_key,
+        languages=_languages(args.languages), report_dir=args.report, annoy=args.annoy or args.paper_table,
+        motion_key=args.motion_key,
         cache_dir=args.cache_dir, cache_workers=args.cache_workers, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress, runtime=args.runtime, runtime_cache=args.runtime_cache,
     )
@@ -139,7 +143,10 @@ def run_eval(args: argparse.Namespace) -> int:
     except (VidsearchError, ValueError, FileNotFoundError) as exc:
         print(f"vidsearch eval: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_paper_table(report) if args.paper_table else format_table(report))
     return EXIT_OK
 
 

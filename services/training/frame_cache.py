@@ -73,9 +73,11 @@ def clip_spans(entries: Iterable[HasClip]) -> list[ClipSpan]:
     return sorted({ClipSpan.of(e) for e in entries})
 
 
-def cache_key(spans: Sequence[ClipSpan], num_frames: int, size: int) -> str:
+def cache_key(spans: Sequence[ClipSpan], num_frames: int, size: int, crop: str = "round") -> str:
     """sha256 over the format, the sampling settings, each video's size and mtime, and the spans."""
-    digest = hashlib.sha256(json.dumps([FORMAT, FORMAT_VERSION, num_frames, size]).encode())
+    # The crop joined the settings later: left out when it is the default, so earlier keys still hold.
+    settings = [FORMAT, FORMAT_VERSION, num_frames, size] + ([crop] if crop != "round" else [])
+    digest = hashlib.sha256(json.dumps(settings).encode())
     for video in sorted({s.video for s in spans}):
         try:
             stat = os.stat(video)
@@ -127,6 +129,7 @@ def open_frame_cache(
     *,
     num_frames: int,
     size: int,
+    crop: str = "round",
     workers: int | None = None,
     label: str | None = None,
     progress: bool = False,
@@ -137,11 +140,12 @@ def open_frame_cache(
     1 samples in this process). A finished build removes older caches under ``root`` with the
     same ``label`` (the trainer passes the manifest's path) and the same sampling settings, so a
     changing manifest does not fill the disk while models of other frame sizes keep theirs.
+    ``crop`` is the model's centre-crop rounding (see `to_model_input`).
     """
     spans = clip_spans(entries)
     if not spans:
         raise FrameCacheError("no clips to cache: the manifest selection is empty")
-    key = cache_key(spans, num_frames, size)
+    key = cache_key(spans, num_frames, size, crop)
     root = Path(root)
     directory = root / key[:_KEY_CHARS]
     cache = _open(directory, key, spans, num_frames, size)
@@ -154,7 +158,7 @@ def open_frame_cache(
                               "choose another with --cache-dir") from exc
     staging = root / f".{key[:_KEY_CHARS]}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        _build(staging, key, spans, num_frames, size, workers, label, progress)
+        _build(staging, key, spans, num_frames, size, crop, workers, label, progress)
         try:
             staging.rename(directory)
         except OSError:  # another process finished the same cache first
@@ -162,7 +166,7 @@ def open_frame_cache(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _remove_stale(root, directory, label, num_frames, size)
+    _remove_stale(root, directory, label, num_frames, size, crop)
     cache = _open(directory, key, spans, num_frames, size)
     if cache is None:
         raise FrameCacheError(f"{directory}: the cache just built does not open")
@@ -185,7 +189,7 @@ def _open(directory: Path, key: str, spans: list[ClipSpan], num_frames: int, siz
     return FrameCache(directory, key, spans, frames, mask, reused=True)
 
 
-def _build(staging: Path, key: str, spans: list[ClipSpan], num_frames: int, size: int,
+def _build(staging: Path, key: str, spans: list[ClipSpan], num_frames: int, size: int, crop: str,
            workers: int | None, label: str | None, progress: bool) -> None:
     staging.mkdir()
     n = len(spans)
@@ -208,12 +212,12 @@ def _build(staging: Path, key: str, spans: list[ClipSpan], num_frames: int, size
     try:
         if workers == 1:
             for job in jobs:
-                bar.update(_sample_video(*job, num_frames, size, threads))
+                bar.update(_sample_video(*job, num_frames, size, crop, threads))
         else:
             # spawn, not fork: the parent may hold torch's thread pools, which do not survive fork.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(_sample_video, *job, num_frames, size, threads) for job in jobs]
+                futures = [pool.submit(_sample_video, *job, num_frames, size, crop, threads) for job in jobs]
                 for future in as_completed(futures):
                     bar.update(future.result())
     finally:
@@ -225,17 +229,18 @@ def _build(staging: Path, key: str, spans: list[ClipSpan], num_frames: int, size
         "label": label,
         "num_frames": num_frames,
         "size": size,
+        "crop": crop,
         "clips": [[s.video, s.start_s, s.end_s] for s in spans],
     }
     (staging / INDEX_FILE).write_text(json.dumps(index) + "\n", encoding="utf-8")
 
 
 def _sample_video(staging: str, video: str, ranges: list[tuple[float, float]], rows: list[int],
-                  num_frames: int, size: int, threads: int) -> int:
+                  num_frames: int, size: int, crop: str, threads: int) -> int:
     """Sample one video's clips in one decoding pass into rows of the cache; returns the clip count."""
     frames = np.load(Path(staging) / FRAMES_FILE, mmap_mode="r+")
     mask = np.load(Path(staging) / MASK_FILE, mmap_mode="r+")
-    sampler = FrameSampler(num_frames, size, threads=threads)
+    sampler = FrameSampler(num_frames, size, threads=threads, crop=crop)
     try:
         for row, clip in zip(rows, sampler.iter_many(video, ranges), strict=True):
             frames[row] = clip.frames
@@ -248,7 +253,7 @@ def _sample_video(staging: str, video: str, ranges: list[tuple[float, float]], r
     return len(rows)
 
 
-def _remove_stale(root: Path, keep: Path, label: str | None, num_frames: int, size: int) -> None:
+def _remove_stale(root: Path, keep: Path, label: str | None, num_frames: int, size: int, crop: str) -> None:
     if label is None:
         return
     for other in root.iterdir():
@@ -258,8 +263,9 @@ def _remove_stale(root: Path, keep: Path, label: str | None, num_frames: int, si
             index = json.loads((other / INDEX_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        same = (index.get("format"), index.get("label"), index.get("num_frames"), index.get("size"))
-        if same == (FORMAT, label, num_frames, size):
+        same = (index.get("format"), index.get("label"), index.get("num_frames"), index.get("size"),
+                index.get("crop", "round"))
+        if same == (FORMAT, label, num_frames, size, crop):
             log.info("removing stale frame cache %s", other)
             shutil.rmtree(other, ignore_errors=True)
 

@@ -161,8 +161,10 @@ def batch_loss(model: torch.nn.Module, batch: MicroBatch, world: World,
 
 
 def recipe_for(config: ModelConfig) -> Recipe:
-    """Random custom-ViT models (tiny) train like tiny; open_clip architectures fine-tune like CLIP4Clip."""
-    return RECIPES["production" if config.vision.openclip_name else "tiny"]
+    """Random custom-ViT models (tiny) train like tiny; open_clip architectures and imported published
+    weights (which record their preprocessing, `vidsearch model import`) fine-tune like CLIP4Clip."""
+    pretrained = config.vision.openclip_name is not None or config.vision.resize is not None
+    return RECIPES["production" if pretrained else "tiny"]
 
 
 def build_training_model(settings: TrainSettings) -> VideoTextModel:
@@ -364,6 +366,7 @@ class _Run:
             "root": s.cache_dir or Path(s.manifest).parent / ".frame_cache",
             "num_frames": config.num_frames,
             "size": config.vision.image_size,
+            "crop": config.vision.crop,
             "workers": s.cache_workers,
             "label": str(Path(s.manifest).resolve()),
         }

@@ -465,6 +465,18 @@ def test_model_input_matches_torchvision_clip_preprocessing() -> None:
         assert np.abs(ours - expected).max() <= 2 and np.abs(ours - expected).mean() < 0.05
 
 
+def test_floor_crop_splits_an_odd_margin_as_hugging_face_image_processors() -> None:
+    # 64 px high, 95 wide after resizing: an odd margin of 31 columns. torchvision rounds the left
+    # margin to 16 columns, Hugging Face's CLIPImageProcessor floors it to 15.
+    wide = np.tile(np.arange(95, dtype=np.uint8)[None, :, None], (64, 1, 3))
+    assert to_model_input(wide, 64, crop="round")[0, 0, 0] == 16
+    assert to_model_input(wide, 64, crop="floor")[0, 0, 0] == 15
+    even = np.tile(np.arange(96, dtype=np.uint8)[None, :, None], (64, 1, 3))
+    np.testing.assert_array_equal(to_model_input(even, 64, crop="floor"), to_model_input(even, 64))
+    sampler = FrameSampler(1, 64, crop="floor")
+    assert sampler.crop == "floor"
+
+
 def test_image_and_video_frames_are_preprocessed_identically(sampler: FrameSampler, media: Path) -> None:
     path = make_video(media / "lossless.mkv", seconds=0.2, size=(320, 180), codec="ffv1", pix_fmt="gbrp")
     still = media / "lossless.png"

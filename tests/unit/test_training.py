@@ -482,3 +482,53 @@ def test_motion_tokens_and_the_reversal_hinge_teach_motion_direction(tmp_path: P
 def test_reversal_margin_needs_reversed_clips(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="reverse_motion"):
         train(TrainSettings(manifest=tmp_path / "m.jsonl", out=tmp_path / "run", reversal_margin=0.5))
+
+
+@needs_ffmpeg
+def test_an_imported_published_model_fine_tunes_with_seqtransf_and_reloads(corpus: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    from services.encoder.model.importers import import_model
+    from tests.published_models import BUILDERS
+
+    published = BUILDERS["openclip-xlmr-bin"](tmp_path / "source")
+    import_model(tmp_path / "imported", **published.import_kwargs)
+    imported = load_checkpoint(tmp_path / "imported", device="cpu")
+    out = tmp_path / "run"
+    argv = ["train", "--init", str(tmp_path / "imported"), "--temporal", "seqTransf", "--manifest", str(corpus),
+            "--out", str(out), "--epochs", "30", "--batch-size", "8", "--lr-pretrained", "1e-3", "--lr-new", "1e-3",
+            "--no-progress", "--no-validate", "--cache-workers", "1"]
+    assert _cli(argv) == 0
+    losses = [r["loss"] for r in read_log(out) if "loss" in r]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
+    model = load_checkpoint(out / "model", device="cpu")
+    assert model.config.temporal == "seqTransf"
+    assert model.config.text == imported.config.text and model.config.vision == imported.config.vision
+    # The trained projection was fine-tuned as a pretrained layer, not replaced by a new one.
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in model.param_groups(1e-7, 1e-4)}
+    assert {id(p) for p in model.text.proj.parameters()} <= groups["pretrained"]
+    assert not torch.equal(model.text.proj[0].weight, imported.text.proj[0].weight)
+
+    # The paper's table, for the zero-shot import and the fine-tuned model alike.
+    for checkpoint in (tmp_path / "imported", out / "model"):
+        capsys.readouterr()
+        assert _cli(["eval", "--checkpoint", str(checkpoint), "--manifest", str(corpus), "--paper-table",
+                     "--no-progress", "--cache-workers", "1"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert [line.split()[1:] for line in table if "paper" in line.split()[:2]] == [
+            ["paper", "29.2", "59.6", "69.9", "4.0"], ["paper", "44.5", "71.4", "81.6", "2.0"]]
+        assert [line.split()[0] for line in table if "exact" in line] == ["ko", "en"]
+        assert sum("Annoy" in line and "lost" in line for line in table) == 2
+
+
+def test_paper_table_says_when_a_language_has_no_captions() -> None:
+    from services.training.evaluate import format_paper_table
+
+    summary = {"r1": 0.5, "r5": 0.75, "r10": 1.0, "median_rank": 1.5, "mean_rank": 2.0, "n": 4}
+    annoy = {**summary, "r1": 0.25, "recall_lost": {"r1": 0.25, "r5": 0.0, "r10": 0.0}}
+    report = {"split": "test", "n_clips": 4, "model_id": "abc", "temporal": "meanP",
+              "languages": {"en": {"t2v": summary, "t2v_annoy": annoy}}}
+    table = format_paper_table(report)
+    assert "no ko captions in this split" in table
+    rows = {" ".join(line.split()[:4]): line.split()[4:] for line in table.splitlines()}
+    assert rows["en this model, exact"] == ["50.0", "75.0", "100.0", "1.5"]
+    assert " ".join(rows["en this model, Annoy"]) == "25.0 75.0 100.0 1.5 lost 25.0 / 0.0 / 0.0 pts"

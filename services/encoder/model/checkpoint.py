@@ -36,6 +36,7 @@ from services.encoder.model.towers import (
     HFTextTower,
     OpenClipTextTower,
     build_openclip,
+    build_visual,
     canonical_hf_config,
     hf_encoder_from_config,
 )
@@ -91,13 +92,18 @@ def build_model(
             f"tokenizer has {len(tokenizer)} tokens but the text encoder only {encoder.config.vocab_size}"
         )
     text_config = dataclasses.replace(config.text, hf_config=canonical_hf_config(encoder))
-    return _assemble(dataclasses.replace(config, text=text_config), clip, HFTextTower(
-        encoder, tokenizer, config.embed_dim, config.max_tokens, config.text.pooling))
+    config = dataclasses.replace(config, text=text_config)
+    return _assemble(config, clip, HFTextTower(encoder, tokenizer, config))
 
 
-def _assemble(config: ModelConfig, clip: open_clip.CLIP, text: HFTextTower | None) -> VideoTextModel:
-    tower = OpenClipTextTower(clip, config.max_tokens) if text is None else text
-    return VideoTextModel(config, clip.visual, tower, build_temporal(config)).eval()
+def _assemble(config: ModelConfig, clip: open_clip.CLIP | torch.nn.Module, text: HFTextTower | None
+              ) -> VideoTextModel:
+    """The model from an open_clip CLIP (frames and its own text) or a vision tower plus an HF tower."""
+    if text is None:
+        return VideoTextModel(config, clip.visual, OpenClipTextTower(clip, config.max_tokens),
+                              build_temporal(config)).eval()
+    visual = clip.visual if isinstance(clip, open_clip.CLIP) else clip
+    return VideoTextModel(config, visual, text, build_temporal(config)).eval()
 
 
 # -- pretrained towers -------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def load_openclip_weights(clip: open_clip.CLIP, path: str | Path, config: ModelC
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found; expected {expected}")
     try:
-        if _is_torchscript(path):
+        if is_torchscript(path):
             clip.load_state_dict(_torchscript_state(path, clip), strict=True)
         else:
             # open_clip's own loader: unwraps 'state_dict'/'module.', converts third-party layouts,
@@ -120,7 +126,7 @@ def load_openclip_weights(clip: open_clip.CLIP, path: str | Path, config: ModelC
         raise CheckpointError(f"{path}: cannot load as {expected}: {_detail(exc)}") from exc
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
     # OpenAI's original .pt files are TorchScript archives, which torch.load(weights_only=True) refuses.
     if not zipfile.is_zipfile(path):
         return False
@@ -128,11 +134,16 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
-def _torchscript_state(path: Path, clip: open_clip.CLIP) -> dict[str, torch.Tensor]:
+def torchscript_state(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a TorchScript archive such as OpenAI's original CLIP ``.pt`` files."""
     with warnings.catch_warnings():
         # torch.jit is deprecated (a FutureWarning or DeprecationWarning by version); these files still exist.
         warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        return torch.jit.load(str(path), map_location="cpu").state_dict()
+
+
+def _torchscript_state(path: Path, clip: open_clip.CLIP) -> dict[str, torch.Tensor]:
+    state = torchscript_state(path)
     # TorchScript keeps non-persistent buffers and OpenAI's bookkeeping ints in its state dict.
     wanted = clip.state_dict().keys()
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k in wanted}
@@ -164,7 +175,7 @@ def load_hf_text_dir(directory: str | Path) -> tuple[torch.nn.Module, Any]:
             f"{root}: the Hugging Face weights do not fit their config.json: "
             f"missing {missing[:5]}, mismatched {mismatched[:5]}"
         )
-    return encoder, _load_tokenizer(root, encoder.config.vocab_size)
+    return encoder, load_tokenizer(root, encoder.config.vocab_size)
 
 
 # -- the project checkpoint --------------------------------------------------------------------
@@ -210,7 +221,6 @@ def load_checkpoint(
         )
     config, recorded_id = _read_config(root / CONFIG_FILE)
     state = _read_weights(root / WEIGHTS_FILE)
-    clip = build_openclip(config)
     text = None
     if config.text.kind == "hf":
         if config.text.hf_config is None:
@@ -220,11 +230,13 @@ def load_checkpoint(
         except Exception as exc:
             raise CheckpointError(f"{root / CONFIG_FILE}: text.hf_config is not a usable HF config: "
                                   f"{_detail(exc)}") from exc
-        tokenizer = _load_tokenizer(root / TOKENIZER_DIR, encoder.config.vocab_size)
-        text = HFTextTower(encoder, tokenizer, config.embed_dim, config.max_tokens, config.text.pooling)
+        tokenizer = load_tokenizer(root / TOKENIZER_DIR, encoder.config.vocab_size)
+        text = HFTextTower(encoder, tokenizer, config)
+        # Only the frame encoder of the open_clip architecture is needed.
+        model = _assemble(config, build_visual(config), text)
     else:
         _check_openclip_marker(root / TOKENIZER_DIR / OPENCLIP_TOKENIZER_FILE)
-    model = _assemble(config, clip, text)
+        model = _assemble(config, build_openclip(config), None)
     _load_state(model, state, root / WEIGHTS_FILE)
     if recorded_id is not None and model.model_id != recorded_id:
         raise CheckpointError(
@@ -312,7 +324,7 @@ def _save_tokenizer(model: VideoTextModel, directory: Path) -> None:
         (directory / OPENCLIP_TOKENIZER_FILE).write_text(json.dumps(marker, sort_keys=True) + "\n")
 
 
-def _load_tokenizer(directory: Path, vocab_size: int) -> Any:
+def load_tokenizer(directory: Path, vocab_size: int) -> Any:
     from transformers import AutoTokenizer
 
     if not directory.is_dir():

@@ -67,8 +67,10 @@ class VideoTextModel(nn.Module):
         self.text = text
         self.temporal = temporal
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.register_buffer("pixel_mean", torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1), persistent=False)
+        mean = config.vision.image_mean or OPENAI_DATASET_MEAN
+        std = config.vision.image_std or OPENAI_DATASET_STD
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(3, 1, 1), persistent=False)
         self._model_id: str | None = None
         self._weights_fingerprint: tuple[Any, ...] | None = None
 

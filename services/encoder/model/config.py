@@ -13,7 +13,21 @@ from typing import Any
 
 TEXT_KINDS = ("openclip", "hf")
 TEMPORAL_KINDS = ("meanP", "seqTransf")
-POOLINGS = ("cls", "mean")
+# 'eos' takes the encoder's own pooled output at the end-of-text token (Hugging Face CLIPTextModel).
+POOLINGS = ("cls", "mean", "eos")
+# How the text tower maps the pooled state into the joint space. 'new-linear' is a fresh linear
+# layer trained from scratch (a new layer for the optimiser); the others hold published, trained
+# weights: 'linear' (with bias: M-CLIP, sentence-transformers Dense), 'linear-nobias' (CLIP's
+# text_projection), 'mlp' (open_clip's Hugging Face towers: linear, GELU, linear, no biases).
+PROJECTIONS = ("new-linear", "linear", "linear-nobias", "mlp")
+PROJECTION_ACTIVATIONS = ("tanh",)
+# Text cleaning before tokenizing: 'lowercase' is str.lower (sentence-transformers' do_lower_case);
+# the others are open_clip's cleaning functions (open_clip.tokenizer.get_clean_fn).
+TEXT_CLEANERS = ("lowercase", "whitespace", "lower", "canonicalize")
+# Frames are resized (bicubic) so the shorter side fits, then centre-cropped (CLIP's preprocessing);
+# an odd margin is split as torchvision rounds it (open_clip, OpenAI) or, with '-floor', as
+# Hugging Face image processors do.
+RESIZE_MODES = ("shortest-center-crop", "shortest-center-crop-floor")
 BUILTIN_TOKENIZERS = ("tiny-wordpiece",)
 OPENCLIP_CONTEXT_LENGTH = 77  # what the open_clip text transformer was trained with
 
@@ -34,14 +48,35 @@ class VisionConfig:
     heads: int = 12
     # OpenAI's CLIP weights were trained with QuickGELU; LAION weights for the same names were not.
     quick_gelu: bool = True
+    # Pixel normalisation; None means OpenAI's CLIP mean and std.
+    image_mean: tuple[float, float, float] | None = None
+    image_std: tuple[float, float, float] | None = None
+    # How frames reach image_size; None means the default (and only) mode, shortest-center-crop.
+    resize: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self, "image_size", "patch_size", "width", "layers", "heads")
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 3 or not all(isinstance(v, int | float) for v in value):
+                    raise ValueError(f"vision.{name} must be three numbers, got {value!r}")
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+        if self.image_std is not None and min(self.image_std) <= 0:
+            raise ValueError(f"vision.image_std must be positive, got {self.image_std!r}")
+        if self.resize is not None and self.resize not in RESIZE_MODES:
+            raise ValueError(f"vision.resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.openclip_name is None:
             if self.image_size % self.patch_size:
                 raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch_size}")
             if self.width % self.heads:
                 raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
+
+
+    @property
+    def crop(self) -> str:
+        """How `to_model_input` splits an odd crop margin: 'round' or 'floor'."""
+        return "floor" if self.resize == "shortest-center-crop-floor" else "round"
 
 
 @dataclass(frozen=True)
@@ -62,6 +97,11 @@ class TextConfig:
     hf_config: dict[str, Any] | None = None
     pooling: str = "mean"
     builtin_tokenizer: str | None = None
+    # 'hf' only: the projection into the joint space, an activation after it, and open_clip's
+    # text cleaning before tokenizing (see PROJECTIONS, PROJECTION_ACTIVATIONS, TEXT_CLEANERS).
+    projection: str = "new-linear"
+    projection_activation: str | None = None
+    clean: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self, "width", "layers", "heads")
@@ -69,6 +109,12 @@ class TextConfig:
             raise ValueError(f"text kind must be one of {TEXT_KINDS}, got {self.kind!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"text pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"text projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.projection_activation not in (None, *PROJECTION_ACTIVATIONS):
+            raise ValueError(f"text projection_activation must be None or one of {PROJECTION_ACTIVATIONS}")
+        if self.clean not in (None, *TEXT_CLEANERS):
+            raise ValueError(f"text clean must be None or one of {TEXT_CLEANERS}, got {self.clean!r}")
         if self.builtin_tokenizer is not None and self.builtin_tokenizer not in BUILTIN_TOKENIZERS:
             raise ValueError(f"builtin_tokenizer {self.builtin_tokenizer!r} not in {BUILTIN_TOKENIZERS}")
         if self.hf_config is not None and "model_type" not in self.hf_config:
@@ -108,9 +154,15 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if not self.seq_motion:
-            # Added after the first checkpoints: left out when off, so their JSON and model ids stay as they were.
-            del data["seq_motion"]
+        # Fields added after the first checkpoints are left out at their defaults, so the JSON
+        # and model ids of earlier checkpoints stay as they were.
+        for section, name, default in _LATER_FIELDS:
+            target = data if section is None else data[section]
+            if target[name] == default:
+                del target[name]
+        for name in ("image_mean", "image_std"):
+            if name in data["vision"]:
+                data["vision"][name] = list(data["vision"][name])
         return data
 
     def to_json(self) -> str:
@@ -189,6 +241,17 @@ def production(temporal: str = "seqTransf", pooling: str = "mean") -> ModelConfi
         temporal=temporal,
         seq_layers=4,
     )
+
+
+_LATER_FIELDS = (
+    (None, "seq_motion", False),
+    ("vision", "image_mean", None),
+    ("vision", "image_std", None),
+    ("vision", "resize", None),
+    ("text", "projection", "new-linear"),
+    ("text", "projection_activation", None),
+    ("text", "clean", None),
+)
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:

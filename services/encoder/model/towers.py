@@ -2,8 +2,8 @@
 
 Frames go through open_clip's vision transformer. Text goes through either open_clip's own
 causal text transformer (English CLIP, BPE tokenizer) or any Hugging Face encoder with
-CLS/mean pooling and a new linear projection. Nothing here downloads: weights come from
-local files in ``checkpoint.py``.
+CLS/mean/end-of-text pooling and a projection (new, or a published one kept as trained).
+Nothing here downloads: weights come from local files in ``checkpoint.py`` and ``importers/``.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def openclip_architecture(config: ModelConfig) -> dict[str, Any]:
             raise ValueError(f"unknown open_clip architecture {vision.openclip_name!r}")
         vision_cfg = dict(named["vision_cfg"])
         text_cfg = dict(named["text_cfg"])
-        unsupported = ("timm_model_name" in vision_cfg or "hf_model_name" in text_cfg
-                       or named.get("custom_text") or "multimodal_cfg" in named)
+        # With a Hugging Face text tower only the vision side of the named architecture is built.
+        hf_text = config.text.kind == "hf"
+        unsupported = ("timm_model_name" in vision_cfg or "multimodal_cfg" in named
+                       or (not hf_text and ("hf_model_name" in text_cfg or named.get("custom_text"))))
         if unsupported:
             raise ValueError(f"open_clip architecture {vision.openclip_name!r} is not a plain CLIP")
         vision_cfg["image_size"] = vision.image_size
@@ -65,6 +67,14 @@ def openclip_architecture(config: ModelConfig) -> dict[str, Any]:
 def build_openclip(config: ModelConfig) -> open_clip.CLIP:
     """A randomly initialised open_clip CLIP; the model keeps its ``.visual`` and maybe its text parts."""
     return open_clip.CLIP(**openclip_architecture(config))
+
+
+def build_visual(config: ModelConfig) -> nn.Module:
+    """A randomly initialised open_clip vision tower alone, as ``CLIP(...).visual`` would be."""
+    from open_clip.model import _build_vision_tower
+
+    arch = openclip_architecture(config)
+    return _build_vision_tower(arch["embed_dim"], arch["vision_cfg"], quick_gelu=arch["quick_gelu"])
 
 
 class OpenClipTextTower(nn.Module):
@@ -113,23 +123,34 @@ def _simple_tokenizer(context_length: int) -> open_clip.SimpleTokenizer:
 
 
 class HFTextTower(nn.Module):
-    """A Hugging Face encoder, pooled (CLS or masked mean) and projected into the joint space."""
+    """A Hugging Face encoder, pooled (CLS, masked mean or its end-of-text output) and projected
+    into the joint space by a new layer or by the source model's trained projection."""
 
-    def __init__(
-        self, encoder: nn.Module, tokenizer: Any, embed_dim: int, max_tokens: int, pooling: str
-    ) -> None:
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: ModelConfig) -> None:
         super().__init__()
+        text = config.text
         # The pooler head is never used (we pool ourselves); dropping it keeps its weights out of
         # checkpoints and out of the optimiser.
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
         self.encoder = encoder
         self.tokenizer = tokenizer
-        self.max_tokens = max_tokens
-        self.pooling = pooling
-        self.proj = nn.Linear(encoder.config.hidden_size, embed_dim)
+        self.max_tokens = config.max_tokens
+        self.pooling = text.pooling
+        self.projection = text.projection
+        self.proj = build_text_projection(text.projection, encoder.config.hidden_size, config.embed_dim)
+        self.activation = nn.Tanh() if text.projection_activation == "tanh" else nn.Identity()
+        self._clean = None
+        if text.clean == "lowercase":
+            self._clean = str.lower
+        elif text.clean is not None:
+            from open_clip.tokenizer import get_clean_fn
+
+            self._clean = get_clean_fn(text.clean)
 
     def tokenize(self, texts: list[str]) -> TokenBatch:
+        if self._clean is not None:
+            texts = [self._clean(t) for t in texts]
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
@@ -137,16 +158,30 @@ class HFTextTower(nn.Module):
 
     def forward(self, tokens: TokenBatch) -> torch.Tensor:
         mask = tokens["attention_mask"]
-        hidden = self.encoder(input_ids=tokens["input_ids"], attention_mask=mask).last_hidden_state
-        if self.pooling == "cls":
+        output = self.encoder(input_ids=tokens["input_ids"], attention_mask=mask)
+        hidden = output.last_hidden_state
+        if self.pooling == "eos":
+            pooled = output.pooler_output  # CLIPTextModel: the final state at the end-of-text token
+        elif self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return self.proj(pooled)
+        return self.activation(self.proj(pooled))
 
     def new_parameters(self) -> list[nn.Parameter]:
-        return list(self.proj.parameters())
+        return list(self.proj.parameters()) if self.projection == "new-linear" else []
+
+
+def build_text_projection(kind: str, width: int, embed_dim: int) -> nn.Module:
+    """The layer(s) named by ``TextConfig.projection``, randomly initialised."""
+    if kind in ("new-linear", "linear"):
+        return nn.Linear(width, embed_dim)
+    if kind == "linear-nobias":
+        return nn.Linear(width, embed_dim, bias=False)
+    # open_clip's HFTextEncoder 'mlp' projection, module for module (so its state dict keys match).
+    hidden = (width + embed_dim) // 2
+    return nn.Sequential(nn.Linear(width, hidden, bias=False), nn.GELU(), nn.Linear(hidden, embed_dim, bias=False))
 
 
 def hf_encoder_from_config(hf_config: dict[str, Any]) -> nn.Module:
