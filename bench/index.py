@@ -113,7 +113,9 @@ def exact_search(vectors: np.ndarray):
 
 
 def shard_options(args: argparse.Namespace, n: int) -> dict:
-    return {"seal_threshold": n + 1, "max_segment_rows": n + 1, "n_trees": args.n_trees,
+    rows = args.segment_rows if 0 < args.segment_rows < n else n + 1
+    return {"seal_threshold": rows, "max_segment_rows": rows, "search_threads": args.search_threads,
+            "n_trees": args.n_trees,
             "annoy_dim": args.annoy_dim, "rerank": args.rerank, "recall_target": args.recall_target,
             "seed": args.seed}
 
@@ -133,7 +135,8 @@ def reopen(args: argparse.Namespace, n: int, data_dir: str) -> tuple[ShardIndex,
 
 
 def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) -> tuple[ShardIndex, dict]:
-    """Fill a shard through its public API, seal it into one segment and wait for the build."""
+    """Fill a shard through its public API (sealing a segment every ``--segment-rows``), seal the rest
+    and wait for the builds."""
     n = len(vectors)
     index = ShardIndex(data_dir, model_id=MODEL, dim=args.dim, **shard_options(args, n))
     started = time.perf_counter()
@@ -147,11 +150,13 @@ def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) ->
     index.seal(wait=True)
     build_s = time.perf_counter() - started
     stats = index.stats()
-    segment = index._segments[0].segment  # the bench inspects the one segment it built
+    segments = [p.segment for p in index._segments]  # the bench inspects the segments it built
+    segment = segments[0]
     raw = n * args.dim * 4
     return index, {
-        "search_k": segment.search_k,
-        "calibrated_recall": round(segment.manifest["calibration"]["recall"], 4),
+        "segments": len(segments),
+        "search_k": [s.search_k for s in segments] if len(segments) > 1 else segment.search_k,
+        "calibrated_recall": round(min(s.manifest["calibration"]["recall"] for s in segments), 4),
         "n_trees": segment.n_trees,
         "annoy_dim": segment.annoy_dim,
         "rerank": segment.rerank,
@@ -161,7 +166,8 @@ def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) ->
         "store_bytes": stats["store_bytes"],
         "raw_vector_bytes": raw,
         "bytes_per_raw_byte": round(stats["bytes_on_disk"] / raw, 3),
-        "file_bytes": {suffix: size for suffix, size in segment.manifest["file_bytes"].items()},
+        "file_bytes": {suffix: sum(s.manifest["file_bytes"][suffix] for s in segments)
+                       for suffix in segment.manifest["file_bytes"]},
     }
 
 
@@ -273,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-trees", type=int, default=64)
     p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
     p.add_argument("--rerank", type=int, default=200, help="candidates re-ranked exactly per query")
+    p.add_argument("--segment-rows", type=int, default=200_000,
+                   help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
+    p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
     p.add_argument("--recall-target", type=float, default=0.95)
     p.add_argument("--batch", type=int, default=5000, help="records per upsert")
     p.add_argument("--hnsw-m", type=int, default=32)

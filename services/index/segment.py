@@ -393,7 +393,8 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
         lower = mean - 1.645 * float(per_query.std(ddof=1)) / math.sqrt(m)
         return lower >= target, mean
 
-    lo, hi = 0, max(k * n_trees, 2 * max(k + 1, segment.rerank))
+    # A projected forest re-ranks at least ``rerank`` candidates, so it starts from what that needs.
+    lo, hi = 0, 2 * max(k + 1, segment.rerank) if segment.rerank else max(k * n_trees, 2 * (k + 1))
     ok, hi_recall = recall(hi)
     while not ok and hi < exhaustive:
         lo, hi, before = hi, min(hi * 2, exhaustive), hi_recall

@@ -91,6 +91,7 @@ class ShardIndex:
         rerank: least candidates a projected segment re-ranks exactly per query.
         max_segment_rows: compaction never merges segments into one of more live rows than this,
             which keeps each segment's calibrated ``search_k`` in the range where Annoy is fast.
+        search_threads: threads one query's segments are searched on (1: the calling thread only).
         build_jobs: threads an Annoy build may use (-1: all cores).
         max_store_bytes: optional disk quota for the store (StorageFull beyond it).
     """
@@ -108,7 +109,8 @@ class ShardIndex:
         exact_filter_fraction: float = 0.05,
         annoy_dim: int = 128,
         rerank: int = 200,
-        max_segment_rows: int = 1_000_000,
+        max_segment_rows: int = 200_000,
+        search_threads: int = 1,
         build_jobs: int = -1,
         max_store_bytes: int | None = None,
         seed: int = 0,
@@ -154,6 +156,8 @@ class ShardIndex:
         self._by_tag: dict[str, set[str]] = {}
         self._by_meta: dict[tuple[str, str], set[str]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-build")
+        self._search_pool = (ThreadPoolExecutor(max_workers=search_threads, thread_name_prefix="shard-search")
+                             if search_threads > 1 else None)
 
         binding = ShardStore.read_binding(self._dir / _STORE)
         if binding is None and (model_id is None or dim is None):
@@ -360,6 +364,8 @@ class ShardIndex:
             return
         self._closed = True
         self._executor.shutdown(wait=True)
+        if self._search_pool is not None:
+            self._search_pool.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
 
@@ -448,15 +454,19 @@ class ShardIndex:
             q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None
             for part, size in parts
         ]
+        # Annoy releases the GIL while it walks its trees, so several segments search at once.
+        fan_out = self._search_pool is not None and sum(f is None for f in full_scores) > 1
         results = []
         for qi, query in enumerate(q):
-            scores, owners = [], []
-            for (part, size), full in zip(parts, full_scores, strict=True):
-                rows, s = self._part_top(part, size, query, None if full is None else full[qi],
-                                         k, n_cand, accept, search_k)
-                scores.append(s)
-                owners.append((part, rows))
-            results.append(_merge(scores, owners, k))
+            tops = [
+                (self._search_pool.submit if fan_out and full is None else _call)(
+                    self._part_top, part, size, query, None if full is None else full[qi],
+                    k, n_cand, accept, search_k)
+                for (part, size), full in zip(parts, full_scores, strict=True)
+            ]
+            tops = [t.result() if isinstance(t, Future) else t for t in tops]
+            results.append(_merge([s for _, s in tops], [(part, rows) for (part, _), (rows, _) in
+                                                        zip(parts, tops, strict=True)], k))
         return results
 
     @staticmethod
@@ -749,6 +759,10 @@ class ShardIndex:
             log.error("%d stored clips have no vector left: their segment's vector file was lost; they "
                       "stay readable but cannot be found by search until written again", lost)
         return part
+
+
+def _call(fn: Callable, *args: object) -> object:
+    return fn(*args)
 
 
 def _top1(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -539,3 +539,11 @@ def test_a_shard_written_before_vectors_were_kept_once_opens_and_migrates(tmp_pa
         q = corpus["queries"][1]
         assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0],
                          brute_force({r.clip_id: r.vector for r in recs}, q, 10))
+
+
+def test_segments_searched_on_threads_give_the_same_hits(tmp_path: Path, corpus: dict) -> None:
+    loaded_shard(tmp_path, corpus).close()
+    with ShardIndex(tmp_path) as one, ShardIndex(tmp_path, search_threads=3) as three:
+        assert three.stats()["segments"] == 3
+        for a, b in zip(one.search(corpus["queries"], 10), three.search(corpus["queries"], 10), strict=True):
+            assert [(h.clip_id, h.score) for h in a] == [(h.clip_id, h.score) for h in b]
