@@ -33,7 +33,7 @@ class IndexSettings:
     # Dimensions a segment's Annoy forest is built on (top principal axes); candidates are re-ranked
     # exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.
     annoy_dim: int = 128
-    # Compaction never merges segments beyond this many live rows (must be >= seal_threshold).
+    # Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).
     max_segment_rows: int = 200_000
     # Disk quota of the shard's clip store in bytes (0: none). Past it, upserts are refused with
     # RESOURCE_EXHAUSTED and nothing is written, as on a full disk; deletes still free space.
@@ -47,9 +47,8 @@ class IndexSettings:
             raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
         if self.annoy_dim < 1:
             raise settings.SettingsError(f"annoy_dim must be >= 1, got {self.annoy_dim}")
-        if self.max_segment_rows < self.seal_threshold:
-            raise settings.SettingsError(f"max_segment_rows ({self.max_segment_rows}) must be >= "
-                                         f"seal_threshold ({self.seal_threshold})")
+        if self.max_segment_rows < 1:
+            raise settings.SettingsError(f"max_segment_rows must be >= 1, got {self.max_segment_rows}")
         if self.max_store_bytes < 0:
             raise settings.SettingsError(f"max_store_bytes must be >= 0, got {self.max_store_bytes}")
 

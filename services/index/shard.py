@@ -89,8 +89,9 @@ class ShardIndex:
             axes); candidates are re-ranked exactly, so the forest only has to find them. Below the
             vectors' dimension it cuts the forest's bytes and per-node work by ``dim / annoy_dim``.
         rerank: least candidates a projected segment re-ranks exactly per query.
-        max_segment_rows: compaction never merges segments into one of more live rows than this,
-            which keeps each segment's calibrated ``search_k`` in the range where Annoy is fast.
+        max_segment_rows: compaction never merges segments into one of more live rows than this
+            (nor than ``seal_threshold``, if that is larger), which keeps each segment's calibrated
+            ``search_k`` in the range where Annoy is fast.
         search_threads: threads one query's segments are searched on (1: the calling thread only).
         build_jobs: threads an Annoy build may use (-1: all cores).
         max_store_bytes: optional disk quota for the store (StorageFull beyond it).
@@ -119,8 +120,6 @@ class ShardIndex:
             raise InvalidInput(f"seal_threshold must be >= 1, got {seal_threshold}")
         if not 0.0 < recall_target <= 1.0:
             raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
-        if max_segment_rows < seal_threshold:
-            raise InvalidInput(f"max_segment_rows ({max_segment_rows}) must be >= seal_threshold ({seal_threshold})")
         self._dir = Path(data_dir)
         self._seg_dir = self._dir / _SEGMENT_DIR
         self._seg_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +130,7 @@ class ShardIndex:
         self._exact_filter_fraction = exact_filter_fraction
         self._annoy_dim = annoy_dim
         self._rerank = rerank
-        self._max_segment_rows = max_segment_rows
+        self._max_segment_rows = max(max_segment_rows, seal_threshold)
         self._build_jobs = build_jobs
         self._max_store_bytes = max_store_bytes
         self._seed = seed
