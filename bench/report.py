@@ -71,10 +71,11 @@ CASE_COLUMNS = ["n", "segments", "search_k", "recall_at_10", "qps", "exact_qps",
 
 def render_cases(name: str, result: dict) -> list[str]:
     cases = result.get("cases", [])
-    if len(cases) < 2:
+    if len(cases) < 2 or not all("n" in case for case in cases):  # only benchmarks run at several sizes
         return []
     columns = [c for c in CASE_COLUMNS if any(c in case for case in cases)]
-    lines = ["", f"`{name}` at each size (one run):", "", "| " + " | ".join(columns) + " |",
+    note = f" {result['note']}" if result.get("note") else ""
+    lines = ["", f"`{name}` at each size (one run).{note}", "", "| " + " | ".join(columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(case.get(c, "")) for c in columns) + " |" for case in cases]
     return lines
