@@ -2,16 +2,18 @@
 
 Data directory layout::
 
-    clips.sqlite3      ShardStore: every live record, the source of truth
+    clips.sqlite3      ShardStore: every live record, and the vectors of rows not yet sealed
     segments.json      which sealed segments exist and which store sequence numbers each covers
-    segments/          AnnoySegment files
+    segments/          AnnoySegment files; a listed segment's vector file is its rows' one vector copy
 
 New rows land in the *fresh buffer*, searched exactly. At ``seal_threshold`` rows (or on ``seal()``)
 the buffer is frozen and a background thread builds an Annoy segment from it; until the segment is
 swapped in, the frozen buffer keeps being searched exactly, so a search never waits for a build.
-Overwrites and deletes tombstone the old row wherever it lives. On open, listed segments are checked;
-one that is missing or corrupt is rebuilt from the store, and live rows no segment covers go back
-into the fresh buffer, so nothing acknowledged is ever dropped.
+Once the segment is durably listed the store releases those rows' vectors, so each vector is kept
+once on disk. Overwrites and deletes tombstone the old row wherever it lives. On open, listed
+segments are checked; the vectors of one that is unusable (or no longer listed) are taken back into
+the store from its vector file and its rows rebuilt, and live rows no segment covers go back into
+the fresh buffer, so nothing acknowledged is dropped.
 """
 
 from __future__ import annotations
