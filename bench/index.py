@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-trees", type=int, default=64)
     p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
     p.add_argument("--rerank", type=int, default=200, help="candidates re-ranked exactly per query")
-    p.add_argument("--segment-rows", type=int, default=200_000,
+    p.add_argument("--segment-rows", type=int, default=0,
                    help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
     p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
     p.add_argument("--recall-target", type=float, default=0.95)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (module, default arguments)
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
-    "index": ("bench.index", ["--sizes", "50000,200000,800000", "--dim", "512", "--json"]),
+    "index": ("bench.index", ["--sizes", "50000,200000,800000", "--dim", "512", "--json", "--no-peer"]),
     "sampler": ("bench.sampler", ["--json"]),
     "encoder": ("bench.encoder", ["--json", "--skip-sampler"]),
     "gateway": ("bench.gateway", ["--json"]),

@@ -34,7 +34,7 @@ class IndexSettings:
     # exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.
     annoy_dim: int = 128
     # Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).
-    max_segment_rows: int = 200_000
+    max_segment_rows: int = 1_000_000
     # Disk quota of the shard's clip store in bytes (0: none). Past it, upserts are refused with
     # RESOURCE_EXHAUSTED and nothing is written, as on a full disk; deletes still free space.
     max_store_bytes: int = 0

@@ -112,7 +112,7 @@ class ShardIndex:
         exact_filter_fraction: float = 0.05,
         annoy_dim: int = 128,
         rerank: int = 200,
-        max_segment_rows: int = 200_000,
+        max_segment_rows: int = 1_000_000,
         search_threads: int = 1,
         build_jobs: int = -1,
         max_store_bytes: int | None = None,
