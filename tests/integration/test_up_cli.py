@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from services.processes import ROOT, free_port
+from services.local.processes import ROOT, free_port
 
 
 def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.common.settings import SettingsError
-from services.processes import HttpServiceProcess
+from services.local.processes import HttpServiceProcess
 from services.web.settings import HttpServerSettings, WebSettings
 from tests.media import make_png, make_video
 from tests.web.conftest import DROP_ID, MXF_ID, WebStack
