@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from services.local.processes import ROOT
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_end_to_end_reuses_the_index_and_rebuilds_it_for_a_new_model(tmp_path: Path) -> None:

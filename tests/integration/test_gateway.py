@@ -23,6 +23,9 @@ from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 SEGMENTS = [(0.0, 2.5), (2.5, 5.0)]
 # Recorded as uploaded (its source in the media store, as ingest records uploads); the rest as submitted paths.
 UPLOADED = "bikes"
