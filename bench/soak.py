@@ -31,9 +31,9 @@ import grpc
 import numpy as np
 
 from bench.gateway import WORDS
+from services.common.clip_ids import clip_id_for
 from services.common.frames import thumbnail_jpeg
 from services.common.server import client_options
-from services.common.shards import clip_id_for
 from services.ingest.segmenting import fixed_windows
 from services.local.processes import ServiceProcess
 from services.local.stack import LocalStack, StackConfig

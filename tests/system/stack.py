@@ -12,7 +12,8 @@ from pathlib import Path
 import grpc
 import redis
 
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.clip_ids import clip_id_for
+from services.common.shards import shard_for_video
 from services.ingest.segmenting import fixed_windows
 from services.local.stack import LocalStack
 from tests.procs import health_status
