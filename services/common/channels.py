@@ -8,15 +8,20 @@ them, which a plain ClusterIP service cannot do for long-lived HTTP/2 connection
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.common import errors
 from services.common.server import client_options
+
+ReplyT = TypeVar("ReplyT")
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None =
     return grpc.aio.insecure_channel(target, options=options)
 
 
-async def call(method, request, timeout_s: float, what: str):
+async def call(method: Callable[..., Awaitable[ReplyT]], request: Message, timeout_s: float, what: str) -> ReplyT:
     """One outbound unary call with a deadline; a failure comes back as the matching domain error."""
     try:
         return await method(request, timeout=timeout_s)
@@ -99,6 +104,7 @@ def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
 def error_reason(err: grpc.RpcError) -> str:
     """The ``ErrorReason`` name a failed call carries in its ``google.rpc.Status``; "" when it has none."""
     try:
+        # The stubs want a grpc.Call; every failed call's RpcError is one (grpc.aio.AioRpcError included).
         status = rpc_status.from_call(err)  # type: ignore[arg-type]
     except ValueError:  # a status detail that contradicts the call's own code: trust neither
         return ""

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.common.clip_ids import video_of_clip
 from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound
 from services.common.index_client import ShardSet
-from services.common.shards import video_of_clip
 from services.gateway.cache import QueryCache, cache_key, normalise_text
 from services.gateway.fanout import fan_out
 from vidsearch.common.v1 import common_pb2

@@ -13,8 +13,8 @@ import redis.exceptions
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
+from services.common.clip_ids import thumbnails_prefix, uploads_prefix
 from services.common.errors import DependencyDown, InvalidInput
-from services.common.media import thumbnail_key
 from services.ingest import sources
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.pipeline import RESERVED_METADATA
@@ -195,5 +195,5 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return ingest_pb2.DeleteVideoResponse(clips_deleted=deleted)
 
     def _delete_media(self, video_id: str) -> None:
-        self.rt.media.delete_prefix(thumbnail_key(video_id, 0.0).rpartition("/")[0])
-        self.rt.media.delete_prefix(f"uploads/{video_id}")
+        self.rt.media.delete_prefix(thumbnails_prefix(video_id))
+        self.rt.media.delete_prefix(uploads_prefix(video_id))
