@@ -31,6 +31,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check services tests bench deploy docker
 	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(VENV)/bin/mypy
 	$(VENV)/bin/buf lint
 	BUF=$(VENV)/bin/buf ./scripts/buf_breaking.sh
 

@@ -30,7 +30,7 @@ from grpc import aio as grpc_aio
 from PIL import Image
 
 from services.common.server import client_options
-from services.processes import ServiceProcess
+from services.local.processes import ServiceProcess
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 
@@ -70,8 +70,8 @@ def fast_path_side_by_side(checkpoint: Path, runtime: str, batch: int, seconds: 
     """Eager float32 and ``runtime`` on the same batches, alternating in ``rounds`` so that a change
     of load on a shared machine hits both alike; also the runtime's quality-gate report."""
     from services.encoder.fastpath import apply_runtime
-    from services.encoder.model.checkpoint import load_checkpoint
     from services.encoder.runner import ModelRunner
+    from services.model.checkpoint import load_checkpoint
 
     eager = ModelRunner(load_checkpoint(checkpoint, device="cpu"))
     t0 = time.perf_counter()
@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.clip4clip import Runtime, select_runtime
-    from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.clip4clip import Runtime, select_runtime
+    from services.model.config import ModelConfig, TextConfig, VisionConfig
 
     config = ModelConfig(vision=VisionConfig(openclip_name=args.arch), text=TextConfig(kind="openclip"))
     runtime = select_runtime(None if args.device == "auto" else args.device)

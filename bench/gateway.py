@@ -27,7 +27,7 @@ import numpy as np
 from grpc import aio as grpc_aio
 
 from services.common.server import client_options
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=1, help="copies of each shard (with --kill-shard)")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     with tempfile.TemporaryDirectory(prefix="bench-gw-ckpt-") as tmp:
         checkpoint = save_checkpoint(build_model(tiny()), Path(tmp) / "tiny")

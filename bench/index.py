@@ -1,6 +1,12 @@
-"""Benchmark of the index shard: recall@10 and single-query throughput against exact search and HNSW.
+"""Benchmark of the index shard: recall@10, single-query throughput, bytes and start-up, at several sizes.
 
-    python -m bench.index --n 200000 --dim 512 --json
+    python -m bench.index --sizes 50000,200000,800000 --dim 512 --json
+
+Each size is a fresh shard (its own data, queries and exact baseline). Growth figures compare sizes
+measured in the same run: ``qps_ratio_4x`` is the QPS at the largest size over the QPS at a quarter
+of it, ``bytes_per_raw_byte`` the worst ratio over all sizes of the shard's bytes on disk (store +
+segments) to the raw float32 vectors. Start-up is the time to open the closed shard again, which is
+what the service waits for before it reports SERVING.
 
 Data: ``n / 200`` Gaussian clusters of unit vectors (centres uniform on the sphere, per-dimension
 noise ``spread / sqrt(dim)``, then normalised), and held-out queries drawn the same way. A
@@ -106,11 +112,33 @@ def exact_search(vectors: np.ndarray):
     return search
 
 
+def shard_options(args: argparse.Namespace, n: int) -> dict:
+    rows = args.segment_rows if 0 < args.segment_rows < n else n + 1
+    return {"seal_threshold": rows, "max_segment_rows": rows, "search_threads": args.search_threads,
+            "n_trees": args.n_trees,
+            "annoy_dim": args.annoy_dim, "rerank": args.rerank, "recall_target": args.recall_target,
+            "seed": args.seed}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reopen(args: argparse.Namespace, n: int, data_dir: str) -> tuple[ShardIndex, dict]:
+    """Open the closed shard again, as the service does at start-up, and time it."""
+    rss = _rss_bytes()
+    started = time.perf_counter()
+    index = ShardIndex(data_dir, **shard_options(args, n))
+    return index, {"startup_seconds": round(time.perf_counter() - started, 2),
+                   "startup_rss_bytes": _rss_bytes() - rss}
+
+
 def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) -> tuple[ShardIndex, dict]:
-    """Fill a shard through its public API, seal it into one segment and wait for the build."""
+    """Fill a shard through its public API (sealing a segment every ``--segment-rows``), seal the rest
+    and wait for the builds."""
     n = len(vectors)
-    index = ShardIndex(data_dir, model_id=MODEL, dim=args.dim, seal_threshold=n + 1, n_trees=args.n_trees,
-                       recall_target=args.recall_target, seed=args.seed)
+    index = ShardIndex(data_dir, model_id=MODEL, dim=args.dim, **shard_options(args, n))
     started = time.perf_counter()
     for start in range(0, n, args.batch):
         index.upsert([
@@ -122,15 +150,24 @@ def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) ->
     index.seal(wait=True)
     build_s = time.perf_counter() - started
     stats = index.stats()
-    segment = index._segments[0].segment  # the bench inspects the one segment it built
+    segments = [p.segment for p in index._segments]  # the bench inspects the segments it built
+    segment = segments[0]
+    raw = n * args.dim * 4
     return index, {
-        "search_k": segment.search_k,
-        "calibrated_recall": round(segment.manifest["calibration"]["recall"], 4),
+        "segments": len(segments),
+        "search_k": [s.search_k for s in segments] if len(segments) > 1 else segment.search_k,
+        "calibrated_recall": round(min(s.manifest["calibration"]["recall"] for s in segments), 4),
         "n_trees": segment.n_trees,
+        "annoy_dim": segment.annoy_dim,
+        "rerank": segment.rerank,
         "ingest_seconds": round(ingest_s, 2),
         "build_seconds": round(build_s, 2),
-        "index_bytes": segment.bytes_on_disk,
-        "store_bytes": stats["bytes_on_disk"] - segment.bytes_on_disk,
+        "index_bytes": stats["segment_bytes"],
+        "store_bytes": stats["store_bytes"],
+        "raw_vector_bytes": raw,
+        "bytes_per_raw_byte": round(stats["bytes_on_disk"] / raw, 3),
+        "file_bytes": {suffix: sum(s.manifest["file_bytes"][suffix] for s in segments)
+                       for suffix in segment.manifest["file_bytes"]},
     }
 
 
@@ -163,42 +200,32 @@ def build_hnsw(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarra
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=200_000, help="vectors in the shard")
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
-    p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
-    p.add_argument("--spread", type=float, default=1.0, help="noise norm around a unit cluster centre")
-    p.add_argument("--n-trees", type=int, default=64)
-    p.add_argument("--recall-target", type=float, default=0.95)
-    p.add_argument("--batch", type=int, default=5000, help="records per upsert")
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--hnsw-ef-construction", type=int, default=80)
-    p.add_argument("--no-peer", action="store_true", help="skip the faiss HNSW baseline")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the best is kept")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print only the JSON result")
-    args = p.parse_args(argv)
-
+def run_size(args: argparse.Namespace, n: int, peer: bool) -> dict:
+    """Every figure for one shard of ``n`` clips."""
     rng = np.random.default_rng(args.seed)
-    centres = rng.standard_normal((max(1, args.n // args.cluster_size), args.dim)).astype(np.float32)
+    centres = rng.standard_normal((max(1, n // args.cluster_size), args.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    vectors = clustered(rng, centres, args.n, args.spread)
+    vectors = clustered(rng, centres, n, args.spread)
     queries = clustered(rng, centres, args.queries, args.spread)
     truth, _ = exact_top_k(queries, vectors, K)
 
-    result: dict = {"n": args.n, "dim": args.dim, "queries": args.queries, "k": K,
+    result: dict = {"n": n, "dim": args.dim, "queries": args.queries, "k": K,
                     "clusters": len(centres), "spread": args.spread, "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.tmp) as tmp:
         shard, info = build_shard(args, vectors, tmp)
+        result.update(info)
+        shard.close()
+        shard, startup = reopen(args, n, tmp)
+        result.update(startup)
         try:
-            result.update(info)
-            row = {f"c{i}": i for i in range(args.n)}
+            row = {f"c{i}": i for i in range(n)}
 
             def shard_search(q: np.ndarray) -> list[int]:
                 return [row[h.clip_id] for h in shard.search(q[None, :], K)[0]]
 
+            started = time.perf_counter()
+            shard_search(queries[0])
+            result["first_query_ms"] = round(1000 * (time.perf_counter() - started), 2)
             _, found = timed_qps(shard_search, queries, min_seconds=0)  # also warms the memory map
             result["recall_at_10"] = round(recall_at_k(found, truth), 4)
             exact = exact_search(vectors)
@@ -210,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
 
             methods = {"qps": (shard_search, queries), f"exact_qps_{cpus}t": (exact, queries[:200]),
                        "exact_qps_1t": (exact_1, queries[:200])}
-            if not args.no_peer:
-                hnsw, peer = build_hnsw(args, vectors, queries, truth, result["recall_at_10"])
-                result.update(peer)
+            if peer:
+                hnsw, peer_info = build_hnsw(args, vectors, queries, truth, result["recall_at_10"])
+                result.update(peer_info)
                 methods["peer_qps"] = (lambda q: hnsw.search(q[None, :], K), queries)
             # Interleaved rounds, best round kept: a shared machine slows whichever runs when a
             # neighbour is busy, and the best round is the closest to each method's own speed.
@@ -228,11 +255,57 @@ def main(argv: list[str] | None = None) -> int:
     result["speedup_vs_exact"] = round(result["qps"] / result["exact_qps"], 2)
     if "peer_qps" in result:
         result["qps_vs_peer"] = round(result["qps"] / result["peer_qps"], 3)
+    return result
+
+
+def growth(cases: list[dict]) -> dict:
+    """Ratios between sizes of one run: QPS at the largest size over a quarter of it, worst bytes ratio."""
+    by_n = {c["n"]: c for c in cases}
+    largest = max(by_n)
+    out: dict = {"sizes": sorted(by_n), "bytes_per_raw_byte": max(c["bytes_per_raw_byte"] for c in cases)}
+    if largest // 4 in by_n:
+        out["qps_ratio_4x"] = round(by_n[largest]["qps"] / by_n[largest // 4]["qps"], 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="200000", help="comma-separated shard sizes (clips), one shard each")
+    p.add_argument("--n", type=int, help="a single size (same as --sizes N)")
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
+    p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
+    p.add_argument("--spread", type=float, default=1.0, help="noise norm around a unit cluster centre")
+    p.add_argument("--n-trees", type=int, default=64)
+    p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
+    p.add_argument("--rerank", type=int, default=200, help="candidates re-ranked exactly per query")
+    p.add_argument("--segment-rows", type=int, default=0,
+                   help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
+    p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
+    p.add_argument("--recall-target", type=float, default=0.95)
+    p.add_argument("--batch", type=int, default=5000, help="records per upsert")
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--hnsw-ef-construction", type=int, default=80)
+    p.add_argument("--no-peer", action="store_true", help="skip the faiss HNSW baseline")
+    p.add_argument("--peer-max-n", type=int, default=200_000, help="largest size that also builds HNSW")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the best is kept")
+    p.add_argument("--tmp", default=None, help="directory for the shards (default: system temp)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = p.parse_args(argv)
+    sizes = [args.n] if args.n else [int(s) for s in args.sizes.split(",") if s]
+
+    cases = []
+    for n in sizes:
+        cases.append(run_size(args, n, peer=not args.no_peer and n <= args.peer_max_n))
+        print(json.dumps(cases[-1]), file=sys.stderr, flush=True)
+    result = {**cases[-1], **growth(cases), "cases": cases}
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:>22}: {value}")
+            if key != "cases":
+                print(f"{key:>22}: {value}")
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 
 from services.common.frames import FrameSampler
-from tests.procs import RedisServer, ServiceProcess
+from services.local.processes import RedisServer, ServiceProcess
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 
@@ -62,8 +62,8 @@ def sample_seconds(path: Path, clip_s: float = 20.0, num_frames: int = 12, size:
 
 
 def _checkpoint(kind: str, directory: Path) -> Path:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig, tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import ModelConfig, TextConfig, VisionConfig, tiny
 
     config = tiny() if kind == "tiny" else ModelConfig(vision=VisionConfig(openclip_name="ViT-B-32"),
                                                        text=TextConfig(kind="openclip"))

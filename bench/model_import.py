@@ -21,8 +21,8 @@ import numpy as np
 import open_clip
 import torch
 
-from services.encoder.model.checkpoint import load_checkpoint
-from services.encoder.model.importers import import_model
+from services.model.checkpoint import load_checkpoint
+from services.model.importers import import_model
 
 
 def _images_per_s(encode, pixels: torch.Tensor, seconds: float) -> float:

@@ -40,12 +40,13 @@ import grpc
 import numpy as np
 
 from bench.gateway import WORDS
+from services.common.clip_ids import clip_id_for
 from services.common.frames import thumbnail_jpeg
 from services.common.server import client_options
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.shards import shard_for_video
 from services.ingest.segmenting import fixed_windows
-from services.processes import ServiceProcess
-from services.stack import LocalStack, StackConfig
+from services.local.processes import ServiceProcess
+from services.local.stack import LocalStack, StackConfig
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -461,8 +462,8 @@ def seed_corpus(stack: LocalStack, video: Path, n_videos: int, window_s: float,
 
 
 def run(args: argparse.Namespace) -> dict:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     duration_s = args.minutes * 60
     warmup_s = args.warmup_s if args.warmup_s is not None else min(60.0, 0.2 * duration_s)

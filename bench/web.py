@@ -26,7 +26,7 @@ from grpc import aio as grpc_aio
 from bench.gateway import _load, _text
 from services.common.server import client_options
 from services.gateway.playback import cut_clip
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args(argv)
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         root = Path(tmp)

@@ -33,7 +33,7 @@ from services.common.encoder_client import EncoderClient, _matrix
 from services.common.vectors import packed_vector, vector_from_proto
 from services.encoder.servicer import vectors_to_proto
 from services.index.convert import record_from_proto
-from services.processes import ROOT, ServiceProcess
+from services.local.processes import ROOT, ServiceProcess
 from vidsearch.common.v1 import common_pb2
 from vidsearch.encoder.v1 import encoder_pb2
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc

@@ -45,7 +45,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny model saved in the project's checkpoint format (one per session)."""
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     return save_checkpoint(build_model(tiny()), tmp_path_factory.mktemp("ckpt") / "tiny")

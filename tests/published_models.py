@@ -22,7 +22,7 @@ from open_clip.tokenizer import HFTokenizer
 from PIL import Image
 from safetensors.torch import save_file
 
-from services.encoder.model.tiny_tokenizer import build_tiny_tokenizer, tiny_vocab_size
+from services.model.tiny_tokenizer import build_tiny_tokenizer, tiny_vocab_size
 from tests.media import skimage_photo_paths
 
 EMBED = 32

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -45,10 +47,12 @@ def load_api_keys(path: Path) -> dict[bytes, str]:
     return keys
 
 
-def supplied_key(metadata) -> str | None:
+def supplied_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     """The key a caller sent, from ``x-api-key`` or ``authorization: Bearer`` (last one wins)."""
     supplied = None
     for key, value in metadata or ():
+        if isinstance(value, bytes):  # a binary (``-bin``) header: never a key
+            continue
         if key.lower() == "x-api-key":
             supplied = value
         elif key.lower() == "authorization" and value.lower().startswith("bearer "):
@@ -67,11 +71,12 @@ def role_of(keys: dict[bytes, str], supplied: str | None) -> str | None:
     return None
 
 
-def _denied(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    async def abort_unary(request, context):
+def _denied(code: grpc.StatusCode, message: str,
+            handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    async def abort_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 
-    async def abort_stream(request, context):
+    async def abort_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
@@ -91,10 +96,14 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, keys: dict[bytes, str]) -> None:
         self._keys = keys
 
-    def _role(self, metadata) -> str | None:
+    def _role(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
         return role_of(self._keys, supplied_key(metadata))
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_PREFIXES):

@@ -49,7 +49,7 @@ class CircuitBreaker:
         self._failures = 0
         self._cooldown_s = cooldown_s
         self._retry_at = 0.0
-        self._probing: asyncio.Task | None = None
+        self._probing: asyncio.Task[None] | None = None
 
     @property
     def is_open(self) -> bool:

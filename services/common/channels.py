@@ -8,15 +8,20 @@ them, which a plain ClusterIP service cannot do for long-lived HTTP/2 connection
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.common import errors
 from services.common.server import client_options
+
+ReplyT = TypeVar("ReplyT")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple
     then fail UNAVAILABLE (retried here, retryable by callers) without reaching the servicer (which
     would answer UNAVAILABLE "still loading" too), and round_robin skips such a replica.
     """
-    method_config: list[dict] = [{
+    method_config: list[dict[str, Any]] = [{
         "name": [{"service": s} for s in services],
         "retryPolicy": {
             "maxAttempts": max_attempts,
@@ -83,7 +88,7 @@ def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None =
     return grpc.aio.insecure_channel(target, options=options)
 
 
-async def call(method, request, timeout_s: float, what: str):
+async def call(method: Callable[..., Awaitable[ReplyT]], request: Message, timeout_s: float, what: str) -> ReplyT:
     """One outbound unary call with a deadline; a failure comes back as the matching domain error."""
     try:
         return await method(request, timeout=timeout_s)
@@ -108,6 +113,7 @@ def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
 def error_reason(err: grpc.RpcError) -> str:
     """The ``ErrorReason`` name a failed call carries in its ``google.rpc.Status``; "" when it has none."""
     try:
+        # The stubs want a grpc.Call; every failed call's RpcError is one (grpc.aio.AioRpcError included).
         status = rpc_status.from_call(err)  # type: ignore[arg-type]
     except ValueError:  # a status detail that contradicts the call's own code: trust neither
         return ""

@@ -12,13 +12,15 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from fractions import Fraction
+from typing import NamedTuple, cast
 
 import av
 import av.error
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.common.errors import InvalidInput, NotFound
@@ -68,9 +70,9 @@ class SampledClip:
     and one that honours it pools each distinct frame once, as CLIP4Clip's ``video_mask`` does.
     """
 
-    frames: np.ndarray  # uint8 [N, size, size, 3] RGB
-    timestamps_s: np.ndarray  # float64 [N]: presentation time of the frame in each slot
-    mask: np.ndarray  # bool [N]: True where the slot holds a frame not in an earlier slot
+    frames: npt.NDArray[np.uint8]  # uint8 [N, size, size, 3] RGB
+    timestamps_s: npt.NDArray[np.float64]  # float64 [N]: presentation time of the frame in each slot
+    mask: npt.NDArray[np.bool_]  # bool [N]: True where the slot holds a frame not in an earlier slot
     start_s: float
     end_s: float  # after clamping to the video's duration
     frames_decoded: int  # frames the decoder produced for this clip (the cost; N is what was kept)
@@ -93,8 +95,8 @@ class _Target(NamedTuple):
     slot: int
 
 
-def to_model_input(image: np.ndarray, size: int = 224, *, pixel_aspect: float = 1.0,
-                   crop: str = "round") -> np.ndarray:
+def to_model_input(image: npt.NDArray[np.uint8], size: int = 224, *, pixel_aspect: float = 1.0,
+                   crop: str = "round") -> npt.NDArray[np.uint8]:
     """Resize the shorter side to ``size`` (bicubic) and centre-crop to ``size`` x ``size``.
 
     Matches torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image -- the CLIP
@@ -120,7 +122,7 @@ def to_model_input(image: np.ndarray, size: int = 224, *, pixel_aspect: float = 
     return np.asarray(resized)
 
 
-def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> npt.NDArray[np.uint8]:
     """Decode an uploaded image to an upright uint8 [H, W, 3] RGB array.
 
     The pixel count is checked from the header before any pixel is decoded, so a small file that
@@ -145,7 +147,7 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
         raise InvalidInput(f"not a readable image: {exc}") from exc
 
 
-def thumbnail_jpeg(frame: np.ndarray, max_side: int = 320, quality: int = 85) -> bytes:
+def thumbnail_jpeg(frame: npt.NDArray[np.uint8], max_side: int = 320, quality: int = 85) -> bytes:
     """Encode an RGB frame as a JPEG whose longer side is at most ``max_side``."""
     image = Image.fromarray(frame)
     image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
@@ -205,8 +207,8 @@ class FrameSampler:
             for clip, (start, end) in enumerate(ranges)
             for slot in range(n)
         )
-        frames: dict[int, np.ndarray] = {}
-        times: dict[int, np.ndarray] = {}
+        frames: dict[int, npt.NDArray[np.uint8]] = {}
+        times: dict[int, npt.NDArray[np.float64]] = {}
         missing = [n] * len(ranges)
         decoded = [0] * len(ranges)
         finished: dict[int, SampledClip] = {}
@@ -231,7 +233,7 @@ class FrameSampler:
 
     def _assign(
         self, video: _Video, targets: list[_Target], decoded: list[int]
-    ) -> Iterator[tuple[_Target, float, np.ndarray]]:
+    ) -> Iterator[tuple[_Target, float, npt.NDArray[np.uint8]]]:
         """Yield (target, frame time, model input) for every target, in time order.
 
         The frame for time t is the last one with a presentation time <= t, so it is known once a
@@ -239,7 +241,7 @@ class FrameSampler:
         """
         i, n = 0, len(targets)
         prev: _Frame | None = None
-        prev_pixels: np.ndarray | None = None
+        prev_pixels: npt.NDArray[np.uint8] | None = None
         at_start = True  # decoding from the stream's first frame: a target before it gets that frame
         retries = 0
         counted = 0
@@ -291,7 +293,7 @@ class FrameSampler:
         # End of stream: the last frame stays on screen for its duration; beyond that, the file
         # holds less than its header promised.
         shown_until = -math.inf if prev is None else prev.time_s + video.frame_span_s(prev.frame) + 0.5
-        while i < n and targets[i].time_s < shown_until:
+        while prev is not None and i < n and targets[i].time_s < shown_until:  # prev is None: shown_until is -inf
             if prev_pixels is None:
                 prev_pixels = self._model_input(video, prev.frame)
             yield targets[i], prev.time_s, prev_pixels
@@ -304,8 +306,9 @@ class FrameSampler:
                 f"{video.duration_s:.3f}s video but decoding stopped at {last}{reason}"
             )
 
-    def _model_input(self, video: _Video, frame: av.VideoFrame) -> np.ndarray:
-        rgb = frame.to_ndarray(format="rgb24")  # libswscale honours the frame's colour matrix and range
+    def _model_input(self, video: _Video, frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
+        # libswscale honours the frame's colour matrix and range; rgb24 is one byte a channel.
+        rgb = cast("npt.NDArray[np.uint8]", frame.to_ndarray(format="rgb24"))
         pixel_aspect = video.pixel_aspect
         if video.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=video.rotation // 90))
@@ -318,6 +321,7 @@ def _open_container(source: Source) -> av.container.InputContainer:
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise InvalidInput("video is empty (0 bytes)")
+        handle: io.BytesIO | str
         name, handle = "<bytes>", io.BytesIO(source)
     else:
         name = os.fspath(source)
@@ -360,7 +364,7 @@ class _Video:
         cover_art = av.stream.Disposition.attached_pic  # an MP3's album art is no video
         streams = [s for s in container.streams.video if not s.disposition & cover_art]
         if not streams:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
             raise InvalidInput(f"input has no video stream (streams: {', '.join(kinds)})")
         self.stream = stream = streams[0]
         codec = stream.codec_context
@@ -368,7 +372,9 @@ class _Video:
             raise InvalidInput(f"video is {codec.width}x{codec.height}, over the {max_pixels} pixel limit")
         stream.thread_type = "AUTO"
         codec.thread_count = threads
-        self.time_base = stream.time_base
+        if stream.time_base is None:  # PyAV's None for a zero time base: no timestamp could be read
+            raise InvalidInput("video stream has no time base")
+        self.time_base: Fraction = stream.time_base
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
         self.nominal_s = 1 / (self.fps or 25.0)  # one frame interval, for streams without timestamps
@@ -382,14 +388,15 @@ class _Video:
         self._bad_packets = 0
         self.frames_decoded = 0
         self._next_time_s = 0.0
-        self.origin_s = float(stream.start_time * self.time_base) if stream.start_time is not None else None
+        origin_s = float(stream.start_time * self.time_base) if stream.start_time is not None else None
         self._frames = self._decode()
         first = next(self._frames, None)
         if first is None:
             raise InvalidInput(f"video stream has no decodable frames{self._reason()}")
-        if self.origin_s is None:
-            self.origin_s = float(first.pts * self.time_base) if first.pts is not None else 0.0
-        self._first = self._wrap(first)
+        if origin_s is None:
+            origin_s = float(first.pts * self.time_base) if first.pts is not None else 0.0
+        self.origin_s = origin_s
+        self._first: _Frame | None = self._wrap(first)
         self.first_time_s = self._first.time_s
         self.rotation = _rotation(first, stream)
         self.duration_s = self._duration()
@@ -553,7 +560,7 @@ class _Video:
         self._skipped.discard(pts)
         return _Frame(time_s, pts, frame)
 
-    def _decode(self) -> Iterator[av.VideoFrame]:
+    def _decode(self) -> Generator[av.VideoFrame]:
         codec = self.stream.codec_context
         try:
             for packet in self.container.demux(self.stream):
@@ -577,7 +584,7 @@ class _Video:
             except av.error.FFmpegError:
                 return
 
-    def _skip_if_unneeded(self, packet: av.Packet) -> None:
+    def _skip_if_unneeded(self, packet: av.Packet[av.video.stream.VideoStream]) -> None:
         """Let the decoder drop non-reference frames that lie well before the next target."""
         skip = (
             self.skip_before_s is not None
@@ -587,7 +594,7 @@ class _Video:
         if skip != self._skipping:
             self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
             self._skipping = skip
-        if skip:
+        if skip and packet.pts is not None:  # skip implies a pts
             self._skipped.add(packet.pts)
 
     def skipped_between(self, after_pts: int, until_s: float) -> bool:

@@ -20,10 +20,12 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.breaker import CircuitBreaker
@@ -62,16 +64,17 @@ class ReplicaClient:
     def _what(self) -> str:
         return f"index {self.name} at {self.target}"
 
-    async def _call(self, method, request, timeout_s: float | None):
+    async def _call(self, method: Callable[..., Awaitable[Any]], request: Message, timeout_s: float | None) -> Any:
         return await call(method, request, timeout_s or self.timeout_s, self._what)
 
     async def _serving(self) -> bool:
         """The breaker's probe: whether the shard's health service says SERVING."""
-        reply = await self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE),
-                                         timeout=self.probe_timeout_s)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        check: Callable[..., Awaitable[health_pb2.HealthCheckResponse]] = self._health.Check  # type: ignore[attr-defined]
+        reply = await check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=self.probe_timeout_s)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-    async def _read_or_skip(self, method, request, timeout_s: float | None):
+    async def _read_or_skip(self, method: Callable[..., Awaitable[Any]], request: Message,
+                            timeout_s: float | None) -> Any:
         """A read that fails at once, without touching the network, while the shard is known down."""
         breaker = self.breaker
         if not breaker.allow():
@@ -92,29 +95,34 @@ class ReplicaClient:
         return reply
 
     async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
-        reply = await self._call(self.stub.Upsert, index_pb2.UpsertRequest(clips=list(clips)), timeout_s)
+        request = index_pb2.UpsertRequest(clips=list(clips))
+        reply: index_pb2.UpsertResponse = await self._call(self.stub.Upsert, request, timeout_s)
         return reply.upserted
 
     async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
                      timeout_s: float | None = None) -> int:
         request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids))
-        return (await self._call(self.stub.Delete, request, timeout_s)).deleted
+        reply: index_pb2.DeleteResponse = await self._call(self.stub.Delete, request, timeout_s)
+        return reply.deleted
 
-    async def search(self, queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter | None = None,
+    async def search(self, queries: npt.ArrayLike, top_k: int, flt: common_pb2.SearchFilter | None = None,
                      timeout_s: float | None = None, include_vectors: bool = False) -> index_pb2.SearchResponse:
         request = index_pb2.SearchRequest(
             queries=[common_pb2.Vector(values=q) for q in np.asarray(queries, np.float32).tolist()],
             top_k=top_k, filter=flt, include_vectors=include_vectors,
         )
-        return await self._read_or_skip(self.stub.Search, request, timeout_s)
+        reply: index_pb2.SearchResponse = await self._read_or_skip(self.stub.Search, request, timeout_s)
+        return reply
 
     async def get(self, clip_ids: Sequence[str], include_vectors: bool = False,
                   timeout_s: float | None = None) -> index_pb2.GetResponse:
         request = index_pb2.GetRequest(clip_ids=list(clip_ids), include_vectors=include_vectors)
-        return await self._call(self.stub.Get, request, timeout_s)
+        reply: index_pb2.GetResponse = await self._call(self.stub.Get, request, timeout_s)
+        return reply
 
     async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
-        return await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
+        reply: index_pb2.StatsResponse = await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
+        return reply
 
     async def close(self) -> None:
         await self.breaker.close()

@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -78,7 +78,7 @@ class _Outcome:
             RPC_ERRORS.labels(self.method, self.code.name).inc()
 
 
-async def _abort(outcome: _Outcome, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+async def _abort(outcome: _Outcome, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     code = status_for(exc)
     outcome.code = code
     if code is grpc.StatusCode.INTERNAL:
@@ -101,7 +101,7 @@ def rich_status(code: grpc.StatusCode, message: str, reason: str) -> grpc.Status
     return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
@@ -131,7 +131,7 @@ def _parse_each(parse: Callable[[bytes], Any]) -> Callable[[Any], Any]:
 
 
 def _wrap_unary(behaviour: Callable[..., Any], method: str, parse: Callable[[Any], Any]) -> Callable[..., Any]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         outcome = _Outcome(method)
         try:
             response = await behaviour(parse(request), context)
@@ -149,7 +149,7 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str, parse: Callable[[Any
 
 
 def _wrap_stream(behaviour: Callable[..., Any], method: str, parse: Callable[[Any], Any]) -> Callable[..., Any]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         outcome = _Outcome(method)
         try:
             async for response in behaviour(parse(request), context):
@@ -169,7 +169,11 @@ def _wrap_stream(behaviour: Callable[..., Any], method: str, parse: Callable[[An
 class StatusInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler so domain errors become status codes and each RPC is measured."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None

@@ -7,10 +7,9 @@ a half-written file. In Kubernetes the root is a shared volume mounted by ingest
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
+from services.common.atomic import write_atomic
 from services.common.errors import InvalidInput, NotFound
 
 
@@ -30,16 +29,7 @@ class MediaStore:
     def put(self, key: str, data: bytes) -> str:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, data)
         return key
 
     def get(self, key: str) -> bytes:
@@ -63,6 +53,3 @@ class MediaStore:
 #: A job's source that names an upload kept in the media store: ``media:<key>``.
 MEDIA_SCHEME = "media:"
 
-
-def thumbnail_key(video_id: str, start_s: float) -> str:
-    return f"thumbs/{video_id}/{round(start_s * 1000):09d}.jpg"

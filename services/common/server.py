@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from services.common.atomic import write_atomic
 from services.common.interceptors import StatusInterceptor
 from services.common.settings import ServerSettings
 
@@ -113,9 +114,7 @@ async def start_server(settings: ServerSettings, registrations: Sequence[Registr
     await running.set_serving(False)
     await server.start()
     if settings.port_file is not None:
-        tmp = Path(f"{settings.port_file}.tmp")
-        tmp.write_text(str(port))
-        tmp.replace(settings.port_file)
+        write_atomic(settings.port_file, str(port))
     log.info("listening on %s:%d (tls=%s)", settings.host, port, creds is not None)
     return running
 

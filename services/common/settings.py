@@ -18,9 +18,12 @@ import typing
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -161,7 +164,7 @@ def _load(cls: type[T], prefix: str, env: Mapping[str, str]) -> T:
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
         name = f"{prefix}_{field.name}".upper()
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             values[field.name] = _load(kind, name, env)
             continue
         if name in env:

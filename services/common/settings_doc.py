@@ -14,9 +14,12 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "settings.md"
@@ -67,7 +70,7 @@ def _size(n: int) -> str:
     return ""
 
 
-def default_text(field: dataclasses.Field) -> str:
+def default_text(field: dataclasses.Field[Any]) -> str:
     value = field.default
     if value is dataclasses.MISSING:
         return "**required**"
@@ -84,7 +87,7 @@ def default_text(field: dataclasses.Field) -> str:
     return f"`{value}`" if value != "" else "empty"
 
 
-def settings_of(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
+def settings_of(cls: type[DataclassInstance], prefix: str) -> list[tuple[str, str, str, str]]:
     """(variable, type, default, description) per setting of ``cls``; nested dataclasses extend the prefix,
     and the shared server settings are left out."""
     hints = typing.get_type_hints(cls)
@@ -93,7 +96,7 @@ def settings_of(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
         kind, name = hints[field.name], f"{prefix}_{field.name}".upper()
         if kind is ServerSettings:
             continue
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             out.extend(settings_of(kind, name))
             continue
         doc = field.metadata.get("help", "")

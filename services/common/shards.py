@@ -9,13 +9,8 @@ only about 1/(N+1) of the videos.
 from __future__ import annotations
 
 import hashlib
-import re
 
 from services.common.errors import InvalidInput
-
-#: A video id: usable in clip ids and media keys (letters, digits and ``._:-``).
-VIDEO_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}")
-_START_MS = re.compile(r"[0-9]{1,12}")
 
 
 def _key(video_id: str) -> int:
@@ -34,24 +29,3 @@ def shard_for_video(video_id: str, n_shards: int) -> int:
         key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
         j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
     return b
-
-
-def clip_id_for(video_id: str, start_s: float) -> str:
-    """The deterministic clip id: "<video_id>:<start in ms, 9 digits>", so re-ingest overwrites."""
-    return f"{video_id}:{round(start_s * 1000):09d}"
-
-
-def video_of_clip(clip_id: str) -> str:
-    """The video id part of a clip id."""
-    video_id, sep, start = clip_id.rpartition(":")
-    if not sep or not video_id or not start.isdigit():
-        raise InvalidInput(f"malformed clip id {clip_id!r}; expected '<video_id>:<start ms>'")
-    return video_id
-
-
-def validate_clip_id(clip_id: str) -> str:
-    """Refuses a clip id that no ingest could have made, before any lookup."""
-    video_id, sep, start = clip_id.rpartition(":")
-    if not sep or not VIDEO_ID.fullmatch(video_id) or not _START_MS.fullmatch(start):
-        raise InvalidInput(f"malformed clip id {clip_id[:200]!r}; expected '<video_id>:<start ms>'")
-    return clip_id

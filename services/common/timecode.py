@@ -12,8 +12,14 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, cast
 
 from services.common.errors import InvalidInput
+
+if TYPE_CHECKING:  # PyAV is imported only where a file is probed (see probe_clock)
+    from av.container import InputContainer
+    from av.sidedata.sidedata import SideDataContainer
+    from av.video.stream import VideoStream
 
 _TIMECODE = re.compile(r"(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})")
 
@@ -123,9 +129,10 @@ def probe_clock(path: str) -> SourceClock | None:
     return clock
 
 
-def _first_gop_timecode(container, video) -> str | None:
+def _first_gop_timecode(container: InputContainer, video: VideoStream) -> str | None:
     for frame in container.decode(video):
-        for side in frame.side_data:
+        # PyAV's stubs call side_data a TypedDict; it is a SideDataContainer, which iterates its SideData.
+        for side in cast("SideDataContainer", frame.side_data):
             if side.type.name == "GOP_TIMECODE":
                 return gop_timecode(int.from_bytes(bytes(side), "little"))
         return None

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from services.encoder import quality_gate
-from services.encoder.model.clip4clip import VideoTextModel
 from services.encoder.quality_gate import RuntimeRefused
+from services.model.clip4clip import VideoTextModel
 
 log = logging.getLogger(__name__)
 

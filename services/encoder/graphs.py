@@ -1,20 +1,14 @@
 """Image batches replayed from CUDA graphs, one graph per batch-size bucket.
 
-Why: on a GPU the eager ViT-B/32 forward is launch-bound. On the H200 a batch of 1 took 8 ms and a
-batch of 32 took 7.7 ms, nearly all of it CPU time spent dispatching a few hundred kernels, with
-the GIL taken back after every op. Served, that model thread starves the event loop and the
-preprocessing threads that feed it, so batches stay small (batching_speedup 3.45 against the
-issue's 5). A captured graph launches the whole forward with one call that releases the GIL.
+An eager ViT-B/32 forward on a GPU is launch-bound: a few hundred kernel launches, each taking
+the GIL back, which starves the event loop and the preprocessing threads that feed the model.
+A captured graph launches the whole forward with one call that releases the GIL.
 
 A batch of ``n`` images runs in the smallest bucket ``>= n`` (1, 2, 4, ... up to the largest
 batch the batcher forms); the rows past ``n`` hold stale pixels and their outputs are dropped (no
 layer mixes rows of a batch). Each graph is checked against the eager forward when it is
 captured; a graph that cannot be captured, or disagrees, is left out and its sizes run eagerly.
-
-Status: the capture path needs CUDA and has not yet run on a GPU; the bucketing, padding and
-fall-back logic is tested on CPU with an eager stand-in for capture (tests/unit/test_graphs.py).
 """
-
 from __future__ import annotations
 
 import bisect

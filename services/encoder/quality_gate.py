@@ -17,7 +17,7 @@ import torch
 
 from services.common.errors import VidsearchError
 from services.common.frames import FrameSampler, decode_image, to_model_input
-from services.encoder.model.clip4clip import VideoTextModel
+from services.model.clip4clip import VideoTextModel
 
 #: Least cosine similarity to the float32 embedding any sample may show.
 MIN_COSINE = 0.995

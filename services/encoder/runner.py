@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from services.encoder.model.clip4clip import VideoTextModel
+from services.model.clip4clip import VideoTextModel
 
 
 class ModelRunner:

@@ -76,7 +76,7 @@ def export_device_memory(device: str) -> None:
 
 
 def load_runner(cfg: EncoderSettings) -> ModelRunner:
-    from services.encoder.model.checkpoint import load_checkpoint
+    from services.model.checkpoint import load_checkpoint
 
     device = None if cfg.device == "auto" else cfg.device
     model = load_checkpoint(cfg.checkpoint, device=device)

@@ -81,4 +81,5 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             max_queue_delay_ms=int(engine.batching.max_queue_delay_ms),
             architecture=r.architecture,
             crop=r.crop,
+            max_text_chars=engine.limits.max_text_chars,
         )

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.common.clip_ids import video_of_clip
 from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound
 from services.common.index_client import ShardSet
-from services.common.shards import video_of_clip
 from services.gateway.cache import QueryCache, cache_key, normalise_text
 from services.gateway.fanout import fan_out
 from vidsearch.common.v1 import common_pb2
@@ -22,7 +22,8 @@ from vidsearch.common.v1 import common_pb2
 log = logging.getLogger(__name__)
 
 MAX_TOP_K = 1000
-MAX_TEXT_CHARS = 1000
+# Until the encoder's Info says otherwise (an encoder too old to say): its default limit.
+DEFAULT_MAX_TEXT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,13 @@ class SearchCore:
         self.default_timeout_s = default_timeout_s
         self.deadline_margin_s = deadline_margin_s
         self.model_id = ""
+        self.max_text_chars = DEFAULT_MAX_TEXT_CHARS
 
     async def refresh_model(self, timeout_s: float = 5.0) -> str:
-        self.model_id = (await self.encoder.info(timeout_s=timeout_s)).model_id
+        """Learns the encoder's model and text limit, so queries are checked as the encoder would."""
+        info = await self.encoder.info(timeout_s=timeout_s)
+        self.model_id = info.model_id
+        self.max_text_chars = info.max_text_chars or DEFAULT_MAX_TEXT_CHARS
         return self.model_id
 
     def _validate(self, query: Query, options: SearchOptions) -> str:
@@ -88,8 +93,8 @@ class SearchCore:
         if modality == "text":
             if not query.text or not query.text.strip():
                 raise InvalidInput("text query is empty")
-            if len(query.text) > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text query has {len(query.text)} characters; the limit is {MAX_TEXT_CHARS}")
+            if len(query.text) > self.max_text_chars:
+                raise InvalidInput(f"text query has {len(query.text)} characters; the limit is {self.max_text_chars}")
         elif modality == "image" and not query.image:
             raise InvalidInput("image query is empty (0 bytes)")
         elif modality == "video" and not query.video:

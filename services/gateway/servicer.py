@@ -8,9 +8,9 @@ from fractions import Fraction
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from services.common.clip_ids import video_of_clip
 from services.common.errors import InvalidInput, NotFound, NotReady
 from services.common.media import MEDIA_SCHEME, MediaStore
-from services.common.shards import video_of_clip
 from services.common.timecode import SourceClock, media_timecode
 from services.gateway.playback import cut_clip
 from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult

@@ -2,15 +2,25 @@
 
 A segment is a set of files named after it in one directory:
 
-- ``<name>.ann``          Annoy forest (metric 'angular') over dense local ids 0..n-1
-- ``<name>.vectors.npy``  the same unit vectors as float32, memory-mapped for exact re-ranking
-- ``<name>.ids.json``     local id -> clip id and the store sequence number of that row
-- ``<name>.json``         manifest, written last: counts, sizes, build parameters and the
-                          calibrated ``search_k``; a segment without it does not exist
+- ``<name>.vectors.npy``     the unit vectors as float32, memory-mapped: exact scores come from
+                             here, and once the segment is listed it is the rows' only vector copy
+- ``<name>.ann``             Annoy forest (metric 'angular') over dense local ids 0..n-1, built on
+                             the vectors projected to ``annoy_dim`` dimensions (all of them when
+                             the segment has no projection)
+- ``<name>.projection.npy``  the ``[dim, annoy_dim]`` projection (top principal axes of a sample);
+                             absent in version-1 segments and when ``annoy_dim >= dim``
+- ``<name>.ids.json``        local id -> clip id and the store sequence number of that row
+- ``<name>.json``            manifest, written last: counts, sizes, build parameters and the
+                             calibrated ``search_k``; a segment without it does not exist
+
+A query takes ``max(n, rerank)`` candidates from the forest and re-ranks them exactly against the
+vectors, so the forest only has to bring the true neighbours into the candidate set: a projected
+forest costs a fraction of the bytes and of the per-node work of a full-dimension one.
 
 ``search_k`` is measured at build time, not guessed: a sample of the segment's own vectors, each
-held out of its own answer, is queried at increasing ``search_k`` and compared with exact search;
-the smallest ``search_k`` whose recall reaches the target (with 95% confidence) is kept.
+held out of its own answer, is searched (forest + re-rank) at increasing ``search_k`` and compared
+with exact search; the smallest ``search_k`` whose recall reaches the target (with 95% confidence)
+is kept.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from services.common.errors import InvalidInput, StorageFull, WrongState
 
 log = logging.getLogger(__name__)
 
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2
 _SUFFIXES = (".ann", ".vectors.npy", ".ids.json")
+_PROJECTION = ".projection.npy"
+_PCA_SAMPLE = 20_000
 
 
 class SegmentCorrupt(WrongState):
@@ -69,14 +81,19 @@ class AnnoySegment:
     """One immutable segment: an Annoy forest plus the vectors and clip ids it was built from."""
 
     def __init__(self, directory: Path, name: str, index: AnnoyIndex, clip_ids: list[str],
-                 seqs: np.ndarray, vectors: np.ndarray, manifest: dict) -> None:
+                 seqs: np.ndarray, vectors: np.ndarray, manifest: dict,
+                 projection: np.ndarray | None = None) -> None:
         self.directory = directory
         self.name = name
         self._index = index
         self.clip_ids = clip_ids
         self.seqs = seqs
         self.vectors = vectors
+        # A plain ndarray view of the memory map for gathers: same pages, no np.memmap overhead.
+        self._rows = vectors.view(np.ndarray)
         self.manifest = manifest
+        self.projection = projection
+        self.rerank = int(manifest.get("rerank", 0))
 
     # ------------------------------------------------------------------ properties
 
@@ -105,8 +122,13 @@ class AnnoySegment:
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.files() if p.exists())
 
+    @property
+    def annoy_dim(self) -> int:
+        return int(self.manifest.get("annoy_dim", self.manifest["dim"]))
+
     def files(self) -> list[Path]:
-        return [self.directory / f"{self.name}{s}" for s in (*_SUFFIXES, ".json")]
+        suffixes = (*_SUFFIXES, _PROJECTION) if self.projection is not None else _SUFFIXES
+        return [self.directory / f"{self.name}{s}" for s in (*suffixes, ".json")]
 
     # ------------------------------------------------------------------ build and load
 
@@ -125,8 +147,14 @@ class AnnoySegment:
         calibration_queries: int = 500,
         seed: int = 0,
         n_jobs: int = -1,
+        annoy_dim: int | None = None,
+        rerank: int = 200,
     ) -> AnnoySegment:
-        """Build, persist, reload memory-mapped and calibrate a segment over unit ``vectors``."""
+        """Build, persist, reload memory-mapped and calibrate a segment over unit ``vectors``.
+
+        ``annoy_dim`` below the vectors' dimension builds the forest on a projection to that many
+        principal axes; ``rerank`` is then the least number of candidates re-ranked exactly.
+        """
         directory = Path(directory)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         clip_ids = list(clip_ids)
@@ -138,53 +166,73 @@ class AnnoySegment:
             raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
         seqs_arr = np.zeros(n, dtype=np.int64) if seqs is None else np.asarray(seqs, dtype=np.int64)
         dim = vectors.shape[1]
+        rng = np.random.default_rng(seed)
+        projection = _principal_axes(vectors, annoy_dim, rng) if annoy_dim and annoy_dim < dim else None
+        forest_dim = dim if projection is None else projection.shape[1]
         started = time.perf_counter()
         try:
             directory.mkdir(parents=True, exist_ok=True)
             ann_path = directory / f"{name}.ann"
-            index = AnnoyIndex(dim, "angular")
+            index = AnnoyIndex(forest_dim, "angular")
             index.set_seed(seed)
-            for i in range(n):
-                index.add_item(i, vectors[i])
+            for start in range(0, n, 8192):
+                block = vectors[start : start + 8192]
+                if projection is not None:
+                    block = block @ projection
+                for i, row in enumerate(block, start):
+                    index.add_item(i, row)
             index.build(n_trees, n_jobs=n_jobs)
             if not index.save(str(ann_path)):
                 raise OSError(f"annoy could not save {ann_path}")
             index.unload()
             _fsync(ann_path)
-            np.save(directory / f"{name}.vectors.npy", vectors)
-            _fsync(directory / f"{name}.vectors.npy")
+            suffixes = _SUFFIXES
+            if projection is not None:
+                _save_npy(directory / f"{name}{_PROJECTION}", projection)
+                suffixes = (*_SUFFIXES, _PROJECTION)
+            _save_npy(directory / f"{name}.vectors.npy", vectors)
             _write_json(directory / f"{name}.ids.json", {"clip_ids": clip_ids, "seqs": seqs_arr.tolist()})
-            index = _load_annoy(ann_path, dim)
+            index = _load_annoy(ann_path, forest_dim)
             build_s = time.perf_counter() - started
-            rng = np.random.default_rng(seed)
-            search_k, recall, sample = _calibrate(
-                index, vectors, n_trees, calibration_k, recall_target, calibration_queries, rng
-            )
             manifest = {
                 "version": _MANIFEST_VERSION,
                 "name": name,
                 "metric": "angular",
                 "n_items": n,
                 "dim": dim,
+                "annoy_dim": forest_dim,
+                "rerank": rerank if projection is not None else 0,
                 "n_trees": n_trees,
                 "seed": seed,
+                "build_seconds": round(build_s, 3),
+                "file_bytes": {s: (directory / f"{name}{s}").stat().st_size for s in suffixes},
+            }
+            vectors_map = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
+            segment = cls(directory, name, index, clip_ids, seqs_arr, vectors_map, manifest, projection)
+            while True:
+                search_k, recall, sample = _calibrate(
+                    segment, vectors, calibration_k, recall_target, calibration_queries, rng
+                )
+                # A projection too coarse for its candidate pool misses neighbours at any search_k:
+                # widen the pool until the re-rank reaches the target.
+                if recall >= recall_target or segment.rerank == 0 or segment.rerank >= n:
+                    break
+                segment.rerank = manifest["rerank"] = min(n, 2 * segment.rerank)
+            manifest.update({
                 "search_k": search_k,
                 "calibration": {"k": calibration_k, "recall_target": recall_target,
                                 "recall": recall, "queries": sample},
-                "build_seconds": round(build_s, 3),
                 "calibrate_seconds": round(time.perf_counter() - started - build_s, 3),
-                "file_bytes": {s: (directory / f"{name}{s}").stat().st_size for s in _SUFFIXES},
-            }
+            })
             _write_json(directory / f"{name}.json", manifest)
             _fsync_dir(directory)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFull(f"no space left on device writing segment {name} in {directory}") from exc
             raise
-        log.info("built segment %s: %d items, %d trees, search_k=%d (recall@%d %.3f) in %.1fs",
-                 name, n, n_trees, search_k, calibration_k, recall, time.perf_counter() - started)
-        vectors_map = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
-        return cls(directory, name, index, clip_ids, seqs_arr, vectors_map, manifest)
+        log.info("built segment %s: %d items, %d trees on %d dims, search_k=%d (recall@%d %.3f) in %.1fs",
+                 name, n, n_trees, forest_dim, search_k, calibration_k, recall, time.perf_counter() - started)
+        return segment
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], name: str, *, dim: int | None = None) -> AnnoySegment:
@@ -201,7 +249,8 @@ class AnnoySegment:
             raise SegmentCorrupt(f"segment {name} in {directory} has an unreadable manifest: {exc}") from None
         if dim is not None and seg_dim != dim:
             raise SegmentCorrupt(f"segment {name} has dim {seg_dim}, shard expects {dim}")
-        for suffix in _SUFFIXES:
+        suffixes = (*_SUFFIXES, _PROJECTION) if _PROJECTION in expected_sizes else _SUFFIXES
+        for suffix in suffixes:
             path = directory / f"{name}{suffix}"
             try:
                 size = path.stat().st_size
@@ -212,10 +261,8 @@ class AnnoySegment:
                 raise SegmentCorrupt(f"segment {name}: {path.name} has {size} bytes, manifest says "
                                      f"{expected_sizes.get(suffix)}")
         try:
-            ids = json.loads((directory / f"{name}.ids.json").read_text())
-            clip_ids = [str(c) for c in ids["clip_ids"]]
-            seqs = np.asarray(ids["seqs"], dtype=np.int64)
-            vectors = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
+            clip_ids, seqs, vectors = _read_rows(directory, name)
+            projection = np.load(directory / f"{name}{_PROJECTION}") if _PROJECTION in suffixes else None
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise SegmentCorrupt(f"segment {name}: unreadable ids or vectors: {exc}") from None
         if len(clip_ids) != n or len(seqs) != n:
@@ -223,14 +270,44 @@ class AnnoySegment:
         if vectors.shape != (n, seg_dim) or vectors.dtype != np.float32:
             raise SegmentCorrupt(f"segment {name}: vectors are {vectors.dtype}{vectors.shape}, "
                                  f"expected float32({n}, {seg_dim})")
-        index = _load_annoy(directory / f"{name}.ann", seg_dim)
+        forest_dim = int(manifest.get("annoy_dim", seg_dim))
+        if projection is not None and projection.shape != (seg_dim, forest_dim):
+            raise SegmentCorrupt(f"segment {name}: projection is {projection.shape}, "
+                                 f"expected ({seg_dim}, {forest_dim})")
+        index = _load_annoy(directory / f"{name}.ann", forest_dim)
         if index.get_n_items() != n:
             raise SegmentCorrupt(f"segment {name}: forest has {index.get_n_items()} items, manifest says {n}")
         # Spot-check that the forest and the re-rank vectors hold the same data.
         for i in np.unique(np.linspace(0, n - 1, num=min(n, 8)).astype(int)):
-            if not np.array_equal(np.asarray(index.get_item_vector(int(i)), dtype=np.float32), vectors[i]):
+            item = np.asarray(index.get_item_vector(int(i)), dtype=np.float32)
+            same = (np.array_equal(item, vectors[i]) if projection is None
+                    else np.allclose(item, vectors[i] @ projection, atol=1e-4))
+            if not same:
                 raise SegmentCorrupt(f"segment {name}: item {i} differs between forest and vectors")
-        return cls(directory, name, index, clip_ids, seqs, vectors, manifest)
+        return cls(directory, name, index, clip_ids, seqs, vectors, manifest, projection)
+
+    @staticmethod
+    def read_rows(directory: str | os.PathLike[str], name: str, *, dim: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """``(clip_ids, seqs, vectors)`` of a segment whose forest may be lost, or None if its id map
+        or vector file is unusable too. Used to take a broken segment's vectors back into the store."""
+        directory = Path(directory)
+        try:
+            manifest = json.loads((directory / f"{name}.json").read_text())
+            expected = dict(manifest["file_bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            expected = {}
+        try:
+            for suffix in (".vectors.npy", ".ids.json"):
+                size = (directory / f"{name}{suffix}").stat().st_size
+                if suffix in expected and size != expected[suffix]:
+                    return None
+            clip_ids, seqs, vectors = _read_rows(directory, name)
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+        if len(seqs) != len(clip_ids) or vectors.shape != (len(clip_ids), dim) or vectors.dtype != np.float32:
+            return None
+        return clip_ids, seqs, vectors
 
     def remove(self) -> None:
         """Delete the segment's files (manifest first, so a crash leaves no half-valid segment).
@@ -245,16 +322,22 @@ class AnnoySegment:
 
     def effective_search_k(self, n: int, search_k: int | None = None) -> int:
         """``search_k`` for a query wanting its top ``n`` right: the calibrated value scaled by
-        ``n / calibration_k``, never fewer nodes than twice the candidates asked for."""
+        ``n / calibration_k``, never fewer nodes than twice the candidates taken."""
         if search_k is None:
             search_k = math.ceil(self.search_k * max(1.0, n / self.calibration_k))
-        return max(int(search_k), 2 * n)
+        return max(int(search_k), 2 * max(n, self.rerank))
 
     def search_one(self, query: np.ndarray, n: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``n`` candidates for one unit query: (local ids, cosine), best first."""
-        ids, dist = self._index.get_nns_by_vector(query, n, search_k=search_k, include_distances=True)
-        d = np.asarray(dist, dtype=np.float32)
-        return np.asarray(ids, dtype=np.int64), 1.0 - 0.5 * d * d
+        """Up to ``n`` nearest rows to one unit query: (local ids, exact cosine), best first.
+
+        The forest proposes ``max(n, rerank)`` candidates; their scores come from the vectors.
+        """
+        probe = query if self.projection is None else query @ self.projection
+        ids = np.asarray(self._index.get_nns_by_vector(probe, max(n, self.rerank), search_k=search_k),
+                         dtype=np.int64)
+        scores = self._rows[ids] @ query
+        order = np.argsort(-scores, kind="stable")[:n] if len(ids) <= 256 else top_k(scores[None], n)[0][0]
+        return ids[order], scores[order]
 
     def search(self, queries: np.ndarray, k: int, search_k: int | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -275,42 +358,49 @@ class AnnoySegment:
         return ids, scores
 
 
-def _calibrate(index: AnnoyIndex, vectors: np.ndarray, n_trees: int, k: int, target: float,
-               sample: int, rng: np.random.Generator) -> tuple[int, float, int]:
+def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float, sample: int,
+               rng: np.random.Generator) -> tuple[int, float, int]:
     """Smallest ``search_k`` whose recall@k on held-out queries reaches ``target`` with 95% confidence.
 
     The queries are ``sample`` of the segment's own vectors, each held out of its own answer
-    (leave-one-out): Annoy is asked for k+1 and the query's own id is dropped, the truth is the exact
-    top-k of the other vectors. They stand for queries distributed like the data. A ``search_k``
+    (leave-one-out): the segment is asked for k+1 and the query's own id is dropped, the truth is the
+    exact top-k of the other vectors. They stand for queries distributed like the data. A ``search_k``
     passes when the mean recall minus 1.645 standard errors is at least ``target``, so the figure
     holds on fresh queries rather than only on this sample.
     """
     n = len(vectors)
+    n_trees = segment.n_trees
     exhaustive = n * n_trees
     if n <= k + 1:
         return max(exhaustive, 1), 1.0, 0
     m = min(sample, n)
     picks = rng.choice(n, size=m, replace=False)
     queries = vectors[picks]
-    scores = queries @ vectors.T
-    scores[np.arange(m), picks] = -np.inf
-    truth, _ = top_k(scores, k)
+    truth = np.empty((m, k), dtype=np.int64)
+    for start in range(0, m, 128):
+        scores = queries[start : start + 128] @ vectors.T
+        scores[np.arange(len(scores)), picks[start : start + 128]] = -np.inf
+        truth[start : start + 128] = top_k(scores, k)[0]
     del scores
 
     def recall(search_k: int) -> tuple[bool, float]:
         per_query = np.empty(m)
         for j, (query, own, expected) in enumerate(zip(queries, picks.tolist(), truth, strict=True)):
-            got = [i for i in index.get_nns_by_vector(query, k + 1, search_k=search_k) if i != own][:k]
+            ids = segment.search_one(query, k + 1, search_k)[0].tolist()
+            got = [i for i in ids if i != own][:k]
             per_query[j] = len(set(got).intersection(expected.tolist())) / k
         mean = float(per_query.mean())
         lower = mean - 1.645 * float(per_query.std(ddof=1)) / math.sqrt(m)
         return lower >= target, mean
 
-    lo, hi = 0, max(k * n_trees, 2 * (k + 1))
+    # A projected forest re-ranks at least ``rerank`` candidates, so it starts from what that needs.
+    lo, hi = 0, 2 * max(k + 1, segment.rerank) if segment.rerank else max(k * n_trees, 2 * (k + 1))
     ok, hi_recall = recall(hi)
     while not ok and hi < exhaustive:
-        lo, hi = hi, min(hi * 2, exhaustive)
+        lo, hi, before = hi, min(hi * 2, exhaustive), hi_recall
         ok, hi_recall = recall(hi)
+        if not ok and segment.rerank and hi_recall < before + 0.002:
+            return hi, hi_recall, m  # the candidate pool, not search_k, limits recall: caller widens it
     # Narrow the last doubling step down to ~10% so we do not inspect up to twice the nodes needed.
     while lo and hi - lo > max(k, hi // 10):
         mid = (lo + hi) // 2
@@ -329,6 +419,26 @@ def _load_annoy(path: Path, dim: int) -> AnnoyIndex:
     except OSError as exc:
         raise SegmentCorrupt(f"annoy cannot load {path}: {exc}") from None
     return index
+
+
+def _principal_axes(vectors: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarray:
+    """``[dim, dims]`` float32 matrix of the top principal axes of a sample of ``vectors``."""
+    sample = vectors[rng.choice(len(vectors), size=min(len(vectors), _PCA_SAMPLE), replace=False)]
+    sample = sample.astype(np.float64)
+    _, _, vt = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
+def _read_rows(directory: Path, name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids = json.loads((directory / f"{name}.ids.json").read_text())
+    clip_ids = [str(c) for c in ids["clip_ids"]]
+    seqs = np.asarray(ids["seqs"], dtype=np.int64)
+    return clip_ids, seqs, np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    np.save(path, array)
+    _fsync(path)
 
 
 def _write_json(path: Path, payload: dict) -> None:

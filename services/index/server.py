@@ -31,6 +31,11 @@ class IndexSettings:
     seal_threshold: int = setting(
         50_000, "Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.")
     recall_target: float = setting(0.95, "Recall the per-segment search_k is calibrated for at build time.")
+    annoy_dim: int = setting(
+        128, "Dimensions a segment's Annoy forest is built on (top principal axes); candidates are re-ranked "
+        "exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
+    max_segment_rows: int = setting(
+        1_000_000, "Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).")
     max_store_bytes: int = setting(
         0, "Disk quota of the clip store in bytes (0: none). Past it, upserts get RESOURCE_EXHAUSTED and nothing "
         "is written, as on a full disk; deletes still free space.")
@@ -41,6 +46,10 @@ class IndexSettings:
             raise settings.SettingsError(f"seal_threshold must be >= 1, got {self.seal_threshold}")
         if not 0.0 < self.recall_target <= 1.0:
             raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
+        if self.annoy_dim < 1:
+            raise settings.SettingsError(f"annoy_dim must be >= 1, got {self.annoy_dim}")
+        if self.max_segment_rows < 1:
+            raise settings.SettingsError(f"max_segment_rows must be >= 1, got {self.max_segment_rows}")
         if self.max_store_bytes < 0:
             raise settings.SettingsError(f"max_store_bytes must be >= 0, got {self.max_store_bytes}")
 
@@ -58,6 +67,7 @@ async def run(cfg: IndexSettings) -> None:
     async def start() -> None:
         servicer.shard = await asyncio.to_thread(
             ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target,
+            annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
             max_store_bytes=cfg.max_store_bytes or None,
         )
         log.info("shard %s open: %s", name, servicer.shard.stats())

@@ -2,35 +2,40 @@
 
 Data directory layout::
 
-    clips.sqlite3      ShardStore: every live record, the source of truth
+    clips.sqlite3      ShardStore: every live record, and the vectors of rows not yet sealed
     segments.json      which sealed segments exist and which store sequence numbers each covers
-    segments/          AnnoySegment files
+    segments/          AnnoySegment files; a listed segment's vector file is its rows' one vector copy
 
 New rows land in the *fresh buffer*, searched exactly. At ``seal_threshold`` rows (or on ``seal()``)
 the buffer is frozen and a background thread builds an Annoy segment from it; until the segment is
 swapped in, the frozen buffer keeps being searched exactly, so a search never waits for a build.
-Overwrites and deletes tombstone the old row wherever it lives. On open, listed segments are checked;
-one that is missing or corrupt is rebuilt from the store, and live rows no segment covers go back
-into the fresh buffer, so nothing acknowledged is ever dropped.
+Once the segment is durably listed the store releases those rows' vectors, so each vector is kept
+once on disk. Overwrites and deletes tombstone the old row wherever it lives. On open, listed
+segments are checked; the vectors of one that is unusable (or no longer listed) are taken back into
+the store from its vector file and its rows rebuilt, and live rows no segment covers go back into
+the fresh buffer, so nothing acknowledged is dropped.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
-from services.common.errors import InvalidInput, StorageFull, WrongState
+from services.common.errors import InvalidInput, WrongState
+from services.index import manifest
+from services.index.manifest import SegmentEntry
 from services.index.metrics import PART_SEARCH
+from services.index.parts import Part, in_ranges, union_ranges
 from services.index.records import ClipRecord, Hit, SearchFilter, validate_records
 from services.index.segment import AnnoySegment, SegmentCorrupt, top_k
 from services.index.store import ShardStore
@@ -38,7 +43,6 @@ from services.index.store import ShardStore
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
-_MANIFEST = "segments.json"
 _STORE = "clips.sqlite3"
 _SEGMENT_DIR = "segments"
 _QUERY_CHUNK = 256
@@ -47,59 +51,26 @@ _QUERY_CHUNK = 256
 _EXACT_SCAN_RATIO = 4
 
 
-class _Part:
-    """A run of rows searched together: a sealed segment (approximate) or a buffer (exact scan).
+class ShardStats(TypedDict):
+    """What ``ShardIndex.stats()`` reports.
 
-    Rows are append-only; a row is never changed, only marked dead. A buffer grows by copying into
-    a larger array, so a search that captured ``(part, size)`` keeps a consistent view.
+    ``records`` counts row copies held by segments and buffers, tombstoned ones included; ``fresh``
+    counts live rows searched exactly (fresh buffer plus buffers being built). ``bytes_on_disk`` is
+    ``store_bytes`` (SQLite file and WAL) plus ``segment_bytes`` (every listed segment's files).
     """
 
-    def __init__(self, dim: int, segment: AnnoySegment | None = None,
-                 seq_ranges: list[list[int]] | None = None) -> None:
-        self.segment = segment
-        self.seq_ranges: list[list[int]] = seq_ranges or []
-        self.building = False
-        if segment is not None:
-            self.clip_ids: list[str] = segment.clip_ids
-            self.seqs = segment.seqs
-            # A plain ndarray view of the memory map: same pages, no np.memmap indexing overhead.
-            self.vectors: np.ndarray = segment.vectors.view(np.ndarray)
-            self.size = segment.n_items
-            self.dead = np.zeros(self.size, dtype=bool)
-        else:
-            self.clip_ids = []
-            self.seqs = np.zeros(0, dtype=np.int64)
-            self.vectors = np.zeros((0, dim), dtype=np.float32)
-            self.size = 0
-            self.dead = np.zeros(0, dtype=bool)
-
-    @property
-    def exact(self) -> bool:
-        return self.segment is None
-
-    def append(self, clip_ids: list[str], seqs: Sequence[int], vectors: np.ndarray) -> int:
-        """Append rows to a buffer (caller holds the state lock); returns the first new row."""
-        start, end = self.size, self.size + len(clip_ids)
-        if end > len(self.vectors):
-            capacity = max(end, 2 * len(self.vectors), 1024)
-            self.vectors = _grow(self.vectors, capacity, start)
-            self.seqs = _grow(self.seqs, capacity, start)
-            self.dead = _grow(self.dead, capacity, start)
-        self.vectors[start:end] = vectors
-        self.seqs[start:end] = seqs
-        self.dead[start:end] = False
-        self.clip_ids.extend(clip_ids)
-        self.size = end
-        return start
-
-    def n_dead(self) -> int:
-        return int(np.count_nonzero(self.dead[: self.size]))
-
-
-def _grow(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
-    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
-    grown[:used] = array[:used]
-    return grown
+    records: int
+    live: int
+    tombstoned: int
+    segments: int
+    building: int
+    fresh: int
+    largest_segment: int
+    model_id: str | None
+    dim: int | None
+    bytes_on_disk: int
+    segment_bytes: int
+    store_bytes: int
 
 
 class ShardIndex:
@@ -118,6 +89,14 @@ class ShardIndex:
         exact_filter_rows, exact_filter_fraction: a filter estimated to match at most this many
             rows, or this fraction of live rows, is answered by an exact scan of the matching rows;
             a broader one by over-fetching from the index and post-filtering.
+        annoy_dim: dimensions the Annoy forest of a segment is built on (the vectors' top principal
+            axes); candidates are re-ranked exactly, so the forest only has to find them. Below the
+            vectors' dimension it cuts the forest's bytes and per-node work by ``dim / annoy_dim``.
+        rerank: least candidates a projected segment re-ranks exactly per query.
+        max_segment_rows: compaction never merges segments into one of more live rows than this
+            (nor than ``seal_threshold``, if that is larger), which keeps each segment's calibrated
+            ``search_k`` in the range where Annoy is fast.
+        search_threads: threads one query's segments are searched on (1: the calling thread only).
         build_jobs: threads an Annoy build may use (-1: all cores).
         max_store_bytes: optional disk quota for the store (StorageFull beyond it).
     """
@@ -133,6 +112,10 @@ class ShardIndex:
         recall_target: float = 0.95,
         exact_filter_rows: int = 20_000,
         exact_filter_fraction: float = 0.05,
+        annoy_dim: int = 128,
+        rerank: int = 200,
+        max_segment_rows: int = 1_000_000,
+        search_threads: int = 1,
         build_jobs: int = -1,
         max_store_bytes: int | None = None,
         seed: int = 0,
@@ -149,6 +132,9 @@ class ShardIndex:
         self._recall_target = recall_target
         self._exact_filter_rows = exact_filter_rows
         self._exact_filter_fraction = exact_filter_fraction
+        self._annoy_dim = annoy_dim
+        self._rerank = rerank
+        self._max_segment_rows = max(max_segment_rows, seal_threshold)
         self._build_jobs = build_jobs
         self._max_store_bytes = max_store_bytes
         self._seed = seed
@@ -162,10 +148,10 @@ class ShardIndex:
         self._store: ShardStore | None = None
         self._model_id: str | None = None
         self._dim: int | None = None
-        self._segments: list[_Part] = []
-        self._frozen: list[_Part] = []
-        self._fresh = _Part(1)
-        self._location: dict[str, tuple[_Part, int]] = {}
+        self._segments: list[Part] = []
+        self._frozen: list[Part] = []
+        self._fresh = Part(1)
+        self._location: dict[str, tuple[Part, int]] = {}
         # Every live clip's record without its vector: filters test it and hits carry it, so a
         # search never reads SQLite (~0.5 KB per clip, plus the caption).
         self._records: dict[str, ClipRecord] = {}
@@ -173,6 +159,8 @@ class ShardIndex:
         self._by_tag: dict[str, set[str]] = {}
         self._by_meta: dict[tuple[str, str], set[str]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-build")
+        self._search_pool = (ThreadPoolExecutor(max_workers=search_threads, thread_name_prefix="shard-search")
+                             if search_threads > 1 else None)
 
         binding = ShardStore.read_binding(self._dir / _STORE)
         if binding is None and (model_id is None or dim is None):
@@ -252,7 +240,18 @@ class ShardIndex:
         self._check_open()
         if self._store is None:
             return []
-        return self._store.get(clip_ids, with_vectors=with_vectors)
+        records = self._store.get(clip_ids, with_vectors=with_vectors)
+        if not with_vectors or all(r.vector is not None for r in records):
+            return records
+        # The vectors of sealed rows live only in their segment.
+        out = []
+        with self._state:
+            for record in records:
+                loc = self._location.get(record.clip_id) if record.vector is None else None
+                if loc is not None:
+                    record = replace(record, vector=np.array(loc[0].vectors[loc[1]]))
+                out.append(record)
+        return out
 
     def search(
         self,
@@ -321,8 +320,9 @@ class ShardIndex:
         """Merge small segments and rebuild ones with many tombstones, in the background.
 
         Segments whose dead fraction exceeds ``max_dead_fraction`` or whose live rows are fewer
-        than ``small_segment_rows`` (default: ``seal_threshold``) are rebuilt together from their
-        live rows into one segment, swapped in atomically; searches continue meanwhile.
+        than ``small_segment_rows`` (default: ``seal_threshold``) are rebuilt from their live rows,
+        merged in seq order into segments of at most ``max_segment_rows`` live rows, each swapped in
+        atomically; searches continue meanwhile.
         """
         self._check_open()
         if self._store is None:
@@ -336,29 +336,29 @@ class ShardIndex:
         """Block until every build and compaction queued so far has finished."""
         self._executor.submit(lambda: None).result(timeout=timeout)
 
-    def stats(self) -> dict:
-        """Counts for health and metrics.
-
-        ``records`` counts row copies held by segments and buffers, tombstoned ones included;
-        ``fresh`` counts live rows searched exactly (fresh buffer plus buffers being built).
-        """
+    def stats(self) -> ShardStats:
+        """Counts and sizes for health, metrics and capacity planning (see ShardStats)."""
         with self._state:
             parts = [*self._segments, *self._frozen, self._fresh]
             records = sum(p.size for p in parts)
             live = len(self._location)
-            stats = {
-                "records": records,
-                "live": live,
-                "tombstoned": records - live,
-                "segments": len(self._segments),
-                "building": len(self._frozen),
-                "fresh": sum(p.size - p.n_dead() for p in (*self._frozen, self._fresh)),
-                "model_id": self._model_id,
-                "dim": self._dim,
-            }
             segment_bytes = sum(p.segment.bytes_on_disk for p in self._segments)
-        store_bytes = self._store.bytes_on_disk() if self._store is not None else 0
-        stats["bytes_on_disk"] = store_bytes + segment_bytes
+            stats = ShardStats(
+                records=records,
+                live=live,
+                tombstoned=records - live,
+                segments=len(self._segments),
+                building=len(self._frozen),
+                fresh=sum(p.size - p.n_dead() for p in (*self._frozen, self._fresh)),
+                largest_segment=max((p.size for p in self._segments), default=0),
+                model_id=self._model_id,
+                dim=self._dim,
+                bytes_on_disk=0,
+                segment_bytes=segment_bytes,
+                store_bytes=0,
+            )
+        stats["store_bytes"] = self._store.bytes_on_disk() if self._store is not None else 0
+        stats["bytes_on_disk"] = stats["store_bytes"] + segment_bytes
         return stats
 
     def close(self) -> None:
@@ -367,6 +367,8 @@ class ShardIndex:
             return
         self._closed = True
         self._executor.shutdown(wait=True)
+        if self._search_pool is not None:
+            self._search_pool.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
 
@@ -381,7 +383,7 @@ class ShardIndex:
     def _bind(self, model_id: str, dim: int) -> None:
         self._store = ShardStore.open(self._dir / _STORE, model_id, dim, max_bytes=self._max_store_bytes)
         self._model_id, self._dim = model_id, dim
-        self._fresh = _Part(dim)
+        self._fresh = Part(dim)
 
     def _bind_from(self, records: list[ClipRecord]) -> None:
         """Bind a new shard to the model and dimension of its first write (caller holds _write_lock)."""
@@ -401,7 +403,7 @@ class ShardIndex:
                              f"first write has model {model_id!r} with dim {dim}")
         with self._state:
             self._bind(model_id, dim)
-        self._write_manifest(self._manifest())
+        self._write_manifest(self._entries())
         log.info("shard %s bound to model %r, dim %d", self._dir, model_id, dim)
 
     # ================================================================== search internals
@@ -428,13 +430,13 @@ class ShardIndex:
         return (q / norms[:, None]).astype(np.float32)
 
     @staticmethod
-    def _alive(part: _Part, rows: np.ndarray) -> np.ndarray:
+    def _alive(part: Part, rows: np.ndarray) -> np.ndarray:
         return ~part.dead[rows]
 
-    def _accept_filter(self, flt: SearchFilter) -> Callable[[_Part, np.ndarray], np.ndarray]:
+    def _accept_filter(self, flt: SearchFilter) -> Callable[[Part, np.ndarray], np.ndarray]:
         records = self._records
 
-        def accept(part: _Part, rows: np.ndarray) -> np.ndarray:
+        def accept(part: Part, rows: np.ndarray) -> np.ndarray:
             ok = ~part.dead[rows]
             ids = part.clip_ids
             for j in np.flatnonzero(ok).tolist():
@@ -444,8 +446,8 @@ class ShardIndex:
 
         return accept
 
-    def _search_parts(self, q: np.ndarray, k: int, parts: list[tuple[_Part, int]],
-                      accept: Callable[[_Part, np.ndarray], np.ndarray], search_k: int | None,
+    def _search_parts(self, q: np.ndarray, k: int, parts: list[tuple[Part, int]],
+                      accept: Callable[[Part, np.ndarray], np.ndarray], search_k: int | None,
                       candidate_factor: int) -> list[tuple[list[str], np.ndarray]]:
         """Candidates from every part, accepted rows only, merged to the global top-k per query."""
         n_cand = max(k * candidate_factor, 40)
@@ -457,27 +459,29 @@ class ShardIndex:
             full_scores.append(q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None)
             shared_s.append((time.perf_counter() - t0) / len(q))
         timers = [PART_SEARCH.labels("buffer" if part.exact else "segment") for part, _ in parts]
+        # Annoy releases the GIL while it walks its trees, so several segments search at once.
+        fan_out = self._search_pool is not None and sum(f is None for f in full_scores) > 1
         results = []
         for qi, query in enumerate(q):
-            scores, owners = [], []
-            for (part, size), full, shared, timer in zip(parts, full_scores, shared_s, timers, strict=True):
-                t0 = time.perf_counter()
-                rows, s = self._part_top(part, size, query, None if full is None else full[qi],
-                                         k, n_cand, accept, search_k)
-                timer.observe(shared + time.perf_counter() - t0)
-                scores.append(s)
-                owners.append((part, rows))
-            results.append(_merge(scores, owners, k))
+            tops = [
+                (self._search_pool.submit if fan_out and full is None else _call)(
+                    _timed, timer, shared, self._part_top, part, size, query, None if full is None else full[qi],
+                    k, n_cand, accept, search_k)
+                for (part, size), full, shared, timer in zip(parts, full_scores, shared_s, timers, strict=True)
+            ]
+            tops = [t.result() if isinstance(t, Future) else t for t in tops]
+            results.append(_merge([s for _, s in tops], [(part, rows) for (part, _), (rows, _) in
+                                                        zip(parts, tops, strict=True)], k))
         return results
 
     @staticmethod
-    def _scan_exactly(part: _Part, size: int, k: int, search_k: int | None) -> bool:
+    def _scan_exactly(part: Part, size: int, k: int, search_k: int | None) -> bool:
         if part.exact:
             return True
         return part.segment.effective_search_k(k, search_k) * _EXACT_SCAN_RATIO >= size
 
-    def _part_top(self, part: _Part, size: int, query: np.ndarray, full: np.ndarray | None, k: int,
-                  n_cand: int, accept: Callable[[_Part, np.ndarray], np.ndarray],
+    def _part_top(self, part: Part, size: int, query: np.ndarray, full: np.ndarray | None, k: int,
+                  n_cand: int, accept: Callable[[Part, np.ndarray], np.ndarray],
                   search_k: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k accepted rows of one part for one query, widening the candidate pool as needed.
 
@@ -494,10 +498,8 @@ class ShardIndex:
                 seg = part.segment
                 # Tombstones and filters shrink the pool, so once widened ask for recall on all n.
                 sk = seg.effective_search_k(k if n == n_cand else n, search_k)
-                rows, _ = seg.search_one(query, n, sk)
-                # Re-rank exactly against the stored vectors, so scores agree bit for bit with
-                # the exactly scanned parts whatever Annoy's own arithmetic does.
-                scores = part.vectors[rows] @ query
+                # Scored exactly against the segment's vectors, whatever the forest's own arithmetic.
+                rows, scores = seg.search_one(query, n, sk)
             ok = accept(part, rows)
             if n >= size or np.count_nonzero(ok) >= k:
                 rows, scores = rows[ok], scores[ok]
@@ -505,7 +507,7 @@ class ShardIndex:
                 return rows[best], scores[best]
             n *= 4
 
-    def _matching_rows(self, flt: SearchFilter, live: int) -> list[tuple[_Part, np.ndarray]] | None:
+    def _matching_rows(self, flt: SearchFilter, live: int) -> list[tuple[Part, np.ndarray]] | None:
         """Rows matching a selective filter, grouped by part; None when the filter is broad."""
         with self._state:
             pools: list[set[str] | list[str]] = []
@@ -518,14 +520,14 @@ class ShardIndex:
             pool = min(pools, key=len)
             if len(pool) > max(self._exact_filter_rows, self._exact_filter_fraction * live):
                 return None
-            by_part: dict[int, tuple[_Part, list[int]]] = {}
+            by_part: dict[int, tuple[Part, list[int]]] = {}
             for cid in pool:
                 if flt.matches(self._records[cid]):
                     part, row = self._location[cid]
                     by_part.setdefault(id(part), (part, []))[1].append(row)
         return [(part, np.asarray(rows, dtype=np.int64)) for part, rows in by_part.values()]
 
-    def _search_rows(self, q: np.ndarray, k: int, matching: list[tuple[_Part, np.ndarray]]
+    def _search_rows(self, q: np.ndarray, k: int, matching: list[tuple[Part, np.ndarray]]
                      ) -> list[tuple[list[str], np.ndarray]]:
         """Exact search restricted to the given rows (the selective-filter path)."""
         if not matching:
@@ -577,15 +579,15 @@ class ShardIndex:
         if part.size == 0:
             return None
         part.seq_ranges = [[int(part.seqs[0]), int(part.seqs[part.size - 1])]]
-        self._fresh = _Part(self._dim)
+        self._fresh = Part(self._dim)
         self._frozen.append(part)
         return self._submit_build(part)
 
-    def _submit_build(self, part: _Part) -> Future:
+    def _submit_build(self, part: Part) -> Future:
         part.building = True
         return self._executor.submit(self._build_frozen, part)
 
-    def _build_frozen(self, part: _Part) -> None:
+    def _build_frozen(self, part: Part) -> None:
         try:
             with self._state:
                 rows = np.flatnonzero(~part.dead[: part.size])
@@ -595,8 +597,11 @@ class ShardIndex:
                     self._adopt(new, [(part, rows)])
                     self._segments.append(new)
                 self._frozen.remove(part)
-                manifest = self._manifest()
-            self._write_manifest(manifest)
+                entries = self._entries()
+            self._write_manifest(entries)
+            if new is not None:
+                # Listed durably: the segment's vector file is now these rows' one copy.
+                self._store.release_vectors(new.seq_ranges)
         except BaseException:
             part.building = False
             log.exception("building a segment from %d buffered rows failed; they stay searchable "
@@ -609,10 +614,23 @@ class ShardIndex:
                 p for p in self._segments
                 if p.n_dead() > max_dead_fraction * p.size or p.size - p.n_dead() < small_rows
             ]
-            if not chosen or (len(chosen) == 1 and chosen[0].n_dead() == 0):
-                return
+        # Consecutive chosen segments, packed while their live rows fit in max_segment_rows.
+        groups: list[list[Part]] = []
+        for part in chosen:
+            live = part.size - part.n_dead()
+            if groups and sum(p.size - p.n_dead() for p in groups[-1]) + live <= self._max_segment_rows:
+                groups[-1].append(part)
+            else:
+                groups.append([part])
+        for group in groups:
+            if len(group) > 1 or group[0].n_dead():
+                self._merge_segments(group)
+
+    def _merge_segments(self, chosen: list[Part]) -> None:
+        """Rebuild ``chosen`` segments from their live rows into one, swapped in atomically."""
+        with self._state:
             sources = [(p, np.flatnonzero(~p.dead[: p.size])) for p in chosen]
-        ranges = _union_ranges(r for p in chosen for r in p.seq_ranges)
+        ranges = union_ranges(r for p in chosen for r in p.seq_ranges)
         n_live = sum(len(rows) for _, rows in sources)
         new = self._build_segment(sources, ranges) if n_live else None
         with self._state:
@@ -620,14 +638,14 @@ class ShardIndex:
                 self._adopt(new, sources)
             kept = [p for p in self._segments if p not in chosen]
             self._segments = sorted(kept + ([new] if new else []), key=lambda p: p.seq_ranges[0][0])
-            manifest = self._manifest()
-        self._write_manifest(manifest)
+            entries = self._entries()
+        self._write_manifest(entries)
         for p in chosen:
             p.segment.remove()
         log.info("compacted %d segments (%d rows, %d live) into %s", len(chosen),
                  sum(p.size for p in chosen), n_live, new.segment.name if new else "nothing")
 
-    def _build_segment(self, sources: list[tuple[_Part, np.ndarray]], seq_ranges: list[list[int]]) -> _Part:
+    def _build_segment(self, sources: list[tuple[Part, np.ndarray]], seq_ranges: list[list[int]]) -> Part:
         """Build a segment from the given rows (outside the state lock; rows are immutable)."""
         clip_ids = [part.clip_ids[r] for part, rows in sources for r in rows]
         seqs = np.concatenate([part.seqs[rows] for part, rows in sources])
@@ -636,10 +654,11 @@ class ShardIndex:
         segment = AnnoySegment.build(
             self._seg_dir, name, clip_ids, vectors, seqs=seqs, n_trees=self._n_trees,
             recall_target=self._recall_target, seed=self._seed, n_jobs=self._build_jobs,
+            annoy_dim=self._annoy_dim, rerank=self._rerank,
         )
-        return _Part(self._dim, segment, seq_ranges)
+        return Part(self._dim, segment, seq_ranges)
 
-    def _adopt(self, new: _Part, sources: list[tuple[_Part, np.ndarray]]) -> None:
+    def _adopt(self, new: Part, sources: list[tuple[Part, np.ndarray]]) -> None:
         """Point live clips at their rows in ``new``; rows whose source died meanwhile start dead.
 
         Caller holds the state lock, so no write interleaves with the swap.
@@ -659,52 +678,11 @@ class ShardIndex:
 
     # ================================================================== persistence
 
-    def _manifest(self) -> dict:
-        return {
-            "version": 1,
-            "model_id": self._model_id,
-            "dim": self._dim,
-            "segments": [
-                {"name": p.segment.name, "seq_ranges": p.seq_ranges, "n_items": p.size}
-                for p in self._segments
-            ],
-        }
+    def _entries(self) -> list[SegmentEntry]:
+        return [SegmentEntry(p.segment.name, p.seq_ranges, p.size) for p in self._segments]
 
-    def _write_manifest(self, manifest: dict) -> None:
-        """Replace the segment manifest atomically and durably (write, fsync, rename, fsync dir)."""
-        path = self._dir / _MANIFEST
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "w") as f:
-                json.dump(manifest, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fd = os.open(self._dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise StorageFull(f"no space left on device for the segment manifest {path}") from exc
-            raise
-
-    def _read_manifest(self) -> list[dict]:
-        path = self._dir / _MANIFEST
-        try:
-            manifest = json.loads(path.read_text())
-            entries = [
-                {"name": str(e["name"]), "seq_ranges": [[int(lo), int(hi)] for lo, hi in e["seq_ranges"]]}
-                for e in manifest["segments"]
-            ]
-        except FileNotFoundError:
-            return []
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("segment manifest %s is unreadable (%s); rebuilding the index from the store",
-                        path, exc)
-            return []
-        return entries
+    def _write_manifest(self, entries: list[SegmentEntry]) -> None:
+        manifest.write(self._dir, self._model_id, self._dim, entries)
 
     def _load(self) -> None:
         """Rebuild in-memory state from the store and the persisted segments."""
@@ -712,16 +690,16 @@ class ShardIndex:
         for seq, record in self._store.iter_records(with_vectors=False):
             live_seq[record.clip_id] = seq
             self._index_record(record)
-        to_rebuild: list[dict] = []
-        for entry in self._read_manifest():
+        to_rebuild: list[SegmentEntry] = []
+        for entry in manifest.read(self._dir):
             try:
-                segment = AnnoySegment.load(self._seg_dir, entry["name"], dim=self._dim)
+                segment = AnnoySegment.load(self._seg_dir, entry.name, dim=self._dim)
             except SegmentCorrupt as exc:
                 log.warning("segment %s is unusable (%s); rebuilding its rows from the store",
-                            entry["name"], exc)
+                            entry.name, exc)
                 to_rebuild.append(entry)
                 continue
-            part = _Part(self._dim, segment, entry["seq_ranges"])
+            part = Part(self._dim, segment, entry.seq_ranges)
             for row, (cid, seq) in enumerate(zip(segment.clip_ids, segment.seqs.tolist(), strict=True)):
                 if live_seq.get(cid) == seq and cid not in self._location:
                     self._location[cid] = (part, row)
@@ -729,21 +707,25 @@ class ShardIndex:
                     part.dead[row] = True
             self._segments.append(part)
         self._segments.sort(key=lambda p: p.seq_ranges[0][0])
+        keep = {p.segment.name for p in self._segments}
+        self._salvage({path.name.split(".", 1)[0] for path in self._seg_dir.iterdir()} - keep, live_seq)
         for entry in to_rebuild:
             part = self._buffer_from_store(
                 [cid for cid, seq in live_seq.items() if cid not in self._location
-                 and _in_ranges(seq, entry["seq_ranges"])],
+                 and in_ranges(seq, entry.seq_ranges)],
                 live_seq,
             )
-            part.seq_ranges = entry["seq_ranges"]
+            part.seq_ranges = entry.seq_ranges
             self._frozen.append(part)
         uncovered = sorted((seq, cid) for cid, seq in live_seq.items() if cid not in self._location)
         self._fresh = self._buffer_from_store([cid for _, cid in uncovered], live_seq)
-        keep = {p.segment.name for p in self._segments}
         for path in self._seg_dir.iterdir():
             if path.name.split(".", 1)[0] not in keep:
                 path.unlink()
-        self._write_manifest(self._manifest())
+        self._write_manifest(self._entries())
+        # Covers a crash between listing a segment and releasing its rows' vectors, and shards
+        # written before the store released vectors at all (schema 1).
+        self._store.release_vectors([r for p in self._segments for r in p.seq_ranges])
         for part in self._frozen:
             self._submit_build(part)
         if self._fresh.size >= self._seal_threshold:
@@ -751,14 +733,50 @@ class ShardIndex:
         log.info("opened shard %s: %d live clips, %d segments, %d fresh, %d segments to rebuild",
                  self._dir, len(self._location), len(self._segments), self._fresh.size, len(to_rebuild))
 
-    def _buffer_from_store(self, clip_ids: list[str], live_seq: dict[str, int]) -> _Part:
-        part = _Part(self._dim)
+    def _salvage(self, names: set[str], live_seq: dict[str, int]) -> None:
+        """Take the vectors of live rows back into the store from segments that will not be used
+        (unusable, or no longer listed), before their files are deleted."""
+        for name in sorted(names):
+            rows = AnnoySegment.read_rows(self._seg_dir, name, dim=self._dim)
+            if rows is None:
+                continue
+            clip_ids, seqs, vectors = rows
+            wanted = [i for i, (cid, seq) in enumerate(zip(clip_ids, seqs.tolist(), strict=True))
+                      if live_seq.get(cid) == seq and cid not in self._location]
+            if wanted:
+                restored = self._store.restore_vectors(seqs[wanted].tolist(), np.asarray(vectors[wanted]))
+                log.warning("took %d vectors back into the store from segment %s", restored, name)
+
+    def _buffer_from_store(self, clip_ids: list[str], live_seq: dict[str, int]) -> Part:
+        part = Part(self._dim)
+        lost = 0
         for start in range(0, len(clip_ids), 4096):
-            chunk = clip_ids[start : start + 4096]
-            first = part.append(chunk, [live_seq[c] for c in chunk], self._store.vectors_for(chunk))
+            blobs = self._store.held_vectors(clip_ids[start : start + 4096])
+            chunk = [c for c in clip_ids[start : start + 4096] if c in blobs]
+            lost += len(clip_ids[start : start + 4096]) - len(chunk)
+            if not chunk:
+                continue
+            vectors = np.frombuffer(b"".join(blobs[c] for c in chunk), dtype="<f4").reshape(len(chunk), -1)
+            first = part.append(chunk, [live_seq[c] for c in chunk], vectors)
             for offset, cid in enumerate(chunk):
                 self._location[cid] = (part, first + offset)
+        if lost:
+            log.error("%d stored clips have no vector left: their segment's vector file was lost; they "
+                      "stay readable but cannot be found by search until written again", lost)
         return part
+
+
+def _timed(timer, shared_s: float, fn: Callable, *args: object) -> object:
+    """Runs one part's search and records its time, plus its share of the batch's exact scan."""
+    t0 = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        timer.observe(shared_s + time.perf_counter() - t0)
+
+
+def _call(fn: Callable, *args: object) -> object:
+    return fn(*args)
 
 
 def _top1(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -768,7 +786,7 @@ def _top1(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, scores[idx]
 
 
-def _merge(scores: list[np.ndarray], owners: list[tuple[_Part, np.ndarray]], k: int
+def _merge(scores: list[np.ndarray], owners: list[tuple[Part, np.ndarray]], k: int
            ) -> tuple[list[str], np.ndarray]:
     """Global top-k over per-part candidate lists; returns (clip ids, scores)."""
     if not scores:
@@ -780,7 +798,7 @@ def _merge(scores: list[np.ndarray], owners: list[tuple[_Part, np.ndarray]], k: 
     return _clip_ids(owners, best), best_scores
 
 
-def _clip_ids(owners: list[tuple[_Part, np.ndarray]], positions: np.ndarray) -> list[str]:
+def _clip_ids(owners: list[tuple[Part, np.ndarray]], positions: np.ndarray) -> list[str]:
     """Clip ids at ``positions`` of the concatenation of each owner's rows."""
     bounds = np.cumsum([0] + [len(rows) for _, rows in owners])
     which = np.searchsorted(bounds, positions, side="right") - 1
@@ -796,18 +814,3 @@ def _discard(index: dict, key: object, clip_id: str) -> None:
         members.discard(clip_id)
         if not members:
             del index[key]
-
-
-def _in_ranges(seq: int, ranges: list[list[int]]) -> bool:
-    return any(lo <= seq <= hi for lo, hi in ranges)
-
-
-def _union_ranges(ranges: Iterable[list[int]]) -> list[list[int]]:
-    merged: list[list[int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return merged
-

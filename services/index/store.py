@@ -3,6 +3,12 @@
 The database runs in WAL mode with ``synchronous=FULL``: once ``upsert`` or ``delete`` returns, the
 change has been fsynced and survives a SIGKILL or power loss. Each write gives the rows it touches
 a new, strictly increasing sequence number, which lets an index segment record the rows it covers.
+
+Each vector is kept once on disk. A written vector lands in the ``vectors`` table; once a sealed
+segment holding it is durably listed, the shard calls ``release_vectors`` and the segment's vector
+file becomes its only copy (``restore_vectors`` takes it back if that segment is ever unusable).
+Records read with vectors carry ``vector=None`` for released rows. Schema 1 kept the vector inside
+``clips``; such a store is migrated to schema 2 when opened.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -36,13 +43,23 @@ CREATE TABLE IF NOT EXISTS clips (
     tags          TEXT NOT NULL,   -- JSON array
     thumbnail_ref TEXT NOT NULL,
     model_id      TEXT NOT NULL,
-    metadata      TEXT NOT NULL,   -- JSON object
-    vector        BLOB NOT NULL    -- little-endian float32, dim values
+    metadata      TEXT NOT NULL    -- JSON object
 );
 CREATE INDEX IF NOT EXISTS clips_video ON clips (video_id);
+-- Vectors not (yet) held by a sealed segment, by the seq of the clips row they belong to.
+CREATE TABLE IF NOT EXISTS vectors (
+    seq    INTEGER PRIMARY KEY,
+    vector BLOB NOT NULL           -- little-endian float32, dim values
+);
 """
 
-_COLUMNS = "clip_id, seq, video_id, start_s, end_s, caption, tags, thumbnail_ref, model_id, metadata"
+_SCHEMA_VERSION = 2
+_FIELDS = ("clip_id", "seq", "video_id", "start_s", "end_s", "caption", "tags", "thumbnail_ref", "model_id",
+           "metadata")
+_COLUMNS = ", ".join(f"c.{f}" for f in _FIELDS)
+_FROM = "clips AS c LEFT JOIN vectors AS v ON v.seq = c.seq"
+# Keep the WAL file from staying at its high-water mark after a bulk write.
+_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # SQLite's default limit on bound parameters is 32766 (>= 3.32); stay far below it.
 _IN_CHUNK = 500
 
@@ -101,13 +118,15 @@ class ShardStore:
             # The writer is shared by every writing thread, serialised by the write lock.
             conn = _connect(path, check_same_thread=False)
             try:
+                _migrate_v1(conn, path)
                 conn.executescript(_SCHEMA)
                 bound = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if not bound:
                     with conn:
                         conn.executemany(
                             "INSERT INTO meta (key, value) VALUES (?, ?)",
-                            [("model_id", model_id), ("dim", str(dim)), ("last_seq", "0")],
+                            [("model_id", model_id), ("dim", str(dim)), ("last_seq", "0"),
+                             ("schema", str(_SCHEMA_VERSION))],
                         )
                 elif bound["model_id"] != model_id or int(bound["dim"]) != dim:
                     raise WrongState(
@@ -130,8 +149,8 @@ class ShardStore:
             return None
         conn = _connect(path)
         try:
-            conn.executescript(_SCHEMA)
-            bound = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            bound = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if has_meta else {}
         finally:
             conn.close()
         if "model_id" not in bound:
@@ -173,13 +192,19 @@ class ShardStore:
         with self._write_lock, _storage_errors(self._path), self._writer:
             last = self._last_seq(self._writer)
             seqs = list(range(last + 1, last + 1 + len(rows)))
+            self._drop_vectors_of([r.clip_id for r in rows])
+            self._writer.executemany(
+                "INSERT INTO vectors (seq, vector) VALUES (?, ?)",
+                ((seq, np.ascontiguousarray(r.vector, dtype="<f4").tobytes())
+                 for r, seq in zip(rows, seqs, strict=True)),
+            )
             self._writer.executemany(
                 "INSERT INTO clips (clip_id, seq, video_id, start_s, end_s, caption, tags, thumbnail_ref,"
-                " model_id, metadata, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " model_id, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (clip_id) DO UPDATE SET seq = excluded.seq, video_id = excluded.video_id,"
                 " start_s = excluded.start_s, end_s = excluded.end_s, caption = excluded.caption,"
                 " tags = excluded.tags, thumbnail_ref = excluded.thumbnail_ref,"
-                " model_id = excluded.model_id, metadata = excluded.metadata, vector = excluded.vector",
+                " model_id = excluded.model_id, metadata = excluded.metadata",
                 (
                     (
                         r.clip_id,
@@ -192,7 +217,6 @@ class ShardStore:
                         r.thumbnail_ref,
                         r.model_id or self._model_id,
                         json.dumps(dict(r.metadata), sort_keys=True),
-                        np.ascontiguousarray(r.vector, dtype="<f4").tobytes(),
                     )
                     for r, seq in zip(rows, seqs, strict=True)
                 ),
@@ -208,23 +232,63 @@ class ShardStore:
         self._check_open()
         deleted = 0
         with self._write_lock, _storage_errors(self._path), self._writer:
+            self._drop_vectors_of(ids)
             for chunk in _chunks(ids, _IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
                 cursor = self._writer.execute(f"DELETE FROM clips WHERE clip_id IN ({marks})", chunk)
                 deleted += cursor.rowcount
         return deleted
 
+    def release_vectors(self, seq_ranges: Iterable[Sequence[int]]) -> int:
+        """Drop the stored vectors of rows with seq in the inclusive ``seq_ranges``.
+
+        Called once a sealed segment holding exactly the live rows of those ranges is durably
+        listed: its vector file is then their one copy. Returns how many vectors were dropped; the
+        freed pages go back to the file system.
+        """
+        self._check_open()
+        dropped = 0
+        with self._write_lock, _storage_errors(self._path):
+            with self._writer:
+                for lo, hi in seq_ranges:
+                    dropped += self._writer.execute(
+                        "DELETE FROM vectors WHERE seq BETWEEN ? AND ?", (int(lo), int(hi))).rowcount
+            if dropped:
+                # executescript steps the pragma to completion; execute() would free one page.
+                self._writer.executescript("PRAGMA incremental_vacuum;")
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return dropped
+
+    def restore_vectors(self, seqs: Sequence[int], vectors: np.ndarray) -> int:
+        """Store again the vectors of live rows (by seq) whose segment became unusable.
+
+        Rows whose seq is no longer live are skipped. Returns how many vectors were stored.
+        """
+        self._check_open()
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        if vectors.shape != (len(seqs), self._dim):
+            raise InvalidInput(f"restore_vectors needs [{len(seqs)}, {self._dim}] vectors, got {vectors.shape}")
+        with self._write_lock, _storage_errors(self._path), self._writer:
+            cursor = self._writer.executemany(
+                "INSERT OR REPLACE INTO vectors (seq, vector) SELECT ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM clips WHERE seq = ?)",
+                ((int(seq), vectors[i].tobytes(), int(seq)) for i, seq in enumerate(seqs)),
+            )
+            return cursor.rowcount
     # ------------------------------------------------------------------ reads
 
     def get(self, clip_ids: Iterable[str], *, with_vectors: bool = True) -> list[ClipRecord]:
-        """The records of the named clips that exist, in request order (unknown ids are skipped)."""
+        """The records of the named clips that exist, in request order (unknown ids are skipped).
+
+        A record whose vector was released to a segment has ``vector=None``.
+        """
         ids = list(dict.fromkeys(clip_ids))
         found: dict[str, ClipRecord] = {}
         conn = self._reader()
-        columns = _COLUMNS + (", vector" if with_vectors else "")
+        columns, source = (_COLUMNS + ", v.vector", _FROM) if with_vectors else (_COLUMNS, "clips AS c")
         for chunk in _chunks(ids, _IN_CHUNK):
             marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT {columns} FROM clips WHERE clip_id IN ({marks})", chunk):
+            for row in conn.execute(f"SELECT {columns} FROM {source} WHERE c.clip_id IN ({marks})", chunk):
                 found[row[0]] = self._record(row)
         return [found[cid] for cid in ids if cid in found]
 
@@ -236,12 +300,12 @@ class ShardStore:
         Rows are fetched ``batch_size`` at a time by seq ranges, so memory stays bounded and no
         read transaction is held open between batches (writes may proceed meanwhile).
         """
-        columns = _COLUMNS + (", vector" if with_vectors else "")
+        columns, source = (_COLUMNS + ", v.vector", _FROM) if with_vectors else (_COLUMNS, "clips AS c")
         conn = self._reader()
         cursor_seq = after_seq
         while True:
             rows = conn.execute(
-                f"SELECT {columns} FROM clips WHERE seq > ? ORDER BY seq LIMIT ?", (cursor_seq, batch_size)
+                f"SELECT {columns} FROM {source} WHERE c.seq > ? ORDER BY c.seq LIMIT ?", (cursor_seq, batch_size)
             ).fetchall()
             for row in rows:
                 yield row[1], self._record(row)
@@ -250,20 +314,34 @@ class ShardStore:
             cursor_seq = rows[-1][1]
 
     def vectors_for(self, clip_ids: Sequence[str]) -> np.ndarray:
-        """Float32 matrix ``[len(clip_ids), dim]`` of the named clips' vectors, in order."""
+        """Float32 matrix ``[len(clip_ids), dim]`` of the named clips' stored vectors, in order.
+
+        Raises NotFound when a clip is unknown or its vector was released to a segment.
+        """
         ids = list(clip_ids)
-        blobs: dict[str, bytes] = {}
-        conn = self._reader()
-        for chunk in _chunks(list(dict.fromkeys(ids)), _IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            blobs.update(conn.execute(f"SELECT clip_id, vector FROM clips WHERE clip_id IN ({marks})", chunk))
+        blobs = self.held_vectors(ids)
         missing = [cid for cid in ids if cid not in blobs]
         if missing:
-            raise NotFound(f"{len(missing)} clip(s) not in the shard, e.g. {missing[:5]}")
+            raise NotFound(f"{len(missing)} clip(s) without a stored vector, e.g. {missing[:5]}")
         if not ids:
             return np.zeros((0, self._dim), dtype=np.float32)
         flat = np.frombuffer(b"".join(blobs[cid] for cid in ids), dtype="<f4")
         return flat.reshape(len(ids), self._dim).astype(np.float32, copy=True)
+
+    def held_vectors(self, clip_ids: Sequence[str]) -> dict[str, bytes]:
+        """Raw little-endian float32 vectors of those named clips whose vector the store holds."""
+        blobs: dict[str, bytes] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(dict.fromkeys(clip_ids)), _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            blobs.update(conn.execute(
+                f"SELECT c.clip_id, v.vector FROM clips AS c JOIN vectors AS v ON v.seq = c.seq"
+                f" WHERE c.clip_id IN ({marks})", chunk))
+        return blobs
+
+    def held_vector_count(self) -> int:
+        """How many vectors the store holds itself (rows not released to a segment)."""
+        return self._reader().execute("SELECT count(*) FROM vectors").fetchone()[0]
 
     def count(self) -> int:
         return self._reader().execute("SELECT count(*) FROM clips").fetchone()[0]
@@ -315,13 +393,20 @@ class ShardStore:
                 self._readers.append(conn)
         return conn
 
+    def _drop_vectors_of(self, clip_ids: list[str]) -> None:
+        """Delete the stored vectors of the named clips' current rows (caller holds the write txn)."""
+        for chunk in _chunks(clip_ids, _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            self._writer.execute(
+                f"DELETE FROM vectors WHERE seq IN (SELECT seq FROM clips WHERE clip_id IN ({marks}))", chunk)
+
     @staticmethod
     def _last_seq(conn: sqlite3.Connection) -> int:
         return int(conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
 
     def _record(self, row: tuple) -> ClipRecord:
         vector = None
-        if len(row) > 10:
+        if len(row) > 10 and row[10] is not None:
             vector = np.frombuffer(row[10], dtype="<f4").astype(np.float32)
         return ClipRecord(
             clip_id=row[0],
@@ -339,11 +424,45 @@ class ShardStore:
 
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=check_same_thread)
+    # Takes effect only on a new database, before WAL mode writes its header (or at a VACUUM):
+    # released vectors give their pages back to the file system instead of staying on the free list.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL fsyncs the WAL at every commit: an acknowledged write survives SIGKILL and power loss.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
     return conn
+
+
+def _migrate_v1(conn: sqlite3.Connection, path: Path) -> None:
+    """Move a schema-1 store's vectors out of ``clips`` into ``vectors``, then compact the file.
+
+    One transaction: a crash leaves either the old schema (migrated again on the next open) or
+    the new one. The VACUUM afterwards also turns on incremental auto-vacuum for this file.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(clips)")}
+    if "vector" not in columns:
+        return
+    fields = ", ".join(_FIELDS)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE clips RENAME TO clips_v1")
+        conn.execute("DROP INDEX IF EXISTS clips_video")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"INSERT INTO clips ({fields}) SELECT {fields} FROM clips_v1")
+        conn.execute("INSERT INTO vectors (seq, vector) SELECT seq, vector FROM clips_v1")
+        conn.execute("DROP TABLE clips_v1")
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    logging.getLogger(__name__).info("migrated shard store %s to schema %d", path, _SCHEMA_VERSION)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.common.clip_ids import clip_id_for, thumbnail_key
 from services.common.encoder_client import EncoderClient
 from services.common.errors import DependencyDown
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore, thumbnail_key
-from services.common.shards import clip_id_for
+from services.common.media import MediaStore
 from services.common.timecode import SourceClock
 from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk

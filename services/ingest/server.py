@@ -16,6 +16,7 @@ from services.common import logs
 from services.common.auth import ApiKeyInterceptor, load_api_keys
 from services.common.server import Registration, ServiceHooks, serve
 from services.ingest import backlog
+from services.ingest.core import IngestCore
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings, load_or_exit
@@ -42,7 +43,8 @@ async def wait_for_redis(queue: JobQueue) -> None:
 async def run(cfg: IngestSettings) -> None:
     runtime = Runtime.build(cfg, decode=cfg.workers > 0)
     events = JobEvents(runtime.queue.redis, runtime.queue.events)
-    servicer = IngestServicer(cfg, runtime, events)
+    core = IngestCore(cfg, runtime.queue, runtime.media, runtime.shards, events)
+    servicer = IngestServicer(cfg, core)
     stopping = asyncio.Event()
     tasks: list[asyncio.Task] = []
 

@@ -1,32 +1,21 @@
-"""The IngestService servicer: validates requests, calls the job queue and sources, maps results."""
+"""The IngestService servicer: checks requests (metadata, segmentation, upload framing), calls the core."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
-import logging
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import redis.exceptions
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import Counter
 
-from services.common.errors import DependencyDown, InvalidInput
-from services.common.media import thumbnail_key
+from services.common.errors import InvalidInput
 from services.ingest import sources
-from services.ingest.jobs import JobEvents, JobQueue
+from services.ingest.core import IngestCore
 from services.ingest.pipeline import RESERVED_METADATA
-from services.ingest.records import Job, JobSpec, SegmentMode, SegmentSpec, VideoMeta
+from services.ingest.records import Job, SegmentMode, SegmentSpec, VideoMeta
 from services.ingest.settings import IngestSettings
-from services.ingest.worker import Runtime
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-
-log = logging.getLogger(__name__)
-
-UPLOAD_BYTES = Counter("vidsearch_ingest_upload_bytes_total", "Bytes received by UploadVideo and stored.")
 
 #: The proto promises chunks of at most 1 MiB, so no message ever holds a large part of a video.
 MAX_CHUNK_BYTES = 1024 * 1024
@@ -36,14 +25,6 @@ MAX_TAGS = 100
 MAX_EXTRA = 50
 MAX_TEXT = 1000
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise DependencyDown(f"job queue (redis) unavailable: {exc}") from exc
 
 
 def _text(name: str, value: str, limit: int = MAX_TEXT) -> str:
@@ -125,27 +106,18 @@ def job_to_proto(job: Job) -> ingest_pb2.Job:
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    """Serves the ingest API; the work itself happens in workers that read the queue."""
+    """Serves the ingest API: checks each request's shape, calls the core, maps the result."""
 
-    def __init__(self, cfg: IngestSettings, runtime: Runtime, events: JobEvents | None = None) -> None:
+    def __init__(self, cfg: IngestSettings, core: IngestCore) -> None:
         self.cfg = cfg
-        self.rt = runtime
-        self.queue: JobQueue = runtime.queue
-        self.events = events
-
-    async def _submit(self, spec: JobSpec) -> Job:
-        with _redis_errors():
-            return await self.queue.submit(spec)
+        self.core = core
 
     async def SubmitVideo(self, request, context):
         meta = video_meta(request.metadata)
         segment = segment_spec(request.segment, self.cfg)
         video_id = sources.validate_video_id(request.video_id) if request.video_id else ""
-        path = await asyncio.to_thread(sources.resolve_submitted, request.uri, self.cfg.allowed_roots)
-        if not video_id:
-            video_id = sources.video_id_from_digest(await asyncio.to_thread(sources.digest_file, path))
-        job = await self._submit(JobSpec(video_id, sources.file_source(path), meta, segment))
-        return ingest_pb2.SubmitVideoResponse(job_id=job.job_id, video_id=video_id)
+        job = await self.core.submit(request.uri, video_id, meta, segment)
+        return ingest_pb2.SubmitVideoResponse(job_id=job.job_id, video_id=job.video_id)
 
     async def UploadVideo(self, request_iterator, context):
         first = await anext(aiter(request_iterator), None)
@@ -155,54 +127,29 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         meta = video_meta(header.metadata)
         segment = segment_spec(header.segment, self.cfg)
         video_id = sources.validate_video_id(header.video_id) if header.video_id else ""
-        limit = self.cfg.max_upload_bytes
-        if header.size_bytes > limit:
-            raise InvalidInput(f"upload of {header.size_bytes} bytes is larger than the limit of {limit} bytes")
-        upload = await asyncio.to_thread(
-            sources.UploadFile, self.rt.media, limit, sources.upload_extension(header.filename))
-        try:
+
+        async def chunks() -> AsyncIterator[bytes]:
             async for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise InvalidInput("only the first UploadVideo message may be a header")
                 if len(message.chunk) > MAX_CHUNK_BYTES:
                     raise InvalidInput(f"chunks must be at most {MAX_CHUNK_BYTES} bytes, got {len(message.chunk)}")
-                await asyncio.to_thread(upload.write, message.chunk)
-            if upload.size == 0:
-                raise InvalidInput("upload is empty (0 bytes)")
-            video_id = video_id or sources.video_id_from_digest(upload.digest)
-            key = await asyncio.to_thread(upload.commit, video_id)
-        except BaseException:
-            await asyncio.to_thread(upload.discard)
-            raise
-        UPLOAD_BYTES.inc(upload.size)
-        job = await self._submit(JobSpec(video_id, sources.media_source(key), meta, segment))
-        return ingest_pb2.UploadVideoResponse(job_id=job.job_id, video_id=video_id, size_bytes=upload.size)
+                yield message.chunk
+
+        job, size = await self.core.upload(chunks(), video_id=video_id, filename=header.filename,
+                                           size_bytes=header.size_bytes, meta=meta, segment=segment)
+        return ingest_pb2.UploadVideoResponse(job_id=job.job_id, video_id=job.video_id, size_bytes=size)
 
     async def GetJob(self, request, context):
-        with _redis_errors():
-            return ingest_pb2.GetJobResponse(job=job_to_proto(await self.queue.get(request.job_id)))
+        return ingest_pb2.GetJobResponse(job=job_to_proto(await self.core.get(request.job_id)))
 
     async def WatchJob(self, request, context) -> AsyncIterator[ingest_pb2.WatchJobResponse]:
-        with _redis_errors():
-            async for job in self.queue.watch(request.job_id, self.events):
-                yield ingest_pb2.WatchJobResponse(job=job_to_proto(job))
+        async for job in self.core.watch(request.job_id):
+            yield ingest_pb2.WatchJobResponse(job=job_to_proto(job))
 
     async def CancelJob(self, request, context):
-        with _redis_errors():
-            return ingest_pb2.CancelJobResponse(job=job_to_proto(await self.queue.cancel(request.job_id)))
+        return ingest_pb2.CancelJobResponse(job=job_to_proto(await self.core.cancel(request.job_id)))
 
     async def DeleteVideo(self, request, context):
         video_id = sources.validate_video_id(request.video_id)
-        # Fenced: no job of the video may write after the delete, so stop them all first.
-        with _redis_errors():
-            held = await self.queue.fence_video(video_id, timeout_s=self.cfg.claim_idle_ms / 1000)
-        if held:
-            log.warning("deleting video %s while jobs %s are held by a worker that does not answer",
-                        video_id, ", ".join(held))
-        deleted = await self.rt.shards.for_video(video_id).delete(video_ids=[video_id])
-        await asyncio.to_thread(self._delete_media, video_id)
-        return ingest_pb2.DeleteVideoResponse(clips_deleted=deleted)
-
-    def _delete_media(self, video_id: str) -> None:
-        self.rt.media.delete_prefix(thumbnail_key(video_id, 0.0).rpartition("/")[0])
-        self.rt.media.delete_prefix(f"uploads/{video_id}")
+        return ingest_pb2.DeleteVideoResponse(clips_deleted=await self.core.delete_video(video_id))

@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from services.common.clip_ids import UPLOADS_INCOMING, VIDEO_ID, upload_key
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
 from services.common.media import MEDIA_SCHEME, MediaStore
-from services.common.shards import VIDEO_ID
 
 #: Part of every refusal of a path outside the allowed roots (for people; clients read the reason).
 OUTSIDE_ROOTS = "is not under an allowed root"
@@ -177,7 +177,7 @@ class UploadFile:
         self.extension = extension
         self.size = 0
         self._sha = hashlib.sha256()
-        self._tmp = media.path(f"uploads/.incoming/{uuid.uuid4().hex}.part")
+        self._tmp = media.path(f"{UPLOADS_INCOMING}/{uuid.uuid4().hex}.part")
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit or discard
 
@@ -201,7 +201,7 @@ class UploadFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            key = f"uploads/{video_id}/{self.digest[:16]}{self.extension}"
+            key = upload_key(video_id, self.digest[:16], self.extension)
             target = self.media.path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, target)

@@ -27,10 +27,11 @@ import redis.exceptions
 from prometheus_client import Counter, start_http_server
 
 from services.common import logs, settings
+from services.common.clip_ids import ClipId
 from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound, VidsearchError
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore, thumbnail_key
+from services.common.media import MediaStore
 from services.ingest import jobs
 from services.ingest.decoding import DecodeContext, DecodePool
 from services.ingest.jobs import (
@@ -293,8 +294,7 @@ class IngestWorker:
 
     def _remove_thumbnails(self, video_id: str, clip_ids: list[str]) -> None:
         for clip_id in clip_ids:
-            start_s = int(clip_id.rpartition(":")[2]) / 1000
-            self.rt.media.delete_prefix(thumbnail_key(video_id, start_s))
+            self.rt.media.delete_prefix(ClipId.parse(clip_id).thumbnail_key)
 
 
 async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.encoder.model.clip4clip import VideoTextModel
+from services.model.clip4clip import VideoTextModel
 from services.training import metrics
 from services.training.frame_cache import ClipSpan, FrameCache, open_frame_cache
 
@@ -167,7 +167,7 @@ def evaluate_model(model: VideoTextModel, entries: Sequence[Any], cache: FrameCa
 
 def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None) -> dict[str, Any]:
     """Load the checkpoint and the manifest, evaluate, and write the report files if asked."""
-    from services.encoder.model.checkpoint import load_checkpoint
+    from services.model.checkpoint import load_checkpoint
 
     if entries is None:
         from services.training.manifest import read_manifest

@@ -14,21 +14,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.atomic import replacing
+from services.common.clip_ids import ClipId, clip_id_for, video_of_clip
+from services.common.errors import InvalidInput
+
 SPLITS = ("train", "val", "test")
 LANGUAGES = ("ko", "en")
 FIELDS = ("clip_id", "video", "start_s", "end_s", "caption", "language", "split", "attributes", "template")
-_CLIP_ID = re.compile(r"^(?P<video>.+):(?P<ms>\d{9})$")
 
 
 def clip_id(video_id: str, start_s: float) -> str:
     """The deterministic id of the clip of ``video_id`` starting at ``start_s``."""
-    return f"{video_id}:{round(start_s * 1000):09d}"
+    return clip_id_for(video_id, start_s)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class ManifestEntry:
 
     @property
     def video_id(self) -> str:
-        return self.clip_id.rpartition(":")[0]
+        return video_of_clip(self.clip_id)
 
     def to_json(self, base_dir: str | os.PathLike[str]) -> str:
         """The manifest line for this entry, ``video`` relative to ``base_dir`` when inside it."""
@@ -73,12 +75,10 @@ class ManifestEntry:
 def write_manifest(path: str | os.PathLike[str], entries: Iterable[ManifestEntry]) -> Path:
     """Write a manifest atomically: readers see the old file or the complete new one."""
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
     base_dir = path.absolute().parent
-    with open(partial, "w", encoding="utf-8", newline="\n") as out:
+    with replacing(path) as partial, open(partial, "w", encoding="utf-8", newline="\n") as out:
         for entry in entries:
             out.write(entry.to_json(base_dir) + "\n")
-    os.replace(partial, path)
     return path
 
 
@@ -119,10 +119,11 @@ def _parse(line: str, base_dir: Path) -> ManifestEntry:
         raise ValueError(f"start_s must not be negative, got {start_s}")
     if end_s <= start_s:
         raise ValueError(f"end_s ({end_s}) must be after start_s ({start_s})")
-    match = _CLIP_ID.match(record["clip_id"])
-    if match is None:
-        raise ValueError(f"clip_id must be '<video id>:<start ms, 9 digits>', got {record['clip_id']!r}")
-    if int(match["ms"]) != round(start_s * 1000):
+    try:
+        parsed = ClipId.parse(record["clip_id"])
+    except InvalidInput:
+        raise ValueError(f"clip_id must be '<video id>:<start ms, 9 digits>', got {record['clip_id']!r}") from None
+    if parsed.start_ms != round(start_s * 1000):
         raise ValueError(f"clip_id {record['clip_id']!r} does not match start_s {start_s}")
     if record["language"] not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES}, got {record['language']!r}")

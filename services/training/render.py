@@ -18,6 +18,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from services.common.atomic import replacing
 from services.training.scenes import Attributes, Scene
 
 #: Object fill colours (RGB); night dims them less than the background, so colours stay readable.
@@ -224,13 +225,8 @@ def render_film(path: str | os.PathLike[str], scenes: Sequence[Scene], *, fps: i
     """
     path = Path(path)
     scene_frames = round(fps * scene_seconds)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with replacing(path, durable=False) as partial:
         _encode(partial, scenes, fps=fps, size=size, scene_frames=scene_frames)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
     return path
 
 

@@ -281,6 +281,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     overrides.add_argument("--clips-per-film", type=int, dest="clips_per_film")
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: one per CPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace a corpus already in --out")
+    parser.set_defaults(run=run)
     return parser
 
 

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from services.encoder.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from services.encoder.model.clip4clip import VideoTextModel
-from services.encoder.model.config import ModelConfig, production, tiny
-from services.encoder.model.temporal import build_temporal
+from services.common.atomic import write_atomic
+from services.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+from services.model.clip4clip import VideoTextModel
+from services.model.config import ModelConfig, production, tiny
+from services.model.temporal import build_temporal
 from services.training.batches import (
     Geometry,
     MicroBatch,
@@ -562,6 +563,4 @@ def read_log(out: str | Path) -> list[dict[str, Any]]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)

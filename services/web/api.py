@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
+from services.common.clip_ids import VIDEO_ID, validate_clip_id
 from services.common.errors import InvalidInput
-from services.common.shards import VIDEO_ID, validate_clip_id
 from services.web.clips import ClipCache, byte_range
 from services.web.errors import HTTP_STATUS, error_body
 from services.web.exports import to_csv, to_edl

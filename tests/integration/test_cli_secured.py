@@ -15,7 +15,7 @@ import pytest
 from services import cli
 from services.common.channels import ClientTLS
 from services.common.client_connection import DEPRECATED_NAMES, TLS_SETTINGS
-from services.stack import LocalStack, StackConfig, StackTLS
+from services.local.stack import LocalStack, StackConfig, StackTLS
 from tests.media import make_video
 from tests.pki import LoopbackPKI, make_pki
 

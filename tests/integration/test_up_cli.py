@@ -12,7 +12,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from services.processes import ROOT, free_port
+import pytest
+
+from services.local.processes import ROOT, free_port
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import make_video
 from tests.system.stack import (
     CORPUS_WINDOW_S,
@@ -31,8 +31,8 @@ from vidsearch.ingest.v1 import ingest_pb2
 
 @pytest.fixture(scope="session")
 def system_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from services.encoder.model.checkpoint import build_model, save_checkpoint
-    from services.encoder.model.config import tiny
+    from services.model.checkpoint import build_model, save_checkpoint
+    from services.model.config import tiny
 
     return save_checkpoint(build_model(tiny()), tmp_path_factory.mktemp("ckpt") / "tiny")
 

@@ -1,6 +1,6 @@
 """The system tests' view of a running local stack: clients of every service, health, the corpus.
 
-The stack itself is `services.stack.LocalStack`; ``conftest.py`` starts one per session.
+The stack itself is `services.local.stack.LocalStack`; ``conftest.py`` starts one per session.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 import grpc
 import redis
 
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.clip_ids import clip_id_for
+from services.common.shards import shard_for_video
 from services.ingest.segmenting import fixed_windows
-from services.stack import LocalStack
+from services.local.stack import LocalStack
 from tests.procs import health_status
 from vidsearch.encoder.v1 import encoder_pb2_grpc
 from vidsearch.gateway.v1 import gateway_pb2_grpc

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.encoder.model.importers import import_model
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
+from services.model.importers import import_model
 from tests.media import ffmpeg
 from tests.published_models import SENTENCES, hf_clip, photo_paths
 from tests.system.stack import SystemStack, ingest_and_wait

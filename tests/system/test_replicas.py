@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from bench.soak import QueryMix, SearchLoad
+from services.common.clip_ids import video_of_clip
 from services.common.index_client import ShardSet
-from services.common.shards import shard_for_video, video_of_clip
-from services.stack import LocalStack, StackConfig
+from services.common.shards import shard_for_video
+from services.local.stack import LocalStack, StackConfig
 from tests.system.test_faults import describe
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc

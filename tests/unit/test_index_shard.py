@@ -467,3 +467,83 @@ def test_closed_shard_refuses_work(tmp_path: Path, corpus: dict) -> None:
     shard.close()
     with pytest.raises(WrongState, match="closed"):
         shard.search(corpus["queries"][:1], 5)
+
+
+# ---------------------------------------------------------------------------- one copy of each vector
+
+
+def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict) -> None:
+    recs = corpus["records"][:5000]
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4, annoy_dim=16) as shard:
+        shard.upsert(recs[:4000])
+        shard.upsert(recs[4000:])
+        shard.wait_for_builds()
+        store = shard._store
+        # 4000 sealed rows: their vectors are in the segment only; the 1000 fresh ones in the store.
+        assert shard.stats()["segments"] == 1 and store.held_vector_count() == 1000
+        assert store.get([recs[0].clip_id])[0].vector is None
+        assert shard.get([recs[0].clip_id, recs[4500].clip_id]) == [recs[0], recs[4500]]
+        stats = shard.stats()
+        assert stats["bytes_on_disk"] == stats["store_bytes"] + stats["segment_bytes"]
+        assert stats["largest_segment"] == 4000
+    with ShardIndex(tmp_path) as shard:
+        assert shard.get([recs[1].clip_id]) == [recs[1]]
+        q = corpus["queries"][0]
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0],
+                         brute_force({r.clip_id: r.vector for r in recs}, q, 10))
+
+
+def test_projected_segments_keep_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, annoy_dim=16) as shard:
+        assert all(p.segment.annoy_dim == 16 for p in shard._segments)
+        truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
+        results = shard.search(corpus["queries"], 10)
+        by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
+        found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
+                    for hits, t in zip(results, truth, strict=True))
+        assert found / truth.size >= 0.95
+        q = corpus["queries"][5]
+        np.testing.assert_allclose([h.score for h in results[5]],
+                                   [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+
+
+def test_compaction_keeps_segments_within_max_segment_rows(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, seal_threshold=2000, max_segment_rows=5000) as shard:
+        assert shard.stats()["segments"] == 6
+        shard.compact(wait=True, small_segment_rows=10**6)
+        sizes = sorted(p.size for p in shard._segments)
+        assert sizes == [4000, 4000, 4000] and shard.stats()["live"] == 12000
+        assert shard.get([clip_id(11999)])[0].vector is not None
+
+
+def test_a_shard_written_before_vectors_were_kept_once_opens_and_migrates(tmp_path: Path, corpus: dict) -> None:
+    """Schema-1 store (vector in every row) plus a version-1 segment, as the previous release wrote them."""
+    from tests.unit.test_index_store import write_v1_store
+
+    recs = corpus["records"][:3000]
+    write_v1_store(tmp_path / "clips.sqlite3", recs, DIM)
+    seg = AnnoySegment.build(tmp_path / "segments", "seg-000000002000-old", [r.clip_id for r in recs[:2000]],
+                             np.stack([r.vector for r in recs[:2000]]), seqs=np.arange(1, 2001), n_trees=4)
+    manifest_path = tmp_path / "segments" / f"{seg.name}.json"
+    old = json.loads(manifest_path.read_text())
+    for key in ("annoy_dim", "rerank"):
+        old.pop(key)
+    manifest_path.write_text(json.dumps({**old, "version": 1}))
+    (tmp_path / "segments.json").write_text(json.dumps({"version": 1, "model_id": MODEL, "dim": DIM, "segments": [
+        {"name": seg.name, "seq_ranges": [[1, 2000]], "n_items": 2000}]}))
+    with ShardIndex(tmp_path, seal_threshold=5000) as shard:
+        stats = shard.stats()
+        assert stats["live"] == 3000 and stats["segments"] == 1 and stats["fresh"] == 1000
+        assert shard._store.held_vector_count() == 1000  # the segment's rows were released
+        assert shard.get([recs[5].clip_id, recs[2500].clip_id]) == [recs[5], recs[2500]]
+        q = corpus["queries"][1]
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0],
+                         brute_force({r.clip_id: r.vector for r in recs}, q, 10))
+
+
+def test_segments_searched_on_threads_give_the_same_hits(tmp_path: Path, corpus: dict) -> None:
+    loaded_shard(tmp_path, corpus).close()
+    with ShardIndex(tmp_path) as one, ShardIndex(tmp_path, search_threads=3) as three:
+        assert three.stats()["segments"] == 3
+        for a, b in zip(one.search(corpus["queries"], 10), three.search(corpus["queries"], 10), strict=True):
+            assert [(h.clip_id, h.score) for h in a] == [(h.clip_id, h.score) for h in b]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -217,3 +219,76 @@ def test_closed_store_refuses_work(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(WrongState, match="closed"):
         s.upsert([record(1)])
+
+
+# ---------------------------------------------------------------------------- one copy of each vector
+
+
+def test_released_vectors_leave_the_store_and_can_come_back(tmp_path: Path) -> None:
+    path = tmp_path / "clips.sqlite3"
+    written = [record(i, dim=256) for i in range(1, 401)]
+    with ShardStore.open(path, MODEL, 256) as s:
+        seqs = s.upsert(written)
+        full = s.bytes_on_disk()
+        assert s.release_vectors([[seqs[0], seqs[299]]]) == 300
+        # The freed pages go back to the file system, not to SQLite's free list.
+        assert s.bytes_on_disk() < full / 2
+        assert s.held_vector_count() == 100
+        got = s.get([written[0].clip_id, written[350].clip_id])
+        assert got[0].vector is None and got[0].caption == written[0].caption
+        assert got[1] == written[350]
+        with pytest.raises(NotFound):
+            s.vectors_for([written[0].clip_id])
+        assert set(s.held_vectors([written[0].clip_id, written[350].clip_id])) == {written[350].clip_id}
+        # Overwriting a released row stores its new vector; deleting a row drops its vector.
+        moved = record(1, dim=256, caption="moved")
+        s.upsert([moved])
+        assert s.get([moved.clip_id]) == [moved]
+        s.delete([written[350].clip_id])
+        assert s.held_vector_count() == 100
+        # Only live seqs are restored: seq 1 was overwritten (it has a new seq now).
+        vectors = np.stack([r.vector for r in written[:3]])
+        assert s.restore_vectors(seqs[:3], vectors) == 2
+    with ShardStore.open(path, MODEL, 256) as s:
+        assert s.get([written[2].clip_id]) == [written[2]]
+        assert s.held_vector_count() == 102
+
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE clips (
+    clip_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, video_id TEXT NOT NULL, start_s REAL NOT NULL,
+    end_s REAL NOT NULL, caption TEXT NOT NULL, tags TEXT NOT NULL, thumbnail_ref TEXT NOT NULL,
+    model_id TEXT NOT NULL, metadata TEXT NOT NULL, vector BLOB NOT NULL
+);
+CREATE INDEX clips_video ON clips (video_id);
+"""
+
+
+def write_v1_store(path: Path, records: list[ClipRecord], dim: int) -> None:
+    """A store as schema 1 wrote it: the vector inside each clips row."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(_SCHEMA_V1)
+    conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                     [("model_id", MODEL), ("dim", str(dim)), ("last_seq", str(len(records)))])
+    conn.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        (r.clip_id, seq, r.video_id, r.start_s, r.end_s, r.caption, json.dumps(list(r.tags)),
+         r.thumbnail_ref, MODEL, json.dumps(dict(r.metadata), sort_keys=True), r.vector.astype("<f4").tobytes())
+        for seq, r in enumerate(records, 1)])
+    conn.commit()
+    conn.close()
+
+
+def test_schema_1_store_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "clips.sqlite3"
+    written = [record(i) for i in range(1, 60)]
+    write_v1_store(path, written, DIM)
+    with ShardStore.open(path, MODEL, DIM) as s:
+        assert s.get([r.clip_id for r in written]) == written
+        assert s.held_vector_count() == 59 and s.last_seq() == 59
+        assert s.upsert([record(100)]) == [60]
+        assert s.release_vectors([[1, 30]]) == 30
+    with ShardStore.open(path, MODEL, DIM) as s:  # a second open finds schema 2 and changes nothing
+        assert s.count() == 60 and s.held_vector_count() == 30
+        assert s.get([written[40].clip_id]) == [written[40]]

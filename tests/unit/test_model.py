@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from services.common.errors import InvalidInput
-from services.encoder.model.checkpoint import build_model
-from services.encoder.model.clip4clip import Runtime, VideoTextModel, select_runtime
-from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig, production, tiny
-from services.encoder.model.temporal import frame_steps
-from services.encoder.model.towers import build_openclip
+from services.model.checkpoint import build_model
+from services.model.clip4clip import Runtime, VideoTextModel, select_runtime
+from services.model.config import ModelConfig, TextConfig, VisionConfig, production, tiny
+from services.model.temporal import frame_steps
+from services.model.towers import build_openclip
 
 SIZE = 64  # tiny() frame size
 KOREAN = "한 남자가 부엌에서 요리를 하고 있다"

@@ -15,16 +15,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, BertConfig, BertModel
 
-from services.encoder.model.checkpoint import (
+from services.model.checkpoint import (
     CheckpointError,
     build_model,
     load_checkpoint,
     save_checkpoint,
 )
-from services.encoder.model.clip4clip import VideoTextModel
-from services.encoder.model.config import ModelConfig, tiny
-from services.encoder.model.tiny_tokenizer import build_tiny_tokenizer, tiny_vocab_size
-from services.encoder.model.towers import build_openclip
+from services.model.clip4clip import VideoTextModel
+from services.model.config import ModelConfig, tiny
+from services.model.tiny_tokenizer import build_tiny_tokenizer, tiny_vocab_size
+from services.model.towers import build_openclip
 
 TEXTS = ["a man is cooking", "부엌에서 요리하는 남자", "ㅋㅋ dog"]
 

@@ -12,8 +12,8 @@ import torch
 
 from services.cli import main as cli_main
 from services.common.frames import to_model_input
-from services.encoder.model.checkpoint import CheckpointError, load_checkpoint
-from services.encoder.model.importers import import_model
+from services.model.checkpoint import CheckpointError, load_checkpoint
+from services.model.importers import import_model
 from tests.published_models import BUILDERS, SENTENCES, Published, photos
 
 MIN_COSINE = 0.9999

@@ -98,8 +98,8 @@ def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> No
     from services.gateway.server import GatewaySettings
     from services.index.server import IndexSettings
     from services.ingest.settings import IngestSettings
-    from services.processes import RedisServer
-    from services.stack import LocalStack, StackConfig
+    from services.local.processes import RedisServer
+    from services.local.stack import LocalStack, StackConfig
 
     stack = LocalStack(StackConfig(data_dir=tmp_path, checkpoint=tmp_path / "ckpt", api_keys_file=tmp_path / "k"))
     stack.redis = RedisServer(tmp_path / "redis")  # built, not started: only its URL is needed

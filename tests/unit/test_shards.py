@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
+from services.common.clip_ids import clip_id_for, video_of_clip
 from services.common.errors import InvalidInput
-from services.common.shards import clip_id_for, shard_for_video, video_of_clip
+from services.common.shards import shard_for_video
 
 
 def test_placement_is_stable_and_in_range() -> None:

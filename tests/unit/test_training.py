@@ -20,8 +20,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from services.encoder.model.checkpoint import build_model, load_checkpoint
-from services.encoder.model.config import tiny
+from services.model.checkpoint import build_model, load_checkpoint
+from services.model.config import tiny
 from services.training import augment
 from services.training.batches import Geometry, MicroBatch, TrainingError, TrainingSet, keep_frames, micro_batches
 from services.training.cli import add_parsers
@@ -487,7 +487,7 @@ def test_reversal_margin_needs_reversed_clips(tmp_path: Path) -> None:
 @needs_ffmpeg
 def test_an_imported_published_model_fine_tunes_with_seqtransf_and_reloads(corpus: Path, tmp_path: Path,
                                                                            capsys) -> None:
-    from services.encoder.model.importers import import_model
+    from services.model.importers import import_model
     from tests.published_models import BUILDERS
 
     published = BUILDERS["openclip-xlmr-bin"](tmp_path / "source")

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from tests.media import ffmpeg, make_video
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 

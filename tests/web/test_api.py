@@ -13,10 +13,13 @@ import httpx
 import pytest
 
 from services.common.settings import SettingsError
-from services.processes import HttpServiceProcess
+from services.local.processes import HttpServiceProcess
 from services.web.settings import HttpServerSettings, WebSettings
 from tests.media import make_png, make_video
 from tests.web.conftest import DROP_ID, MXF_ID, WebStack
+
+# Starts whole process stacks: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 KOREAN = "스튜디오에서 전화를 받는 남자"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from services.processes import ROOT
+from services.local.processes import ROOT
 from tests.media import make_png, make_video
 from tests.web.conftest import WebStack
 

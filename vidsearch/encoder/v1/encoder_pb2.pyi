@@ -86,7 +86,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model_id", "dimension", "frames_per_clip", "max_text_tokens", "image_size", "device", "dtype", "temporal", "max_batch_size", "max_queue_delay_ms", "architecture", "crop")
+    __slots__ = ("model_id", "dimension", "frames_per_clip", "max_text_tokens", "image_size", "device", "dtype", "temporal", "max_batch_size", "max_queue_delay_ms", "architecture", "crop", "max_text_chars")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     FRAMES_PER_CLIP_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class InfoResponse(_message.Message):
     MAX_QUEUE_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dimension: int
     frames_per_clip: int
@@ -111,4 +112,5 @@ class InfoResponse(_message.Message):
     max_queue_delay_ms: int
     architecture: str
     crop: str
-    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., frames_per_clip: _Optional[int] = ..., max_text_tokens: _Optional[int] = ..., image_size: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., temporal: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., architecture: _Optional[str] = ..., crop: _Optional[str] = ...) -> None: ...
+    max_text_chars: int
+    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., frames_per_clip: _Optional[int] = ..., max_text_tokens: _Optional[int] = ..., image_size: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., temporal: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., architecture: _Optional[str] = ..., crop: _Optional[str] = ..., max_text_chars: _Optional[int] = ...) -> None: ...

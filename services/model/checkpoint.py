@@ -28,11 +28,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from services.common.errors import VidsearchError
-from services.encoder.model.clip4clip import Runtime, VideoTextModel, compute_model_id, select_runtime
-from services.encoder.model.config import ModelConfig
-from services.encoder.model.temporal import build_temporal
-from services.encoder.model.tiny_tokenizer import build_tiny_tokenizer
-from services.encoder.model.towers import (
+from services.model.clip4clip import Runtime, VideoTextModel, compute_model_id, select_runtime
+from services.model.config import ModelConfig
+from services.model.temporal import build_temporal
+from services.model.tiny_tokenizer import build_tiny_tokenizer
+from services.model.towers import (
     HFTextTower,
     OpenClipTextTower,
     build_openclip,

@@ -17,16 +17,16 @@ import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.factory import load_state_dict
 
-from services.encoder.model.checkpoint import (
+from services.model.checkpoint import (
     CheckpointError,
     is_torchscript,
     load_openclip_weights,
     load_tokenizer,
     torchscript_state,
 )
-from services.encoder.model.config import OPENCLIP_CONTEXT_LENGTH, ModelConfig, TextConfig, VisionConfig
-from services.encoder.model.importers.parts import TextPart, VisionPart, load_exact, take
-from services.encoder.model.towers import build_openclip, build_visual, canonical_hf_config
+from services.model.config import OPENCLIP_CONTEXT_LENGTH, ModelConfig, TextConfig, VisionConfig
+from services.model.importers.parts import TextPart, VisionPart, load_exact, take
+from services.model.towers import build_openclip, build_visual, canonical_hf_config
 
 # (width, patch, image size) of published ViTs -> the open_clip name used when --vision-arch is not given.
 _KNOWN_VITS = {

@@ -35,7 +35,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from services.encoder.model.importers import import_model
+    from services.model.importers import import_model
 
     try:
         result = import_model(args.out, clip=args.clip, vision=args.vision, text=args.text,

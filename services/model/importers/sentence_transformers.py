@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.encoder.model.checkpoint import CheckpointError, load_hf_text_dir
-from services.encoder.model.config import TextConfig
-from services.encoder.model.importers.parts import TextPart, read_json, read_json_list
-from services.encoder.model.importers.weights import read_weights, usable_length
-from services.encoder.model.towers import canonical_hf_config
+from services.model.checkpoint import CheckpointError, load_hf_text_dir
+from services.model.config import TextConfig
+from services.model.importers.parts import TextPart, read_json, read_json_list
+from services.model.importers.weights import read_weights, usable_length
+from services.model.towers import canonical_hf_config
 
 _POOLINGS = {"mean": "mean", "cls": "cls"}
 _LEGACY_POOLING_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",

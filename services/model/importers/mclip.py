@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.encoder.model.checkpoint import CheckpointError, load_tokenizer
-from services.encoder.model.config import TextConfig
-from services.encoder.model.importers.parts import TextPart, load_exact, model_type, read_json, take
-from services.encoder.model.importers.weights import read_weights, usable_length
-from services.encoder.model.towers import canonical_hf_config
+from services.model.checkpoint import CheckpointError, load_tokenizer
+from services.model.config import TextConfig
+from services.model.importers.parts import TextPart, load_exact, model_type, read_json, take
+from services.model.importers.weights import read_weights, usable_length
+from services.model.towers import canonical_hf_config
 
 
 def is_mclip(path: Path) -> bool:

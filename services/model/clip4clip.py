@@ -20,7 +20,7 @@ from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import nn
 
 from services.common.errors import InvalidInput
-from services.encoder.model.config import ModelConfig
+from services.model.config import ModelConfig
 
 MODEL_ID_CHARS = 16
 _LOGIT_SCALE_MAX = math.log(100.0)  # CLIP's clamp: keeps the softmax temperature above 0.01

@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.encoder.model.checkpoint import CheckpointError, save_checkpoint
-from services.encoder.model.clip4clip import VideoTextModel
-from services.encoder.model.config import ModelConfig
-from services.encoder.model.importers import hf_clip, mclip, openclip_files, sentence_transformers
-from services.encoder.model.importers.parts import TextPart, VisionPart, model_type
-from services.encoder.model.temporal import build_temporal
-from services.encoder.model.towers import HFTextTower, OpenClipTextTower
+from services.model.checkpoint import CheckpointError, save_checkpoint
+from services.model.clip4clip import VideoTextModel
+from services.model.config import ModelConfig
+from services.model.importers import hf_clip, mclip, openclip_files, sentence_transformers
+from services.model.importers.parts import TextPart, VisionPart, model_type
+from services.model.temporal import build_temporal
+from services.model.towers import HFTextTower, OpenClipTextTower
 
 NUM_FRAMES = 12  # CLIP4Clip's frames per clip
 

@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 
 DEFAULT_MODEL = Path("models/default")
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import grpc
 
+from services.cli.search import print_table, write_html
 from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.server import client_options
-from services.search_cli import print_table, write_html
-from services.stack import LocalStack, StackConfig
+from services.local.stack import LocalStack, StackConfig
 from services.training.manifest import ManifestEntry, read_manifest
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     films = sorted({e.video for e in entries})
     videos = films + sample_videos()
     stack_dir = root / "stack"
-    from services.encoder.model.checkpoint import CheckpointError, recorded_model_id  # torch: not at start-up
+    from services.model.checkpoint import CheckpointError, recorded_model_id  # torch: not at start-up
 
     try:
         current = recorded_model_id(checkpoint)

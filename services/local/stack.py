@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.channels import ClientTLS
-from services.processes import HttpServiceProcess, RedisServer, ServiceProcess
+from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess
 
 log = logging.getLogger(__name__)
 

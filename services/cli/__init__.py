@@ -5,18 +5,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from services.common.settings import SettingsError
 
 SERVICES = ("index", "encoder", "ingest", "gateway", "web")
-# Modules that register subcommands with add_parser(sub) or add_parsers(sub).
-COMMAND_MODULES = ("services.up", "services.search_cli", "services.ingest.cli", "services.training.cli",
-                   "services.training.synth", "services.demo", "services.encoder.model.importers.cli")
 
 
 def _serve(args) -> int:
     importlib.import_module(f"services.{args.service}.server").main()
     return 0
+
+
+def _commands() -> list[Callable[[argparse._SubParsersAction], object]]:
+    """Every subcommand's registration, in help order. Each registers its parsers and their ``run``."""
+    from services.cli import search
+    from services.ingest import cli as ingest_cli
+    from services.local import demo, up
+    from services.model.importers import cli as model_cli
+    from services.training import cli as training_cli
+    from services.training import synth
+
+    return [up.add_parser, search.add_parser, ingest_cli.add_parser, training_cli.add_parsers,
+            synth.add_parser, demo.add_parser, model_cli.add_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,18 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service; settings from VIDSEARCH_<SERVICE>_* variables")
     serve.add_argument("service", choices=SERVICES)
     serve.set_defaults(run=_serve)
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of the system is not installed in this checkout
-            raise
-        register = getattr(module, "add_parsers", None) or module.add_parser
-        added = register(sub)
-        # A module with one command may leave dispatch to its module-level run(args).
-        if isinstance(added, argparse.ArgumentParser) and added.get_default("run") is None:
-            added.set_defaults(run=module.run)
+    for register in _commands():
+        register(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from services.encoder.model.checkpoint import CheckpointError
+from services.model.checkpoint import CheckpointError
 
 _FILES = ("model.safetensors", "pytorch_model.bin")
 # Models whose position ids start after the padding index, so two positions are never used for tokens.

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-from services.encoder.model.checkpoint import CheckpointError, load_tokenizer
-from services.encoder.model.config import ModelConfig, TextConfig, VisionConfig
-from services.encoder.model.importers.parts import TextPart, VisionPart, load_exact, model_type, read_json, take
-from services.encoder.model.towers import build_visual, canonical_hf_config
+from services.model.checkpoint import CheckpointError, load_tokenizer
+from services.model.config import ModelConfig, TextConfig, VisionConfig
+from services.model.importers.parts import TextPart, VisionPart, load_exact, model_type, read_json, take
+from services.model.towers import build_visual, canonical_hf_config
 
 _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, as preprocessor_config.json stores it
 _ACTIVATIONS = {"quick_gelu": True, "gelu": False}

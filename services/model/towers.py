@@ -16,7 +16,7 @@ import open_clip
 import torch
 from torch import nn
 
-from services.encoder.model.config import OPENCLIP_CONTEXT_LENGTH, ModelConfig
+from services.model.config import OPENCLIP_CONTEXT_LENGTH, ModelConfig
 
 TokenBatch = dict[str, torch.Tensor]
 

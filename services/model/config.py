@@ -193,7 +193,7 @@ def tiny(temporal: str = "meanP", text_kind: str = "hf") -> ModelConfig:
     ``text_kind='hf'`` gives a random BERT over the in-code multilingual WordPiece vocabulary
     (ASCII + Hangul); ``'openclip'`` gives open_clip's text transformer with its BPE tokenizer.
     """
-    from services.encoder.model.tiny_tokenizer import tiny_vocab_size
+    from services.model.tiny_tokenizer import tiny_vocab_size
 
     hidden = 64
     hf_config = {

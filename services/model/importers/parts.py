@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from services.encoder.model.checkpoint import CheckpointError
-from services.encoder.model.config import TextConfig, VisionConfig
+from services.model.checkpoint import CheckpointError
+from services.model.config import TextConfig, VisionConfig
 
 
 @dataclass

@@ -4,6 +4,6 @@ One module per source layout reads local files into a `VisionPart` and a `TextPa
 `import_model` pairs them and writes a normal checkpoint directory (``vidsearch model import``).
 """
 
-from services.encoder.model.importers.assemble import ImportResult, import_model
+from services.model.importers.assemble import ImportResult, import_model
 
 __all__ = ["ImportResult", "import_model"]
