@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    """Make a rename or a new file in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's data, or a directory's entries (a rename or a new file in it), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -43,7 +43,7 @@ def replacing(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = True) -> None:

@@ -8,11 +8,12 @@ video and image embeddings see identically preprocessed pixels.
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import math
 import os
 import warnings
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple, cast
@@ -93,6 +94,10 @@ class _Target(NamedTuple):
     time_s: float
     clip: int
     slot: int
+
+
+#: (target, presentation time of the frame on screen at it, that frame as model input)
+_Assignment = tuple[_Target, float, npt.NDArray[np.uint8]]
 
 
 def to_model_input(image: npt.NDArray[np.uint8], size: int = 224, *, pixel_aspect: float = 1.0,
@@ -213,7 +218,8 @@ class FrameSampler:
         decoded = [0] * len(ranges)
         finished: dict[int, SampledClip] = {}
         next_clip = 0
-        for target, time_s, pixels in self._assign(video, targets, decoded):
+        walk = _FrameWalk(video, targets, decoded, functools.partial(self._model_input, video))
+        for target, time_s, pixels in walk:
             clip = target.clip
             if clip not in frames:
                 frames[clip], times[clip] = np.empty((n, size, size, 3), np.uint8), np.empty(n)
@@ -231,81 +237,6 @@ class FrameSampler:
                 yield finished.pop(next_clip)
                 next_clip += 1
 
-    def _assign(
-        self, video: _Video, targets: list[_Target], decoded: list[int]
-    ) -> Iterator[tuple[_Target, float, npt.NDArray[np.uint8]]]:
-        """Yield (target, frame time, model input) for every target, in time order.
-
-        The frame for time t is the last one with a presentation time <= t, so it is known once a
-        later frame arrives; ``decoded`` counts decoder output per clip.
-        """
-        i, n = 0, len(targets)
-        prev: _Frame | None = None
-        prev_pixels: npt.NDArray[np.uint8] | None = None
-        at_start = True  # decoding from the stream's first frame: a target before it gets that frame
-        retries = 0
-        counted = 0
-        if n and video.worth_seeking(video.first_time_s, targets[0].time_s):
-            video.seek(targets[0].time_s)
-            at_start = False
-        while i < n:
-            target = targets[i]
-            video.skip_before_s = target.time_s - video.skip_guard_s if video.skip_enabled else None
-            item = video.next_frame()
-            decoded[target.clip] += video.frames_decoded - counted
-            counted = video.frames_decoded
-            if item is None:
-                break
-            if item.time_s <= target.time_s:
-                prev, prev_pixels = item, None
-                continue
-            if prev is None and at_start:
-                prev = item
-            elif prev is None:
-                # The seek landed after the target (B-frame reordering, imprecise container seeking).
-                retries += 1
-                back_off = (2**retries) * max(video.keyframe_interval_s or 1.0, 1.0)
-                if retries > 4 or target.time_s - back_off <= video.first_time_s:
-                    video.rewind()
-                    at_start = True
-                else:
-                    video.seek(target.time_s - back_off)
-                continue
-            elif video.skipped_between(prev.pts, target.time_s):
-                # A skipped non-reference frame was on screen at the target: a variable frame rate
-                # hold longer than the guard. Decode that stretch again, and stop skipping here.
-                video.skip_enabled = False
-                video.seek(target.time_s)
-                prev, at_start = None, False
-                continue
-            if prev_pixels is None:
-                prev_pixels = self._model_input(video, prev.frame)
-            while i < n and targets[i].time_s < item.time_s:
-                yield targets[i], prev.time_s, prev_pixels
-                i += 1
-            prev, prev_pixels, retries = item, None, 0
-            video.forget_skipped(item.pts)
-            if i < n and video.worth_seeking(item.time_s, targets[i].time_s):
-                video.seek(targets[i].time_s)
-                prev, at_start = None, False
-        if i == n:
-            return
-        # End of stream: the last frame stays on screen for its duration; beyond that, the file
-        # holds less than its header promised.
-        shown_until = -math.inf if prev is None else prev.time_s + video.frame_span_s(prev.frame) + 0.5
-        while prev is not None and i < n and targets[i].time_s < shown_until:  # prev is None: shown_until is -inf
-            if prev_pixels is None:
-                prev_pixels = self._model_input(video, prev.frame)
-            yield targets[i], prev.time_s, prev_pixels
-            i += 1
-        if i < n:
-            last = "no frame" if prev is None else f"the last frame at {prev.time_s:.3f}s"
-            reason = f" ({video.read_error})" if video.read_error else ""
-            raise InvalidInput(
-                f"video is truncated or corrupt: needed a frame at {targets[i].time_s:.3f}s of a "
-                f"{video.duration_s:.3f}s video but decoding stopped at {last}{reason}"
-            )
-
     def _model_input(self, video: _Video, frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
         # libswscale honours the frame's colour matrix and range; rgb24 is one byte a channel.
         rgb = cast("npt.NDArray[np.uint8]", frame.to_ndarray(format="rgb24"))
@@ -315,6 +246,124 @@ class FrameSampler:
             if video.rotation in (90, 270):
                 pixel_aspect = 1.0 / pixel_aspect
         return to_model_input(rgb, self.size, pixel_aspect=pixel_aspect, crop=self.crop)
+
+
+class _FrameWalk:
+    """One pass of the decoder over a video, giving each target the frame on screen at its time.
+
+    Iterating yields (target, frame time, model input) for every target, in time order. The frame
+    for time t is the last one with a presentation time <= t, so it is known once a later frame
+    arrives. Each decoded frame takes one of the transitions below; ``decoded`` counts decoder
+    output per clip.
+    """
+
+    def __init__(
+        self,
+        video: _Video,
+        targets: list[_Target],
+        decoded: list[int],
+        model_input: Callable[[av.VideoFrame], npt.NDArray[np.uint8]],
+    ) -> None:
+        self.video = video
+        self.targets = targets  # sorted by time
+        self.decoded = decoded
+        self.model_input = model_input
+        self.next_target = 0  # index of the first target not yet given its frame
+        self.prev: _Frame | None = None  # the last frame decoded at or before targets[next_target]
+        self.at_start = True  # decoding from the stream's first frame: a target before it gets that frame
+        self.retries = 0  # seeks in a row that landed after the target
+        self.counted = 0  # video.frames_decoded already charged to a clip
+
+    def __iter__(self) -> Iterator[_Assignment]:
+        video, targets = self.video, self.targets
+        if targets and video.worth_seeking(video.first_time_s, targets[0].time_s):
+            self._seek(targets[0].time_s)
+        while self.next_target < len(targets):
+            target = targets[self.next_target]
+            frame = self._decode_toward(target)
+            if frame is None:
+                break
+            if frame.time_s <= target.time_s:
+                self._on_frame_before_target(frame)
+                continue
+            shown = self.prev
+            if shown is None and self.at_start:
+                shown = frame  # the stream starts after the target: the target gets its first frame
+            elif shown is None:
+                self._on_seek_overshoot(target)
+                continue
+            elif video.skipped_between(shown.pts, target.time_s):
+                self._on_skipped_frame_on_screen(target)
+                continue
+            yield from self._emit_until(shown, frame)
+        yield from self._finish_at_end_of_stream()
+
+    def _decode_toward(self, target: _Target) -> _Frame | None:
+        """Decode one frame, letting the decoder drop what lies well before ``target``; charge its clip."""
+        video = self.video
+        video.skip_before_s = target.time_s - video.skip_guard_s if video.skip_enabled else None
+        frame = video.next_frame()
+        self.decoded[target.clip] += video.frames_decoded - self.counted
+        self.counted = video.frames_decoded
+        return frame
+
+    def _seek(self, time_s: float) -> None:
+        """Jump to the keyframe before ``time_s``; the frames decoded so far no longer lead up to it."""
+        self.video.seek(time_s)
+        self.prev, self.at_start = None, False
+
+    def _on_frame_before_target(self, frame: _Frame) -> None:
+        """A frame at or before the target may be the one on screen then: keep it and decode on."""
+        self.prev = frame
+
+    def _on_seek_overshoot(self, target: _Target) -> None:
+        """The seek landed after the target (B-frame reordering, imprecise container seeking): back off further."""
+        self.retries += 1
+        video = self.video
+        back_off = (2**self.retries) * max(video.keyframe_interval_s or 1.0, 1.0)
+        if self.retries > 4 or target.time_s - back_off <= video.first_time_s:
+            video.rewind()
+            self.at_start = True
+        else:
+            video.seek(target.time_s - back_off)
+
+    def _on_skipped_frame_on_screen(self, target: _Target) -> None:
+        """A skipped frame was on screen at the target (a hold longer than the guard): decode again, skip no more."""
+        self.video.skip_enabled = False
+        self._seek(target.time_s)
+
+    def _emit_until(self, shown: _Frame, frame: _Frame) -> Iterator[_Assignment]:
+        """``shown`` is on screen until ``frame`` arrives: it is the frame of every target before then."""
+        targets, video = self.targets, self.video
+        pixels = self.model_input(shown.frame)
+        while self.next_target < len(targets) and targets[self.next_target].time_s < frame.time_s:
+            yield targets[self.next_target], shown.time_s, pixels
+            self.next_target += 1
+        self.prev, self.retries = frame, 0
+        video.forget_skipped(frame.pts)
+        if self.next_target < len(targets) and video.worth_seeking(frame.time_s, targets[self.next_target].time_s):
+            self._seek(targets[self.next_target].time_s)
+
+    def _finish_at_end_of_stream(self) -> Iterator[_Assignment]:
+        """The last frame stays on screen for its duration; a target past that means the file is short of its header."""
+        targets, video, last = self.targets, self.video, self.prev
+        if self.next_target == len(targets):
+            return
+        if last is not None:
+            shown_until = last.time_s + video.frame_span_s(last.frame) + 0.5
+            pixels: npt.NDArray[np.uint8] | None = None
+            while self.next_target < len(targets) and targets[self.next_target].time_s < shown_until:
+                if pixels is None:
+                    pixels = self.model_input(last.frame)
+                yield targets[self.next_target], last.time_s, pixels
+                self.next_target += 1
+        if self.next_target < len(targets):
+            stopped_at = "no frame" if last is None else f"the last frame at {last.time_s:.3f}s"
+            reason = f" ({video.read_error})" if video.read_error else ""
+            raise InvalidInput(
+                f"video is truncated or corrupt: needed a frame at {targets[self.next_target].time_s:.3f}s of a "
+                f"{video.duration_s:.3f}s video but decoding stopped at {stopped_at}{reason}"
+            )
 
 
 def _open_container(source: Source) -> av.container.InputContainer:

@@ -13,6 +13,7 @@ from services.common.encoder_client import EncoderClient
 from services.common.errors import VidsearchError
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore
+from services.common.retry import until_ready
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
 from services.gateway.cache import LocalLRUCache, QueryCache, RedisQueryCache
@@ -72,15 +73,8 @@ async def run(cfg: GatewaySettings) -> None:
 
     async def start() -> None:
         # Ready once the encoder answers: without it no text, image or video query can run.
-        delay = 0.2
-        while True:
-            try:
-                model_id = await core.refresh_model()
-                break
-            except VidsearchError as exc:
-                log.info("waiting for the encoder: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        model_id = await until_ready(core.refresh_model, what="the encoder", retry_on=(VidsearchError,),
+                                     first_delay_s=0.2)
         servicer.core = core
         log.info("gateway ready: model %s, %d shards, cache %s", model_id, len(shards), type(cache).__name__)
 

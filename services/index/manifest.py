@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.atomic import write_atomic
 from services.common.errors import StorageFull
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ class SegmentEntry:
 def write(directory: Path, model_id: str | None, dim: int | None, segments: list[SegmentEntry]) -> None:
     """Replace the manifest atomically and durably (write, fsync, rename, fsync dir)."""
     path = directory / FILE_NAME
-    tmp = path.with_name(path.name + ".tmp")
     manifest = {
         "version": 1,
         "model_id": model_id,
@@ -38,16 +37,7 @@ def write(directory: Path, model_id: str | None, dim: int | None, segments: list
         "segments": [{"name": e.name, "seq_ranges": e.seq_ranges, "n_items": e.n_items} for e in segments],
     }
     try:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(path, json.dumps(manifest, indent=1))
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise StorageFull(f"no space left on device for the segment manifest {path}") from exc

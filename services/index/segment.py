@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
+from services.common.atomic import fsync_path, write_atomic
 from services.common.errors import InvalidInput, StorageFull, WrongState
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class AnnoySegment:
             if not index.save(str(ann_path)):
                 raise OSError(f"annoy could not save {ann_path}")
             index.unload()
-            _fsync(ann_path)
+            fsync_path(ann_path)
             suffixes = _SUFFIXES
             if projection is not None:
                 _save_npy(directory / f"{name}{_PROJECTION}", projection)
@@ -225,7 +226,7 @@ class AnnoySegment:
                 "calibrate_seconds": round(time.perf_counter() - started - build_s, 3),
             })
             _write_json(directory / f"{name}.json", manifest)
-            _fsync_dir(directory)
+            fsync_path(directory)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFull(f"no space left on device writing segment {name} in {directory}") from exc
@@ -438,25 +439,8 @@ def _read_rows(directory: Path, name: str) -> tuple[list[str], np.ndarray, np.nd
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, array)
-    _fsync(path)
+    fsync_path(path)
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    _fsync(directory)
+    write_atomic(path, json.dumps(payload))

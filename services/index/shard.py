@@ -33,6 +33,7 @@ import numpy as np
 
 from services.common.errors import InvalidInput, WrongState
 from services.index import manifest
+from services.index.filters import FilterIndex
 from services.index.manifest import SegmentEntry
 from services.index.metrics import PART_SEARCH
 from services.index.parts import Part, in_ranges, union_ranges
@@ -152,12 +153,8 @@ class ShardIndex:
         self._frozen: list[Part] = []
         self._fresh = Part(1)
         self._location: dict[str, tuple[Part, int]] = {}
-        # Every live clip's record without its vector: filters test it and hits carry it, so a
-        # search never reads SQLite (~0.5 KB per clip, plus the caption).
-        self._records: dict[str, ClipRecord] = {}
-        self._by_video: dict[str, set[str]] = {}
-        self._by_tag: dict[str, set[str]] = {}
-        self._by_meta: dict[tuple[str, str], set[str]] = {}
+        self._filters = FilterIndex()
+        self._records = self._filters.records  # every live clip's record, without its vector
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-build")
         self._search_pool = (ThreadPoolExecutor(max_workers=search_threads, thread_name_prefix="shard-search")
                              if search_threads > 1 else None)
@@ -227,7 +224,7 @@ class ShardIndex:
         with self._write_lock:
             if videos:
                 with self._state:
-                    ids += [c for v in videos for c in sorted(self._by_video.get(v, ()))]
+                    ids += self._filters.clips_of(videos)
                 ids = list(dict.fromkeys(ids))
             deleted = self._store.delete(ids)
             with self._state:
@@ -510,14 +507,9 @@ class ShardIndex:
     def _matching_rows(self, flt: SearchFilter, live: int) -> list[tuple[Part, np.ndarray]] | None:
         """Rows matching a selective filter, grouped by part; None when the filter is broad."""
         with self._state:
-            pools: list[set[str] | list[str]] = []
-            if flt.video_ids:
-                pools.append([c for v in flt.video_ids for c in self._by_video.get(v, ())])
-            pools.extend(self._by_tag.get(t, set()) for t in flt.tags)
-            pools.extend(self._by_meta.get(kv, set()) for kv in flt.metadata.items())
-            if not pools:
+            pool = self._filters.smallest_pool(flt)
+            if pool is None:
                 return None  # only a time range: no index narrows it; post-filter
-            pool = min(pools, key=len)
             if len(pool) > max(self._exact_filter_rows, self._exact_filter_fraction * live):
                 return None
             by_part: dict[int, tuple[Part, list[int]]] = {}
@@ -556,23 +548,11 @@ class ShardIndex:
         loc = self._location.pop(clip_id, None)
         if loc is not None:
             loc[0].dead[loc[1]] = True
-        record = self._records.pop(clip_id, None)
-        if record is not None:
-            _discard(self._by_video, record.video_id, clip_id)
-            for tag in set(record.tags):
-                _discard(self._by_tag, tag, clip_id)
-            for kv in record.metadata.items():
-                _discard(self._by_meta, kv, clip_id)
+        self._filters.remove(clip_id)
 
     def _index_record(self, record: ClipRecord) -> None:
         """Keep a live clip's record (vector-less) and enter it in the filter indexes."""
-        cid = record.clip_id
-        self._records[cid] = record
-        self._by_video.setdefault(record.video_id, set()).add(cid)
-        for tag in record.tags:
-            self._by_tag.setdefault(tag, set()).add(cid)
-        for kv in record.metadata.items():
-            self._by_meta.setdefault(kv, set()).add(cid)
+        self._filters.add(record)
 
     def _seal_locked(self) -> Future | None:
         part = self._fresh
@@ -806,11 +786,3 @@ def _clip_ids(owners: list[tuple[Part, np.ndarray]], positions: np.ndarray) -> l
         owners[w][0].clip_ids[owners[w][1][i - bounds[w]]]
         for w, i in zip(which.tolist(), positions.tolist(), strict=True)
     ]
-
-
-def _discard(index: dict, key: object, clip_id: str) -> None:
-    members = index.get(key)
-    if members is not None:
-        members.discard(clip_id)
-        if not members:
-            del index[key]

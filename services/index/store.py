@@ -422,11 +422,17 @@ class ShardStore:
         )
 
 
+_AUTO_VACUUM_INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
+
+
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=check_same_thread)
     # Takes effect only on a new database, before WAL mode writes its header (or at a VACUUM):
     # released vectors give their pages back to the file system instead of staying on the free list.
-    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    # Set only when not already set: the pragma writes a WAL frame even when it changes nothing, so
+    # every new reader connection would otherwise write to the store.
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL fsyncs the WAL at every commit: an acknowledged write survives SIGKILL and power loss.
     conn.execute("PRAGMA synchronous = FULL")

@@ -14,6 +14,7 @@ import redis.exceptions
 
 from services.common import logs
 from services.common.auth import ApiKeyInterceptor, load_api_keys
+from services.common.retry import until_ready
 from services.common.server import Registration, ServiceHooks, serve
 from services.ingest import backlog
 from services.ingest.core import IngestCore
@@ -28,16 +29,13 @@ log = logging.getLogger(__name__)
 
 async def wait_for_redis(queue: JobQueue) -> None:
     """Returns once Redis answers and the consumer group exists; retries with backoff until then."""
-    delay = 0.1
-    while True:
-        try:
-            await queue.ping()
-            await queue.ensure_group()
-            return
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            log.warning("waiting for redis: %s (retrying in %.1fs)", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    async def ready() -> None:
+        await queue.ping()
+        await queue.ensure_group()
+
+    await until_ready(ready, what="redis",
+                      retry_on=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError))
 
 
 async def run(cfg: IngestSettings) -> None:

@@ -190,6 +190,14 @@ def test_late_window_in_long_gop_video_starts_at_its_keyframe(sampler: FrameSamp
     assert_same_as_full_decode([clip], path, [(18.0, 20.0)])
 
 
+def test_seek_that_lands_after_the_target_backs_off(sampler: FrameSampler, media: Path) -> None:
+    """MPEG-TS has no sample index: seeking to 10 s of this stream lands after the first target, so
+    the sampler must seek further back (or rewind) and still return the frames a full decode shows."""
+    path = make_video(media / "late_seek.ts", seconds=12, gop=30)
+    clip = sampler.sample(path, 10.0)
+    assert_same_as_full_decode([clip], path, [(10.0, clip.end_s)])
+
+
 def test_sample_many_equals_separate_samples_in_one_pass(sampler: FrameSampler, counter_video: Path) -> None:
     ranges = [(0.0, 3.0), (3.0, 6.0), (1.5, 4.5), (6.0, None), (0.5, 0.7)]
     together = sampler.sample_many(counter_video, ranges)

@@ -292,3 +292,21 @@ def test_schema_1_store_is_migrated_on_open(tmp_path: Path) -> None:
     with ShardStore.open(path, MODEL, DIM) as s:  # a second open finds schema 2 and changes nothing
         assert s.count() == 60 and s.held_vector_count() == 30
         assert s.get([written[40].clip_id]) == [written[40]]
+
+
+def test_reading_writes_nothing_to_the_store(tmp_path) -> None:
+    """A new reader connection (each thread gets one) must not touch the files: backups and the
+    bad-input suite compare them byte for byte."""
+    import threading
+
+    from services.index.records import ClipRecord
+    from services.index.shard import ShardIndex
+
+    vectors = np.eye(4, 8, dtype=np.float32)
+    with ShardIndex(tmp_path, model_id="m", dim=8) as shard:
+        shard.upsert([ClipRecord(f"v:{i:09d}", "v", i, i + 1, vectors[i], model_id="m") for i in range(4)])
+        before = {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.is_file()}
+        reader = threading.Thread(target=shard.get, args=([f"v:{i:09d}" for i in range(4)],))
+        reader.start()
+        reader.join()
+        assert {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.is_file()} == before
