@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client import Gauge
 
 from services.common import logs, settings
+from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
 from services.encoder.engine import BatchingConfig, EncoderEngine, EngineLimits
@@ -100,20 +101,22 @@ def load_runner(cfg: EncoderSettings) -> ModelRunner:
 async def run(cfg: EncoderSettings) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    servicer = EncoderServicer()
+    engine_slot: Pending[EncoderEngine] = Pending("the encoder model is still loading")
+    servicer = EncoderServicer(engine_slot)
 
     async def start() -> None:
         runner = await asyncio.to_thread(load_runner, cfg)
         workers = cfg.preprocess_workers or os.cpu_count() or 1
         engine = EncoderEngine(runner, cfg.batching, cfg.limits, workers)
         await engine.warm_up()
-        servicer.engine = engine
+        engine_slot.set(engine)
         export_device_memory(runner.device)
         log.info("model %s loaded on %s (%s): %s", runner.model_id, runner.device, runner.dtype, runner.architecture)
 
     async def stop() -> None:
-        if servicer.engine is not None:
-            await servicer.engine.close()
+        engine = engine_slot.take()
+        if engine is not None:
+            await engine.close()
 
     registration = Registration(
         encoder_pb2_grpc.add_EncoderServiceServicer_to_server,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.errors import InvalidInput, NotReady
+from services.common.errors import InvalidInput
+from services.common.readiness import Pending
 from services.encoder.engine import EncoderEngine
 from vidsearch.common.v1 import common_pb2
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -15,30 +16,25 @@ def vectors_to_proto(matrix: np.ndarray) -> list[common_pb2.Vector]:
 
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
-    """Serves the loaded model; ``engine`` is None until it is loaded and warmed up."""
+    """Serves the model once start-up has loaded and warmed it up."""
 
-    def __init__(self) -> None:
-        self.engine: EncoderEngine | None = None
-
-    def _ready(self) -> EncoderEngine:
-        if self.engine is None:
-            raise NotReady("the encoder model is still loading")
-        return self.engine
+    def __init__(self, engine: Pending[EncoderEngine]) -> None:
+        self.engine = engine
 
     async def EncodeText(self, request, context):
-        engine = self._ready()
+        engine = self.engine.get()
         vectors = await engine.encode_texts(list(request.texts))
         return encoder_pb2.EncodeTextResponse(embeddings=vectors_to_proto(vectors), model_id=engine.runner.model_id)
 
     async def EncodeImages(self, request, context):
-        engine = self._ready()
+        engine = self.engine.get()
         vectors = await engine.encode_images(list(request.images))
         return encoder_pb2.EncodeImagesResponse(
             embeddings=vectors_to_proto(vectors), model_id=engine.runner.model_id
         )
 
     async def EncodeVideos(self, request, context):
-        engine = self._ready()
+        engine = self.engine.get()
         clips = []
         for i, clip in enumerate(request.clips):
             which = clip.WhichOneof("source")
@@ -66,7 +62,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
         )
 
     async def Info(self, request, context):
-        engine = self._ready()
+        engine = self.engine.get()
         r = engine.runner
         return encoder_pb2.InfoResponse(
             model_id=r.model_id,

@@ -13,6 +13,7 @@ from services.common.encoder_client import EncoderClient
 from services.common.errors import VidsearchError
 from services.common.index_client import ShardSet
 from services.common.media import MediaStore
+from services.common.readiness import Pending
 from services.common.retry import until_ready
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
@@ -64,7 +65,8 @@ def build_cache(cfg: GatewaySettings) -> QueryCache:
 
 async def run(cfg: GatewaySettings) -> None:
     media = MediaStore(cfg.media_root) if cfg.media_root else None
-    servicer = GatewayServicer(media, cfg.max_video_bytes)
+    core_slot: Pending[SearchCore] = Pending("the gateway is still starting")
+    servicer = GatewayServicer(core_slot, media, cfg.max_video_bytes)
     interceptors = [ApiKeyInterceptor(load_api_keys(cfg.api_keys_file))] if cfg.api_keys_file else []
     encoder = EncoderClient(cfg.encoder)
     shards = ShardSet(cfg.index_shards)
@@ -75,7 +77,7 @@ async def run(cfg: GatewaySettings) -> None:
         # Ready once the encoder answers: without it no text, image or video query can run.
         model_id = await until_ready(core.refresh_model, what="the encoder", retry_on=(VidsearchError,),
                                      first_delay_s=0.2)
-        servicer.core = core
+        core_slot.set(core)
         log.info("gateway ready: model %s, %d shards, cache %s", model_id, len(shards), type(cache).__name__)
 
     async def stop() -> None:

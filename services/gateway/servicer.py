@@ -9,8 +9,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from services.common.clip_ids import video_of_clip
-from services.common.errors import InvalidInput, NotFound, NotReady
+from services.common.errors import InvalidInput, NotFound
 from services.common.media import MEDIA_SCHEME, MediaStore
+from services.common.readiness import Pending
 from services.common.timecode import SourceClock, media_timecode
 from services.gateway.playback import cut_clip
 from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult
@@ -91,24 +92,19 @@ def source_path(uri: str, media: MediaStore | None) -> Path:
 
 
 class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
-    """Serves searches once ``core`` is ready; thumbnails and playback from the media store."""
+    """Serves searches once start-up has reached the encoder; thumbnails and playback from the media store."""
 
-    def __init__(self, media: MediaStore | None, max_video_bytes: int) -> None:
-        self.core: SearchCore | None = None
+    def __init__(self, core: Pending[SearchCore], media: MediaStore | None, max_video_bytes: int) -> None:
+        self.core = core
         self.media = media
         self.max_video_bytes = max_video_bytes
 
-    def _ready(self) -> SearchCore:
-        if self.core is None:
-            raise NotReady("the gateway is still starting")
-        return self.core
-
     async def Search(self, request, context):
-        core = self._ready()
+        core = self.core.get()
         return to_response(await core.search(query_of(request), options_of(request), context.time_remaining()))
 
     async def BatchSearch(self, request, context):
-        core = self._ready()
+        core = self.core.get()
         if not request.requests:
             raise InvalidInput("BatchSearch needs at least one request")
         if len(request.requests) > MAX_BATCH:
@@ -124,7 +120,7 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
         return gateway_pb2.BatchSearchResponse(responses=[to_response(r) for r in results])
 
     async def SearchByVideo(self, request_iterator, context):
-        core = self._ready()
+        core = self.core.get()
         search: gateway_pb2.SearchRequest | None = None
         video_range = (0.0, 0.0)
         chunks: list[bytes] = []
@@ -149,7 +145,7 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
         return gateway_pb2.SearchByVideoResponse(result=to_response(result))
 
     async def _clip(self, clip_id: str) -> common_pb2.ClipRecord:
-        core = self._ready()
+        core = self.core.get()
         if not clip_id:
             raise InvalidInput("clip_id is empty")
         reply = await core.shards.for_video(video_of_clip(clip_id)).get([clip_id])

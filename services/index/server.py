@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from services.common import logs, settings
+from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
 from services.index.metrics import export_shard
@@ -62,20 +63,23 @@ def shard_name_from_host(hostname: str) -> str:
 
 async def run(cfg: IndexSettings) -> None:
     name = cfg.shard_name or shard_name_from_host(os.environ.get("HOSTNAME", socket.gethostname()))
-    servicer = IndexServicer(name)
+    shard_slot: Pending[ShardIndex] = Pending(f"index {name} is still opening")
+    servicer = IndexServicer(name, shard_slot)
 
     async def start() -> None:
-        servicer.shard = await asyncio.to_thread(
+        shard = await asyncio.to_thread(
             ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target,
             annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
             max_store_bytes=cfg.max_store_bytes or None,
         )
-        log.info("shard %s open: %s", name, servicer.shard.stats())
-        export_shard(name, servicer.shard.stats)
+        shard_slot.set(shard)
+        log.info("shard %s open: %s", name, shard.stats())
+        export_shard(name, shard.stats)
 
     async def stop() -> None:
-        if servicer.shard is not None:
-            await asyncio.to_thread(servicer.shard.close)
+        shard = shard_slot.take()
+        if shard is not None:
+            await asyncio.to_thread(shard.close)
 
     registration = Registration(
         index_pb2_grpc.add_IndexServiceServicer_to_server,

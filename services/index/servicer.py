@@ -10,7 +10,8 @@ import asyncio
 
 import numpy as np
 
-from services.common.errors import InvalidInput, NotReady
+from services.common.errors import InvalidInput
+from services.common.readiness import Pending
 from services.index import convert
 from services.index.shard import ShardIndex
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -20,19 +21,14 @@ MAX_QUERIES_PER_REQUEST = 1_024
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
-    """Serves one shard. ``shard`` is None until the service has opened its index."""
+    """Serves one shard once start-up has opened its index."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shard: Pending[ShardIndex]) -> None:
         self.name = name
-        self.shard: ShardIndex | None = None
-
-    def _open_shard(self) -> ShardIndex:
-        if self.shard is None:
-            raise NotReady(f"index {self.name} is still opening")
-        return self.shard
+        self.shard = shard
 
     async def Upsert(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         if not request.clips:
             raise InvalidInput("Upsert needs at least one clip")
         if len(request.clips) > MAX_CLIPS_PER_REQUEST:
@@ -42,7 +38,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         return index_pb2.UpsertResponse(upserted=len(records))
 
     async def Delete(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         if not request.clip_ids and not request.video_ids:
             raise InvalidInput("Delete needs clip_ids or video_ids")
         if any(not i for i in request.clip_ids) or any(not v for v in request.video_ids):
@@ -51,7 +47,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         return index_pb2.DeleteResponse(deleted=deleted)
 
     async def Search(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         if not request.queries:
             raise InvalidInput("Search needs at least one query vector")
         if len(request.queries) > MAX_QUERIES_PER_REQUEST:
@@ -81,7 +77,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         )
 
     async def Get(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         if len(request.clip_ids) > MAX_CLIPS_PER_REQUEST:
             raise InvalidInput(f"Get takes at most {MAX_CLIPS_PER_REQUEST} ids, got {len(request.clip_ids)}")
         records = await asyncio.to_thread(shard.get, list(request.clip_ids))
@@ -92,17 +88,17 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         )
 
     async def Seal(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         sealed = await asyncio.to_thread(shard.seal, request.wait)
         return index_pb2.SealResponse(sealed=sealed, segments=shard.stats()["segments"])
 
     async def Compact(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         await asyncio.to_thread(shard.compact, request.wait)
         return index_pb2.CompactResponse(segments=shard.stats()["segments"])
 
     async def Stats(self, request, context):
-        shard = self._open_shard()
+        shard = self.shard.get()
         s = await asyncio.to_thread(shard.stats)
         return index_pb2.StatsResponse(
             records=s["records"],

@@ -31,7 +31,8 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.ABORTED: 409,
-    # The target is in the wrong state (model mismatch, a service still starting): a conflict.
+    # The target is in the wrong state (e.g. a shard bound to another model): a conflict. A service
+    # still starting answers UNAVAILABLE: 503, which clients retry.
     grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     # The client went away or asked to stop (nginx's and Google's 499 "client closed request").

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import ServerSettings
 from services.index.servicer import IndexServicer
@@ -22,7 +23,7 @@ def test_health_is_serving_only_after_start_up_and_errors_map_to_status(tmp_path
     port_file = tmp_path / "port"
     metrics_port = free_port()
     settings = ServerSettings(port=0, port_file=port_file, metrics_port=metrics_port, grace_seconds=1)
-    servicer = IndexServicer("shard-x")
+    servicer = IndexServicer("shard-x", Pending("index shard-x is still opening"))
     opened = asyncio.Event()
     seen: dict[str, object] = {}
 

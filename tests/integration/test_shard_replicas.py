@@ -12,6 +12,7 @@ import pytest
 
 from services.common.errors import DependencyDown
 from services.common.index_client import ShardClient
+from services.common.readiness import Pending
 from services.common.server import Registration, RunningServer, start_server
 from services.common.settings import ServerSettings
 from services.index.servicer import IndexServicer
@@ -33,8 +34,8 @@ class CountingServicer(IndexServicer):
 
 
 async def _replica(data_dir: Path, port: int = 0) -> tuple[RunningServer, CountingServicer]:
-    servicer = CountingServicer("shard-0")
-    servicer.shard = await asyncio.to_thread(ShardIndex, data_dir)
+    servicer = CountingServicer("shard-0", Pending("index shard-0 is still opening"))
+    servicer.shard.set(await asyncio.to_thread(ShardIndex, data_dir))
     running = await start_server(ServerSettings(port=port, grace_seconds=0), [Registration(
         index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, "vidsearch.index.v1.IndexService")])
     await running.set_serving(True)
@@ -43,7 +44,7 @@ async def _replica(data_dir: Path, port: int = 0) -> tuple[RunningServer, Counti
 
 async def _stop(running: RunningServer, servicer: CountingServicer) -> None:
     await running.server.stop(0)
-    servicer.shard.close()
+    servicer.shard.get().close()
 
 
 def _clips(video: str, n: int) -> list[common_pb2.ClipRecord]:

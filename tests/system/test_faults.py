@@ -23,6 +23,7 @@ from bench.soak import Call, QueryMix, SearchLoad, noise_images
 from services.common.errors import DependencyDown
 from services.common.frames import FrameSampler
 from services.common.index_client import ShardClient, ShardSkipped
+from services.common.readiness import Pending
 from services.common.server import Registration, start_server
 from services.common.settings import ServerSettings
 from services.index.servicer import IndexServicer
@@ -194,7 +195,7 @@ def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: P
     SERVING, and then use it at once."""
 
     async def scenario() -> None:
-        servicer = IndexServicer("shard-x")
+        servicer = IndexServicer("shard-x", Pending("index shard-x is still opening"))
         running = await start_server(ServerSettings(grace_seconds=0), [Registration(
             index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, "vidsearch.index.v1.IndexService")])
         address = f"127.0.0.1:{running.port}"
@@ -208,7 +209,7 @@ def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: P
             with pytest.raises(DependencyDown, match="UNAVAILABLE") as down:
                 await client.stats()
             assert "still opening" not in str(down.value), "the call reached a server that is not SERVING"
-            servicer.shard = await asyncio.to_thread(ShardIndex, tmp_path / "shard")
+            servicer.shard.set(await asyncio.to_thread(ShardIndex, tmp_path / "shard"))
             await running.set_serving(True)
             assert (await client.stats()).shard == "shard-x"
             # Draining on SIGTERM looks the same: once health says NOT_SERVING, calls stop going there.
@@ -225,8 +226,8 @@ def test_a_service_up_but_not_serving_gets_no_calls_from_its_clients(tmp_path: P
         finally:
             await client.close()
             await running.server.stop(0)
-            if servicer.shard is not None:
-                servicer.shard.close()
+            if servicer.shard.ready:
+                servicer.shard.get().close()
 
     asyncio.run(scenario())
 
@@ -237,8 +238,8 @@ def test_a_shard_that_went_away_is_skipped_without_a_call_and_used_again_once_ba
     being retried, and once a server listens on the port again the breaker's probe closes it."""
 
     async def open_shard(port: int) -> tuple:
-        servicer = IndexServicer("shard-y")
-        servicer.shard = await asyncio.to_thread(ShardIndex, tmp_path / "shard")
+        servicer = IndexServicer("shard-y", Pending("index shard-y is still opening"))
+        servicer.shard.set(await asyncio.to_thread(ShardIndex, tmp_path / "shard"))
         running = await start_server(ServerSettings(port=port, grace_seconds=0), [Registration(
             index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, "vidsearch.index.v1.IndexService")])
         await running.set_serving(True)
@@ -252,7 +253,7 @@ def test_a_shard_that_went_away_is_skipped_without_a_call_and_used_again_once_ba
         try:
             assert len((await client.search(query, 3)).results) == 1
             await running.server.stop(0)
-            servicer.shard.close()
+            servicer.shard.get().close()
             skipped = 0
             for _ in range(50):
                 try:
@@ -275,7 +276,7 @@ def test_a_shard_that_went_away_is_skipped_without_a_call_and_used_again_once_ba
         finally:
             await client.close()
             await running.server.stop(0)
-            servicer.shard.close()
+            servicer.shard.get().close()
 
     asyncio.run(scenario())
 
