@@ -28,8 +28,8 @@ from pathlib import Path
 
 import grpc
 
-from services.common.frames import FrameSampler
 from services.local.processes import RedisServer, ServiceProcess
+from services.media.frames import FrameSampler
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 import av
 import numpy as np
 
-from services.common.frames import FrameSampler, to_model_input
+from services.media.frames import FrameSampler, to_model_input
 
 T = TypeVar("T")
 

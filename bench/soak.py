@@ -41,12 +41,12 @@ import numpy as np
 
 from bench.gateway import WORDS
 from services.common.clip_ids import clip_id_for
-from services.common.frames import thumbnail_jpeg
 from services.common.server import client_options
 from services.common.shards import shard_for_video
 from services.ingest.segmenting import fixed_windows
 from services.local.processes import ServiceProcess
 from services.local.stack import LocalStack, StackConfig
+from services.media.frames import thumbnail_jpeg
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 from vidsearch.ingest.v1 import ingest_pb2, ingest_pb2_grpc

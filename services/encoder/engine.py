@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.errors import InvalidInput
-from services.common.frames import FrameSampler, decode_image, to_model_input
 from services.common.settings import setting
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.runner import ModelRunner
+from services.media.frames import FrameSampler, decode_image, to_model_input
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from services.common.errors import VidsearchError
-from services.common.frames import FrameSampler, decode_image, to_model_input
+from services.media.frames import FrameSampler, decode_image, to_model_input
 from services.model.clip4clip import VideoTextModel
 
 #: Least cosine similarity to the float32 embedding any sample may show.

@@ -12,7 +12,6 @@ from services.common.auth import ApiKeyInterceptor, load_api_keys
 from services.common.encoder_client import EncoderClient
 from services.common.errors import VidsearchError
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore
 from services.common.readiness import Pending
 from services.common.retry import until_ready
 from services.common.server import Registration, ServiceHooks, serve
@@ -20,6 +19,7 @@ from services.common.settings import setting
 from services.gateway.cache import LocalLRUCache, QueryCache, RedisQueryCache
 from services.gateway.search import SearchCore
 from services.gateway.servicer import GatewayServicer
+from services.media.store import MediaStore
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from urllib.parse import unquote, urlparse
 
 from services.common.clip_ids import video_of_clip
 from services.common.errors import InvalidInput, NotFound
-from services.common.media import MEDIA_SCHEME, MediaStore
 from services.common.readiness import Pending
-from services.common.timecode import SourceClock, media_timecode
 from services.gateway.playback import cut_clip
 from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult
+from services.media.store import MEDIA_SCHEME, MediaStore
+from services.media.timecode import SourceClock, media_timecode
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 

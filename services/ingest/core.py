@@ -15,11 +15,11 @@ from prometheus_client import Counter
 from services.common.clip_ids import thumbnails_prefix, uploads_prefix
 from services.common.errors import DependencyDown, InvalidInput
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore
 from services.ingest import sources
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.records import Job, JobSpec, SegmentSpec, VideoMeta
 from services.ingest.settings import IngestSettings
+from services.media.store import MediaStore
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from services.common.errors import DependencyDown
-from services.common.frames import FrameSampler, thumbnail_jpeg
-from services.common.media import MediaStore
-from services.common.timecode import SourceClock, probe_clock
 from services.ingest import segmenting, sources
 from services.ingest.records import SegmentMode, SegmentSpec
 from services.ingest.segmenting import Segment
+from services.media.frames import FrameSampler, thumbnail_jpeg
+from services.media.store import MediaStore
+from services.media.timecode import SourceClock, probe_clock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

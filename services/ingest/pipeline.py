@@ -23,11 +23,11 @@ from services.common.clip_ids import clip_id_for, thumbnail_key
 from services.common.encoder_client import EncoderClient
 from services.common.errors import DependencyDown
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore
-from services.common.timecode import SourceClock
 from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
+from services.media.store import MediaStore
+from services.media.timecode import SourceClock
 from vidsearch.common.v1 import common_pb2
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from services.common.clip_ids import UPLOADS_INCOMING, VIDEO_ID, upload_key
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
-from services.common.media import MEDIA_SCHEME, MediaStore
+from services.media.store import MEDIA_SCHEME, MediaStore
 
 #: Part of every refusal of a path outside the allowed roots (for people; clients read the reason).
 OUTSIDE_ROOTS = "is not under an allowed root"

@@ -31,7 +31,6 @@ from services.common.clip_ids import ClipId
 from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound, VidsearchError
 from services.common.index_client import ShardSet
-from services.common.media import MediaStore
 from services.ingest import jobs
 from services.ingest.decoding import DecodeContext, DecodePool
 from services.ingest.jobs import (
@@ -46,6 +45,7 @@ from services.ingest.jobs import (
 from services.ingest.pipeline import Outcome, Pipeline, PipelineLimits
 from services.ingest.records import JobState
 from services.ingest.settings import IngestSettings, load_or_exit
+from services.media.store import MediaStore
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 
 from services.cli.search import print_table, write_html
-from services.common.frames import FrameSampler, thumbnail_jpeg
 from services.common.server import client_options
 from services.local.stack import LocalStack, StackConfig
+from services.media.frames import FrameSampler, thumbnail_jpeg
 from services.training.manifest import ManifestEntry, read_manifest
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.common.errors import VidsearchError
-from services.common.frames import FrameSampler
+from services.media.frames import FrameSampler
 
 log = logging.getLogger(__name__)
 

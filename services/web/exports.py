@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from services.common.timecode import SourceClock, frames_of, label_of
+from services.media.timecode import SourceClock, frames_of, label_of
 
 CSV_COLUMNS = ("rank", "score", "clip_id", "video_id", "title", "programme", "air_date", "source_timecode",
                "source_end_timecode", "frame_rate", "start_seconds", "end_seconds", "caption", "tags")

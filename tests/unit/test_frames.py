@@ -20,7 +20,7 @@ from PIL import Image
 
 from bench.sampler import decode_every_frame
 from services.common.errors import InvalidInput, NotFound
-from services.common.frames import FrameSampler, decode_image, thumbnail_jpeg, to_model_input
+from services.media.frames import FrameSampler, decode_image, thumbnail_jpeg, to_model_input
 from tests.media import (
     ffmpeg,
     make_audio,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InvalidInput, NotFound
-from services.common.media import MediaStore
 from services.ingest import sources
+from services.media.store import MediaStore
 
 
 @pytest.fixture

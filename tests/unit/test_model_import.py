@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from services.cli import main as cli_main
-from services.common.frames import to_model_input
+from services.media.frames import to_model_input
 from services.model.checkpoint import CheckpointError, load_checkpoint
 from services.model.importers import import_model
 from tests.published_models import BUILDERS, SENTENCES, Published, photos

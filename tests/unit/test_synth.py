@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.frames import FrameSampler
+from services.media.frames import FrameSampler
 from services.training import synth
 from services.training.captions import (
     HELD_OUT_TEMPLATES,

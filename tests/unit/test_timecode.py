@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InvalidInput
-from services.common.timecode import SourceClock, frames_of, gop_timecode, label_of, probe_clock
+from services.media.timecode import SourceClock, frames_of, gop_timecode, label_of, probe_clock
 from tests.media import ffmpeg, make_video
 
 NTSC = Fraction(30000, 1001)
