@@ -17,6 +17,7 @@ from services.common.retry import until_ready
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
 from services.gateway.cache import LocalLRUCache, QueryCache, RedisQueryCache
+from services.gateway.clips import ClipLibrary
 from services.gateway.search import SearchCore
 from services.gateway.servicer import GatewayServicer
 from services.media.store import MediaStore
@@ -65,13 +66,13 @@ def build_cache(cfg: GatewaySettings) -> QueryCache:
 
 async def run(cfg: GatewaySettings) -> None:
     media = MediaStore(cfg.media_root) if cfg.media_root else None
-    core_slot: Pending[SearchCore] = Pending("the gateway is still starting")
-    servicer = GatewayServicer(core_slot, media, cfg.max_video_bytes)
     interceptors = [ApiKeyInterceptor(load_api_keys(cfg.api_keys_file))] if cfg.api_keys_file else []
     encoder = EncoderClient(cfg.encoder)
     shards = ShardSet(cfg.index_shards)
     cache = build_cache(cfg)
     core = SearchCore(encoder, shards, cache, default_timeout_s=cfg.default_timeout_s)
+    core_slot: Pending[SearchCore] = Pending("the gateway is still starting")
+    servicer = GatewayServicer(core_slot, ClipLibrary(shards, media), cfg.max_video_bytes)
 
     async def start() -> None:
         # Ready once the encoder answers: without it no text, image or video query can run.

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from fractions import Fraction
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from services.common.clip_ids import video_of_clip
-from services.common.errors import InvalidInput, NotFound
+from services.common.errors import InvalidInput
 from services.common.readiness import Pending
-from services.gateway.playback import cut_clip
+from services.gateway.clips import ClipLibrary
 from services.gateway.search import Query, SearchCore, SearchOptions, SearchResult
-from services.media.store import MEDIA_SCHEME, MediaStore
 from services.media.timecode import SourceClock, media_timecode
 from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -79,24 +75,12 @@ def options_of(request: gateway_pb2.SearchRequest) -> SearchOptions:
                          collapse_by_video=request.collapse_by_video)
 
 
-def source_path(uri: str, media: MediaStore | None) -> Path:
-    """The file a clip's source names: a local path or file:// URI, or an upload in the media store."""
-    if uri.startswith(MEDIA_SCHEME):
-        if media is None:
-            raise NotFound(f"the clip's source {uri!r} is an upload, and this gateway has no media store")
-        return media.path(uri[len(MEDIA_SCHEME):])
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path) if parsed.scheme else uri)
-    raise NotFound(f"the clip's source {uri!r} is neither a local file nor an upload")
-
-
 class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
-    """Serves searches once start-up has reached the encoder; thumbnails and playback from the media store."""
+    """Serves searches once start-up has reached the encoder, and clips' thumbnails and cuts."""
 
-    def __init__(self, core: Pending[SearchCore], media: MediaStore | None, max_video_bytes: int) -> None:
+    def __init__(self, core: Pending[SearchCore], clips: ClipLibrary, max_video_bytes: int) -> None:
         self.core = core
-        self.media = media
+        self.clips = clips
         self.max_video_bytes = max_video_bytes
 
     async def Search(self, request, context):
@@ -144,28 +128,12 @@ class GatewayServicer(gateway_pb2_grpc.SearchServiceServicer):
         result = await core.search(query, options_of(search), context.time_remaining())
         return gateway_pb2.SearchByVideoResponse(result=to_response(result))
 
-    async def _clip(self, clip_id: str) -> common_pb2.ClipRecord:
-        core = self.core.get()
-        if not clip_id:
-            raise InvalidInput("clip_id is empty")
-        reply = await core.shards.for_video(video_of_clip(clip_id)).get([clip_id])
-        if not reply.clips:
-            raise NotFound(f"no clip {clip_id!r} in the index")
-        return reply.clips[0]
-
     async def GetThumbnail(self, request, context):
-        clip = await self._clip(request.clip_id)
-        if not clip.thumbnail_ref or self.media is None:
-            raise NotFound(f"clip {request.clip_id!r} has no thumbnail")
-        data = await asyncio.to_thread(self.media.get, clip.thumbnail_ref)
+        data = await self.clips.thumbnail(request.clip_id)
         return gateway_pb2.GetThumbnailResponse(image=data, content_type="image/jpeg")
 
     async def GetClip(self, request, context):
-        clip = await self._clip(request.clip_id)
-        uri = clip.metadata.get("source_uri", "")
-        if not uri:
-            raise NotFound(f"clip {request.clip_id!r} has no recorded source video")
-        data = await asyncio.to_thread(cut_clip, source_path(uri, self.media), clip.start_seconds, clip.end_seconds)
+        clip, data = await self.clips.cut(request.clip_id)
         for offset in range(0, len(data), CHUNK):
             first = offset == 0
             yield gateway_pb2.GetClipResponse(
