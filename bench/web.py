@@ -36,57 +36,54 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
             "p99_ms": round(float(np.percentile(lat, 99)), 2), "errors": errors, "requests": len(latencies)}
 
 
-async def _grpc_loop(address: str, clients: int, seconds: float, texts: list[str]) -> dict:
+async def _closed_loop(call, clients: int, seconds: float, texts: list[str]) -> dict:
+    """``clients`` concurrent callers, each sending its next search as soon as the last returns.
+    ``call(text)`` returns True for a good reply; False or an exception counts as an error."""
     latencies: list[float] = []
     errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client(c: int) -> None:
+        nonlocal errors
+        i = c
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            try:
+                ok = await call(texts[i % len(texts)])
+            except (grpc_aio.AioRpcError, httpx.HTTPError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t)
+            else:
+                errors += 1
+            i += clients
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return _summary(latencies, errors, time.perf_counter() - t0)
+
+
+async def _grpc_loop(address: str, clients: int, seconds: float, texts: list[str]) -> dict:
     async with grpc_aio.insecure_channel(address, options=client_options()) as channel:
         stub = gateway_pb2_grpc.SearchServiceStub(channel)
-        stop_at = time.perf_counter() + seconds
 
-        async def client(c: int) -> None:
-            nonlocal errors
-            i = c
-            while time.perf_counter() < stop_at:
-                t = time.perf_counter()
-                try:
-                    await stub.Search(gateway_pb2.SearchRequest(
-                        text=gateway_pb2.TextQuery(text=texts[i % len(texts)]), top_k=10), timeout=10)
-                    latencies.append(time.perf_counter() - t)
-                except grpc_aio.AioRpcError:
-                    errors += 1
-                i += clients
+        async def call(text: str) -> bool:
+            await stub.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text=text), top_k=10), timeout=10)
+            return True
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(clients)))
-        return _summary(latencies, errors, time.perf_counter() - t0)
+        return await _closed_loop(call, clients, seconds, texts)
 
 
 async def _http_loop(url: str, clients: int, seconds: float, texts: list[str]) -> dict:
-    latencies: list[float] = []
-    errors = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
-        stop_at = time.perf_counter() + seconds
 
-        async def client(c: int) -> None:
-            nonlocal errors
-            i = c
-            while time.perf_counter() < stop_at:
-                t = time.perf_counter()
-                try:
-                    reply = await http.get("/api/v1/search", params={"q": texts[i % len(texts)], "k": 10})
-                    reply.json()
-                    if reply.status_code == 200:
-                        latencies.append(time.perf_counter() - t)
-                    else:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                i += clients
+        async def call(text: str) -> bool:
+            reply = await http.get("/api/v1/search", params={"q": text, "k": 10})
+            reply.json()
+            return reply.status_code == 200
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(clients)))
-        return _summary(latencies, errors, time.perf_counter() - t0)
+        return await _closed_loop(call, clients, seconds, texts)
 
 
 async def _serial(address: str, url: str, texts: list[str], n: int = 200) -> dict:

@@ -157,6 +157,17 @@ const vs = {
     document.dispatchEvent(new CustomEvent("vs-lang"));
   },
 
+  // Files dropped on ``zone`` go to ``onFiles``; the zone is highlighted while a drag is over it.
+  dropZone(zone, onFiles) {
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      onFiles([...event.dataTransfer.files]);
+    });
+  },
+
   key() { return sessionStorage.getItem("vidsearch.key") || ""; },
 
   headers(extra = {}) {

@@ -156,14 +156,7 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     if ($("files").files.length) submit([...$("files").files]);
   });
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    submit([...event.dataTransfer.files]);
-  });
+  vs.dropZone($("drop"), submit);
   $("clear-done").addEventListener("click", () => {
     for (const [id, entry] of rows) {
       if (FINAL.includes(entry.row.dataset.state)) { entry.row.remove(); rows.delete(id); }

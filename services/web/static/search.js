@@ -207,14 +207,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
   $("file").addEventListener("change", () => setFile($("file").files[0]));
   $("clear-file").addEventListener("click", clearFile);
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    setFile(event.dataTransfer.files[0]);
-  });
+  vs.dropZone($("drop"), (files) => setFile(files[0]));
   document.addEventListener("paste", (event) => {
     const file = [...(event.clipboardData?.files || [])].find((f) => /^(image|video)\//.test(f.type));
     if (file) { event.preventDefault(); setFile(file); }
