@@ -35,9 +35,10 @@ class ClipId:
     def parse(cls, text: str, *, strict: bool = False) -> ClipId:
         """Reads a clip id; ``strict`` also refuses video ids that no ingest accepts."""
         video_id, sep, start = text.rpartition(":")
-        ok = bool(sep and video_id and start.isdigit())
         if strict:
             ok = bool(sep and VIDEO_ID.fullmatch(video_id) and _START_MS.fullmatch(start))
+        else:
+            ok = bool(sep and video_id and start.isdigit())
         if not ok:
             raise InvalidInput(f"malformed clip id {text[:200]!r}; expected '<video_id>:<start ms>'")
         return cls(video_id, int(start))

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from services.common.atomic import fsync_path
 from services.common.clip_ids import UPLOADS_INCOMING, VIDEO_ID, upload_key
 from services.common.errors import InvalidInput, NotFound, StorageFull, VidsearchError
 from services.media.store import MEDIA_SCHEME, MediaStore
@@ -205,6 +206,7 @@ class UploadFile:
             target = self.media.path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, target)
+            fsync_path(target.parent)  # the job that names this key is queued next: the rename must last
         except OSError as exc:
             self.discard()
             raise _storage_error(exc) from exc

@@ -20,17 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from services.common.atomic import replacing
-from services.common.clip_ids import ClipId, clip_id_for, video_of_clip
+from services.common.clip_ids import ClipId, video_of_clip
 from services.common.errors import InvalidInput
 
 SPLITS = ("train", "val", "test")
 LANGUAGES = ("ko", "en")
 FIELDS = ("clip_id", "video", "start_s", "end_s", "caption", "language", "split", "attributes", "template")
-
-
-def clip_id(video_id: str, start_s: float) -> str:
-    """The deterministic id of the clip of ``video_id`` starting at ``start_s``."""
-    return clip_id_for(video_id, start_s)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.clip_ids import clip_id_for
 from services.training.captions import HELD_OUT_TEMPLATES, TEMPLATE_IDS, caption
-from services.training.manifest import SPLITS, ManifestEntry, clip_id, write_manifest
+from services.training.manifest import SPLITS, ManifestEntry, write_manifest
 from services.training.render import render_film
 from services.training.scenes import COLOURS, COUNTS, MOTIONS, PLACES, SHAPES, TIMES, Scene
 from services.training.splits import PlannedClip, plan_splits
@@ -226,7 +227,7 @@ def _entries(films: list[Film], out: Path, settings: CorpusSettings) -> Iterator
             start_s = index * settings.scene_seconds
             for template in clip.templates:
                 yield ManifestEntry(
-                    clip_id=clip_id(film.video_id, start_s),
+                    clip_id=clip_id_for(film.video_id, start_s),
                     video=video,
                     start_s=start_s,
                     end_s=start_s + settings.scene_seconds,

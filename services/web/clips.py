@@ -46,11 +46,15 @@ class ClipCache:
                 self._clips.move_to_end(clip_id)
                 return self._clips[clip_id]
             chunks, head = [], None
-            async for part in fetch():
-                head = head or part
-                chunks.append(part.data)
-            if head is None:
-                raise ApiError(404, f"clip {clip_id!r} gave no video")
+            try:
+                async for part in fetch():
+                    head = head or part
+                    chunks.append(part.data)
+                if head is None:
+                    raise ApiError(404, f"clip {clip_id!r} gave no video")
+            except BaseException:
+                self._locks.pop(clip_id, None)  # nothing cached: keep no lock for it (unknown ids add up)
+                raise
             clip = CutClip(b"".join(chunks), head.content_type or "video/mp4", head.start_seconds,
                            head.end_seconds)
             self._put(clip_id, clip)

@@ -5,6 +5,7 @@ response headers every page gets (a Content-Security-Policy that allows no inlin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,8 +141,6 @@ class SecurityHeaders:
 
 
 async def _reject(send: Send, status: int, message: str) -> None:
-    import json
-
     body = json.dumps(error_body(status, "PAYLOAD_TOO_LARGE", message)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -118,3 +118,14 @@ def test_upload_decision_comes_from_the_error_reason(error: grpc.aio.AioRpcError
 def test_reasons_are_values_of_the_proto_enum() -> None:
     for reason in ingest_cli.UPLOAD_REASONS:
         assert common_pb2.ErrorReason.Name(common_pb2.ErrorReason.Value(reason)) == reason
+
+
+def test_the_services_let_through_exactly_the_old_client_names_under_their_prefixes() -> None:
+    """Service start-up refuses unknown VIDSEARCH_<SERVICE>_* names except the old client ones; the
+    two lists are written in two modules (settings cannot import the client), so they must agree."""
+    from services.common import client_connection, settings
+
+    service_prefixes = ("VIDSEARCH_GATEWAY_", "VIDSEARCH_INGEST_", "VIDSEARCH_INDEX_", "VIDSEARCH_ENCODER_",
+                        "VIDSEARCH_WEB_")
+    old = {name for name in client_connection.DEPRECATED_NAMES.values() if name.startswith(service_prefixes)}
+    assert old == settings.CLIENT_VARIABLES
