@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -124,6 +124,30 @@ class ReplicaClient:
         reply: index_pb2.StatsResponse = await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
         return reply
 
+    async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
+                   video_ids: Sequence[str] = (), limit: int = 0,
+                   timeout_s: float | None = None) -> AsyncIterator[list[common_pb2.ClipRecord]]:
+        """The replica's clips after ``after_clip_id`` in clip-id order, a page at a time.
+
+        ``timeout_s`` bounds each page's wait, not the whole stream.
+        """
+        request = index_pb2.ScanRequest(after_clip_id=after_clip_id, include_vectors=include_vectors,
+                                        page_size=page_size, video_ids=list(video_ids), limit=limit)
+        stream = self.stub.Scan(request)
+        try:
+            while True:
+                try:
+                    reply = await asyncio.wait_for(stream.read(), timeout_s or self.timeout_s)
+                except grpc.aio.AioRpcError as exc:
+                    raise domain_error(exc, self._what) from None
+                except TimeoutError:
+                    raise DependencyDown(f"{self._what}: no scan page within {timeout_s or self.timeout_s} s") from None
+                if reply is grpc.aio.EOF:
+                    return
+                yield list(reply.clips)
+        finally:
+            stream.cancel()
+
     async def close(self) -> None:
         await self.breaker.close()
         await self._channel.close()
@@ -196,6 +220,30 @@ class ShardClient:
 
     async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
         return await self._read(lambda r, left: r.stats(left), timeout_s)
+
+    async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
+                   video_ids: Sequence[str] = (), timeout_s: float | None = None
+                   ) -> AsyncIterator[list[common_pb2.ClipRecord]]:
+        """Every clip of the shard after ``after_clip_id``, in clip-id order, a page at a time.
+
+        Read from one replica; when it goes down mid-stream the scan resumes on the next one after
+        the last clip received, so no clip is skipped or repeated.
+        """
+        after = after_clip_id
+        first = next(self._turn) % len(self.replicas)
+        order = self.replicas[first:] + self.replicas[:first]
+        failure: DependencyDown | None = None
+        for replica in order:
+            try:
+                async for page in replica.scan(after, include_vectors=include_vectors, page_size=page_size,
+                                               video_ids=video_ids, timeout_s=timeout_s):
+                    if page:
+                        after = page[-1].clip_id
+                    yield page
+                return
+            except DependencyDown as exc:
+                failure = exc
+        raise DependencyDown(f"index {self.name}: no replica finished the scan: {failure}")
 
     async def close(self) -> None:
         for replica in self.replicas:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.vectors import vector_from_proto
+from services.common.vectors import packed_vector, vector_from_proto
 from services.index.records import ClipRecord, Hit, SearchFilter
 from vidsearch.common.v1 import common_pb2
 
@@ -24,7 +24,8 @@ def record_from_proto(msg: common_pb2.ClipRecord) -> ClipRecord:
     )
 
 
-def record_to_proto(record: ClipRecord, include_vector: bool) -> common_pb2.ClipRecord:
+def record_to_proto(record: ClipRecord, include_vector: bool, *, packed: bool = False) -> common_pb2.ClipRecord:
+    """The record as a message; its vector (when included) as ``values``, or as ``packed`` bytes."""
     msg = common_pb2.ClipRecord(
         clip_id=record.clip_id,
         video_id=record.video_id,
@@ -36,7 +37,9 @@ def record_to_proto(record: ClipRecord, include_vector: bool) -> common_pb2.Clip
         model_id=record.model_id,
         metadata=dict(record.metadata),
     )
-    if include_vector and record.vector is not None:
+    if include_vector and record.vector is not None and packed:
+        msg.vector.CopyFrom(packed_vector(record.vector))
+    elif include_vector and record.vector is not None:
         msg.vector.values.extend(np.asarray(record.vector, dtype=np.float32).tolist())
     return msg
 

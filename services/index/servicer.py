@@ -18,6 +18,9 @@ from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
 MAX_CLIPS_PER_REQUEST = 10_000
 MAX_QUERIES_PER_REQUEST = 1_024
+MAX_SCAN_PAGE = 10_000
+DEFAULT_SCAN_PAGE = 1_000
+MAX_SCAN_VIDEOS = 500
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
@@ -111,3 +114,31 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             dimension=s["dim"] or 0,
             shard=self.name,
         )
+
+    async def Scan(self, request, context):
+        shard = self.shard.get()
+        if not 0 <= request.page_size <= MAX_SCAN_PAGE:
+            raise InvalidInput(f"page_size must be 0..{MAX_SCAN_PAGE}, got {request.page_size}")
+        if request.limit < 0:
+            raise InvalidInput(f"limit must be >= 0, got {request.limit}")
+        if len(request.video_ids) > MAX_SCAN_VIDEOS:
+            raise InvalidInput(f"Scan takes at most {MAX_SCAN_VIDEOS} video ids, got {len(request.video_ids)}")
+        if any(not v for v in request.video_ids):
+            raise InvalidInput("Scan video ids must not be empty strings")
+        page_size = request.page_size or DEFAULT_SCAN_PAGE
+        after, left = request.after_clip_id, request.limit or None
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            # Each page is its own read, so a long scan holds no transaction and writes go on meanwhile.
+            records = await asyncio.to_thread(shard.scan, after, size, video_ids=list(request.video_ids),
+                                              with_vectors=request.include_vectors)
+            if not records:
+                return
+            yield index_pb2.ScanResponse(
+                clips=[convert.record_to_proto(r, request.include_vectors, packed=True) for r in records],
+                model_id=shard.model_id or "")
+            after = records[-1].clip_id
+            if left is not None:
+                left -= len(records)
+            if len(records) < size:
+                return

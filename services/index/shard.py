@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -237,10 +237,21 @@ class ShardIndex:
         self._check_open()
         if self._store is None:
             return []
-        records = self._store.get(clip_ids, with_vectors=with_vectors)
+        return self._segment_vectors(self._store.get(clip_ids, with_vectors=with_vectors), with_vectors)
+
+    def scan(self, after_clip_id: str = "", limit: int = 1000, *, video_ids: Sequence[str] = (),
+             with_vectors: bool = True) -> list[ClipRecord]:
+        """Up to ``limit`` stored records after ``after_clip_id`` in clip-id order (see ShardStore.page)."""
+        self._check_open()
+        if self._store is None:
+            return []
+        records = self._store.page(after_clip_id, limit, video_ids=video_ids, with_vectors=with_vectors)
+        return self._segment_vectors(records, with_vectors)
+
+    def _segment_vectors(self, records: list[ClipRecord], with_vectors: bool) -> list[ClipRecord]:
+        """``records`` with the vectors the store released to sealed segments put back."""
         if not with_vectors or all(r.vector is not None for r in records):
             return records
-        # The vectors of sealed rows live only in their segment.
         out = []
         with self._state:
             for record in records:

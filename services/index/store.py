@@ -313,6 +313,26 @@ class ShardStore:
                 return
             cursor_seq = rows[-1][1]
 
+    def page(self, after_clip_id: str = "", limit: int = 1000, *, video_ids: Sequence[str] = (),
+             with_vectors: bool = True) -> list[ClipRecord]:
+        """Up to ``limit`` records with ``clip_id > after_clip_id``, in clip-id order.
+
+        Clip ids compare as SQLite compares text (byte order of UTF-8, the primary key's order), so
+        a caller pages through every record by passing the last id it got; rows written meanwhile
+        after that id are seen, rows before it are not. ``video_ids`` restricts to those videos.
+        """
+        columns, source = (_COLUMNS + ", v.vector", _FROM) if with_vectors else (_COLUMNS, "clips AS c")
+        where, params = "c.clip_id > ?", [after_clip_id]
+        if video_ids:
+            videos = list(dict.fromkeys(video_ids))
+            if len(videos) > _IN_CHUNK:
+                raise InvalidInput(f"at most {_IN_CHUNK} video ids per page, got {len(videos)}")
+            where += f" AND c.video_id IN ({','.join('?' * len(videos))})"
+            params += videos
+        rows = self._reader().execute(
+            f"SELECT {columns} FROM {source} WHERE {where} ORDER BY c.clip_id LIMIT ?", (*params, limit))
+        return [self._record(row) for row in rows]
+
     def vectors_for(self, clip_ids: Sequence[str]) -> np.ndarray:
         """Float32 matrix ``[len(clip_ids), dim]`` of the named clips' stored vectors, in order.
 

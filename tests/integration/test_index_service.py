@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from services.common.vectors import packed_vector
+from services.common.vectors import packed_vector, vector_from_proto
 from tests.procs import ServiceProcess
 from vidsearch.common.v1 import common_pb2
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -152,6 +152,28 @@ def test_packed_vectors_store_and_search_like_repeated_floats(stub, loaded) -> N
     stub.Delete(index_pb2.DeleteRequest(video_ids=["packed"]), timeout=10)
 
 
+def test_scan_pages_every_clip_in_id_order_and_resumes(stub, loaded) -> None:
+    def scan(**kw) -> list[common_pb2.ClipRecord]:
+        return [c for page in stub.Scan(index_pb2.ScanRequest(**kw), timeout=30) for c in page.clips]
+
+    everything = scan(page_size=7)
+    ids = [c.clip_id for c in everything]
+    assert len(ids) == 200 and ids == sorted(ids) and len(set(ids)) == 200
+    assert not any(c.HasField("vector") for c in everything)
+    pages = list(stub.Scan(index_pb2.ScanRequest(page_size=64), timeout=30))
+    assert [len(p.clips) for p in pages] == [64, 64, 64, 8] and pages[0].model_id == MODEL
+    # Resuming after the 50th id yields exactly the rest, and a limit stops early.
+    assert [c.clip_id for c in scan(after_clip_id=ids[49])] == ids[50:]
+    assert [c.clip_id for c in scan(after_clip_id=ids[9], limit=5, page_size=2)] == ids[10:15]
+    # Vectors come back, sealed rows' from their segment.
+    with_vectors = scan(include_vectors=True, video_ids=["vid2"])
+    assert {c.video_id for c in with_vectors} == {"vid2"} and len(with_vectors) == 50
+    for c in with_vectors:
+        i = int(c.clip_id.split(":")[1]) // 20000
+        np.testing.assert_allclose(vector_from_proto(c.vector), loaded[i], atol=1e-6)
+        assert c.caption == f"caption {i}"
+
+
 NAN = [math.nan] + [0.1] * (DIM - 1)
 
 
@@ -187,6 +209,11 @@ NAN = [math.nan] + [0.1] * (DIM - 1)
             clip_id="v:000000000", video_id="v", model_id=MODEL,
             vector=common_pb2.Vector(values=[0.25] * DIM, packed=b"\0" * 4 * DIM))])),
          "INVALID_ARGUMENT", "both values and packed"),
+        ("scan page too big", lambda s: list(s.Scan(index_pb2.ScanRequest(page_size=10_001))),
+         "INVALID_ARGUMENT", "page_size"),
+        ("scan negative limit", lambda s: list(s.Scan(index_pb2.ScanRequest(limit=-1))), "INVALID_ARGUMENT", "limit"),
+        ("scan empty video id", lambda s: list(s.Scan(index_pb2.ScanRequest(video_ids=[""]))),
+         "INVALID_ARGUMENT", "empty"),
         ("packed ragged", lambda s: s.Search(index_pb2.SearchRequest(
             queries=[common_pb2.Vector(packed=b"\0" * (4 * DIM - 1))], top_k=5)), "INVALID_ARGUMENT", "whole number"),
     ],

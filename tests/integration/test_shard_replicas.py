@@ -27,10 +27,16 @@ class CountingServicer(IndexServicer):
     """The real servicer, counting the searches it answers."""
 
     searches = 0
+    scans = 0
 
     async def Search(self, request, context):
         self.searches += 1
         return await super().Search(request, context)
+
+    async def Scan(self, request, context):
+        self.scans += 1
+        async for page in super().Scan(request, context):
+            yield page
 
 
 async def _replica(data_dir: Path, port: int = 0) -> tuple[RunningServer, CountingServicer]:
@@ -95,6 +101,32 @@ def test_two_replicas_of_a_shard(tmp_path: Path) -> None:
         finally:
             await shard.close()
             await quorum_one.close()
+            for server in servers.values():
+                await _stop(*server)
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_resumes_on_the_other_replica_when_its_replica_dies(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        servers = {"a": await _replica(tmp_path / "a"), "b": await _replica(tmp_path / "b")}
+        shard = ShardClient("shard-0", f"127.0.0.1:{servers['a'][0].port}|127.0.0.1:{servers['b'][0].port}",
+                            timeout_s=5)
+        try:
+            written = sorted(c.clip_id for c in _clips("video", 30))
+            await shard.upsert(_clips("video", 30))
+            seen: list[str] = []
+            async for page in shard.scan(page_size=10, include_vectors=True):
+                seen += [c.clip_id for c in page]
+                assert all(len(c.vector.packed) == 4 * DIM for c in page)
+                if len(seen) == 10:  # the replica the scan started on dies after its first page
+                    (scanning,) = [name for name, (_, s) in servers.items() if s.scans]
+                    await _stop(*servers.pop(scanning))
+            assert seen == written
+            (survivor,) = servers.values()
+            assert survivor[1].scans == 1, "the scan did not resume on the other replica"
+        finally:
+            await shard.close()
             for server in servers.values():
                 await _stop(*server)
 

@@ -128,3 +128,25 @@ class StatsResponse(_message.Message):
     dimension: int
     shard: str
     def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("after_clip_id", "include_vectors", "page_size", "video_ids", "limit")
+    AFTER_CLIP_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_clip_id: str
+    include_vectors: bool
+    page_size: int
+    video_ids: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    def __init__(self, after_clip_id: _Optional[str] = ..., include_vectors: _Optional[bool] = ..., page_size: _Optional[int] = ..., video_ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ScanResponse(_message.Message):
+    __slots__ = ("clips", "model_id")
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    clips: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClipRecord]
+    model_id: str
+    def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...

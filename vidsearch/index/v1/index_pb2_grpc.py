@@ -70,6 +70,11 @@ class IndexServiceStub:
                 request_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.StatsRequest.SerializeToString,
                 response_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Scan = channel.unary_stream(
+                '/vidsearch.index.v1.IndexService/Scan',
+                request_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.SerializeToString,
+                response_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -125,6 +130,14 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scan(self, request, context):
+        """Streams the stored clips in clip-id order, a page per message. Resumable: a caller that lost
+        the stream calls again with after_clip_id set to the last clip id it received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.StatsRequest.FromString,
                     response_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.StatsResponse.SerializeToString,
+            ),
+            'Scan': grpc.unary_stream_rpc_method_handler(
+                    servicer.Scan,
+                    request_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.FromString,
+                    response_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +372,33 @@ class IndexService:
             '/vidsearch.index.v1.IndexService/Stats',
             vidsearch_dot_index_dot_v1_dot_index__pb2.StatsRequest.SerializeToString,
             vidsearch_dot_index_dot_v1_dot_index__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vidsearch.index.v1.IndexService/Scan',
+            vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.SerializeToString,
+            vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.FromString,
             options,
             channel_credentials,
             insecure,
