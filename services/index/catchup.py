@@ -1,0 +1,188 @@
+"""Replica catch-up: a shard replica that missed writes copies a SERVING peer's clips before it serves.
+
+Why this is correct without sequence numbers shared between replicas. Every client writes to every
+replica, so from the moment this replica accepts writes (the moment its shard opens, before any
+catch-up starts) it receives the same live writes as its peer. It then streams the peer's clips with
+``Scan`` in clip-id order and reconciles each page against its own store: a clip the peer holds that
+it lacks or holds differently (any field, or the vector's bytes) is upserted with the peer's copy, a
+clip it holds in the page's id range that the peer does not is deleted. A clip touched by a live write
+since catch-up began (an upsert or delete of its id, or a delete of its video) is left alone: that
+write reached this replica too and is newer than, or equal to, the scanned copy. Live writes record
+what they touch under the same lock a page holds while it is compared and applied, so a live write
+is either seen by the page (and the page skips its clip) or applied after the page (and wins).
+
+A replica killed mid-catch-up starts over on restart: its own writes are durable and the reconcile
+is idempotent. A peer that dies mid-stream is replaced by the next SERVING one, resuming after the
+last clip reconciled. Until catch-up is done the replica is NOT_SERVING and refuses reads, while
+writes are accepted (clients write to it on a channel that does not wait for SERVING).
+
+When no peer is SERVING (the whole shard restarted), replica 0 serves as it is, once every peer
+answers NOT_SERVING or after ``alone_after_s``; the others wait for a SERVING peer. Caveat with a
+``write_quorum`` below the replica count: a write acknowledged by replica 1 alone, while replica 0
+was down, is lost if the whole shard then restarts before replica 0 caught up (replica 0 is taken
+as the truth). With the default quorum (all) every acknowledged write is on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from services.common.errors import DependencyDown, NotReady
+from services.common.index_client import ReplicaClient, ShardClient
+from services.index import convert
+from services.index.records import ClipRecord
+from services.index.shard import ShardIndex
+
+log = logging.getLogger(__name__)
+
+_LOCAL_PAGE = 1000
+_POLL_S = 0.5
+
+
+class CatchUp:
+    """A replica's catch-up state: live writes recorded while it runs, reads refused until it is done."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.lock = asyncio.Lock()
+        self._clips: set[str] = set()
+        self._videos: set[str] = set()
+        self.done = False
+
+    async def record(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> None:
+        """Called by a live write before it is applied (see the module docstring for why)."""
+        if self.done:
+            return
+        async with self.lock:
+            self._clips.update(clip_ids)
+            self._videos.update(video_ids)
+
+    def touched(self, record: ClipRecord) -> bool:
+        """Whether a live write since catch-up began has touched this clip (read under ``lock``)."""
+        return record.clip_id in self._clips or record.video_id in self._videos
+
+    def finish(self) -> None:
+        self.done = True
+        self._clips.clear()
+        self._videos.clear()
+
+    def check_readable(self) -> None:
+        if not self.done:
+            raise NotReady(f"index {self._name} is catching up from a peer replica")
+
+
+@dataclass
+class Progress:
+    """What a catch-up has done so far; ``after`` is the last peer clip id reconciled."""
+
+    after: str = ""
+    scanned: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    skipped: int = 0
+
+
+class Reconciler:
+    """Applies a peer's pages, in clip-id order, to the local shard."""
+
+    def __init__(self, shard: ShardIndex, catchup: CatchUp) -> None:
+        self.shard = shard
+        self.catchup = catchup
+        self.progress = Progress()
+
+    def _local(self, after: str, upto: str | None) -> list[ClipRecord]:
+        """Local records with ``after < clip_id <= upto`` (no upper bound when ``upto`` is None)."""
+        out: list[ClipRecord] = []
+        while True:
+            page = self.shard.scan(after, _LOCAL_PAGE, with_vectors=True)
+            out += [r for r in page if upto is None or r.clip_id <= upto]
+            if len(page) < _LOCAL_PAGE or (upto is not None and page[-1].clip_id >= upto):
+                return out
+            after = page[-1].clip_id
+
+    async def apply(self, page: Sequence[ClipRecord]) -> None:
+        """Reconciles the id range (last page's end, this page's end] with the peer's ``page``."""
+        if not page:
+            return
+        upto = page[-1].clip_id
+        local = {r.clip_id: r for r in await asyncio.to_thread(self._local, self.progress.after, upto)}
+        await self._reconcile(page, local)
+        self.progress.after = upto
+        self.progress.scanned += len(page)
+
+    async def finish(self) -> None:
+        """Deletes local clips after the peer's last one: the peer has none of them."""
+        local = {r.clip_id: r for r in await asyncio.to_thread(self._local, self.progress.after, None)}
+        await self._reconcile([], local)
+
+    async def _reconcile(self, page: Sequence[ClipRecord], local: dict[str, ClipRecord]) -> None:
+        progress = self.progress
+        async with self.catchup.lock:
+            stale = [r for r in local.values() if r.clip_id not in {p.clip_id for p in page}]
+            upserts = [r for r in page if local.get(r.clip_id) != r]
+            fresh = [r for r in upserts if not self.catchup.touched(r)]
+            gone = [r.clip_id for r in stale if not self.catchup.touched(r)]
+            progress.skipped += len(upserts) - len(fresh) + len(stale) - len(gone)
+            # Applied under the lock: a live write to these clips waits, then lands after the copy.
+            if fresh:
+                await asyncio.to_thread(self.shard.upsert, fresh)
+            if gone:
+                await asyncio.to_thread(self.shard.delete, gone)
+        progress.upserted += len(fresh)
+        progress.deleted += len(gone)
+
+
+async def _peer_states(peers: Sequence[ReplicaClient]) -> list[bool | None]:
+    """Each peer's health: True SERVING, False answering but not SERVING, None unreachable."""
+
+    async def state(peer: ReplicaClient) -> bool | None:
+        try:
+            return await peer.serving()
+        except Exception:  # noqa: BLE001 - any failure to answer means unreachable here
+            return None
+
+    return list(await asyncio.gather(*(state(p) for p in peers)))
+
+
+async def _wait_for_source(name: str, peers: ShardClient, replica: int, alone_after_s: float) -> bool:
+    """Whether to catch up (a peer SERVES) or not (this is replica 0 and no peer serves)."""
+    started = time.monotonic()
+    last_log = started
+    while True:
+        states = await _peer_states(peers.replicas)
+        if any(states):
+            return True
+        if replica == 0 and (all(s is False for s in states) or time.monotonic() - started >= alone_after_s):
+            log.warning("index %s replica 0: no peer is SERVING (%s); serving without catching up", name,
+                        ", ".join(f"{p.target}={s}" for p, s in zip(peers.replicas, states, strict=True)))
+            return False
+        if time.monotonic() - last_log >= 30:
+            log.info("index %s replica %d: waiting for a SERVING peer to catch up from", name, replica)
+            last_log = time.monotonic()
+        await asyncio.sleep(_POLL_S)
+
+
+async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardClient, *, replica: int,
+                   alone_after_s: float, page_size: int = 1000) -> Progress:
+    """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads."""
+    reconciler = Reconciler(shard, catchup)
+    t0 = time.monotonic()
+    while await _wait_for_source(name, peers, replica, alone_after_s):
+        try:
+            async for page in peers.scan(reconciler.progress.after, include_vectors=True, page_size=page_size):
+                await reconciler.apply([convert.record_from_proto(c) for c in page])
+            await reconciler.finish()
+            break
+        except DependencyDown as exc:
+            log.warning("index %s: catch-up interrupted after %s (%s); resuming", name,
+                        reconciler.progress.after or "the start", exc)
+            await asyncio.sleep(_POLL_S)
+    catchup.finish()
+    p = reconciler.progress
+    log.info("index %s caught up in %.1f s: %d peer clips scanned, %d copied, %d deleted, %d left to live "
+             "writes", name, time.monotonic() - t0, p.scanned, p.upserted, p.deleted, p.skipped)
+    return p
