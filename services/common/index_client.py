@@ -59,10 +59,11 @@ class ReplicaClient:
         # Reads: only while the replica reports SERVING (client-side health checking).
         self._channel = open_channel(target, (SERVICE,), tls, fail_fast=(SEARCH,))
         self.stub = index_pb2_grpc.IndexServiceStub(self._channel)
-        # Writes and health probes: whenever the replica listens, SERVING or not.
-        self._write_channel = open_channel(target, (SERVICE,), tls, health_checked=False)
-        self.write_stub = index_pb2_grpc.IndexServiceStub(self._write_channel)
-        self._health = health_pb2_grpc.HealthStub(self._write_channel)
+        # Writes, health probes and calls that must reach a replica that is not SERVING (a peer's
+        # catch-up probes): whenever the replica listens.
+        self._direct_channel = open_channel(target, (SERVICE,), tls, health_checked=False)
+        self.direct_stub = index_pb2_grpc.IndexServiceStub(self._direct_channel)
+        self._health = health_pb2_grpc.HealthStub(self._direct_channel)
         self.breaker = CircuitBreaker(f"index {name} at {target}", self.serving)
 
     @property
@@ -102,13 +103,13 @@ class ReplicaClient:
 
     async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
         request = index_pb2.UpsertRequest(clips=list(clips))
-        reply: index_pb2.UpsertResponse = await self._call(self.write_stub.Upsert, request, timeout_s)
+        reply: index_pb2.UpsertResponse = await self._call(self.direct_stub.Upsert, request, timeout_s)
         return reply.upserted
 
     async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
                      timeout_s: float | None = None) -> int:
         request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids))
-        reply: index_pb2.DeleteResponse = await self._call(self.write_stub.Delete, request, timeout_s)
+        reply: index_pb2.DeleteResponse = await self._call(self.direct_stub.Delete, request, timeout_s)
         return reply.deleted
 
     async def search(self, queries: npt.ArrayLike, top_k: int, flt: common_pb2.SearchFilter | None = None,
@@ -159,7 +160,7 @@ class ReplicaClient:
     async def close(self) -> None:
         await self.breaker.close()
         await self._channel.close()
-        await self._write_channel.close()
+        await self._direct_channel.close()
 
 
 class ShardClient:

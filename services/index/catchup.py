@@ -16,11 +16,17 @@ is idempotent. A peer that dies mid-stream is replaced by the next SERVING one, 
 last clip reconciled. Until catch-up is done the replica is NOT_SERVING and refuses reads, while
 writes are accepted (clients write to it on a channel that does not wait for SERVING).
 
-When no peer is SERVING (the whole shard restarted), replica 0 serves as it is, once every peer
-answers NOT_SERVING or after ``alone_after_s``; the others wait for a SERVING peer. Caveat with a
-``write_quorum`` below the replica count: a write acknowledged by replica 1 alone, while replica 0
-was down, is lost if the whole shard then restarts before replica 0 caught up (replica 0 is taken
-as the truth). With the default quorum (all) every acknowledged write is on every replica.
+When no peer is SERVING (the whole shard restarted), one replica must serve as it is and the
+others catch up from it. Each waiting replica tells its peers (Stats) how many clips it held when
+it opened (``live_at_open``, before any write of this run), and the lowest-numbered replica that
+held any serves: replica 0 when it held clips (once every peer answers NOT_SERVING, or after
+``alone_after_s``), replica 1 when replica 0 answers that it opened empty (a lost volume), and so
+on; replica 0 when every replica answers empty (a new deployment). A replica that opened empty
+never serves alone while a peer that may hold clips has not answered, so a replica whose volume was
+lost never becomes the source that empties the others. Caveat with a ``write_quorum`` below the
+replica count: a write acknowledged by replica 1 alone, while replica 0 was down, is lost if the
+whole shard then restarts before replica 0 caught up (replica 0 is taken as the truth). With the
+default quorum (all) every acknowledged write is on every replica.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import grpc
+
 from services.common.errors import DependencyDown, NotReady
 from services.common.index_client import ReplicaClient, ShardClient
 from services.index import convert
 from services.index.records import ClipRecord
 from services.index.shard import ShardIndex
+from vidsearch.index.v1 import index_pb2
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,8 @@ class CatchUp:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        # The live clips when the shard opened: set before it takes its first write.
+        self.live_at_open = 0
         self.lock = asyncio.Lock()
         self._clips: set[str] = set()
         self._videos: set[str] = set()
@@ -136,32 +147,63 @@ class Reconciler:
         progress.deleted += len(gone)
 
 
-async def _peer_states(peers: Sequence[ReplicaClient]) -> list[bool | None]:
-    """Each peer's health: True SERVING, False answering but not SERVING, None unreachable."""
+@dataclass(frozen=True)
+class PeerState:
+    """What a peer answers: ``serving`` None when it does not answer; ``live_at_open`` None unless it
+    is waiting to catch up and said how many clips it opened with."""
 
-    async def state(peer: ReplicaClient) -> bool | None:
-        try:
-            return await peer.serving()
-        except Exception:  # noqa: BLE001 - any failure to answer means unreachable here
-            return None
-
-    return list(await asyncio.gather(*(state(p) for p in peers)))
+    number: int
+    serving: bool | None
+    live_at_open: int | None = None
 
 
-async def _wait_for_source(name: str, peers: ShardClient, replica: int, alone_after_s: float) -> bool:
-    """Whether to catch up (a peer SERVES) or not (this is replica 0 and no peer serves)."""
+async def _peer_state(number: int, peer: ReplicaClient) -> PeerState:
+    try:
+        if await peer.serving():
+            return PeerState(number, True)
+    except grpc.aio.AioRpcError:
+        return PeerState(number, None)
+    try:  # Stats answers while catching up; it is UNAVAILABLE while the peer's shard still opens.
+        stats = await peer.direct_stub.Stats(index_pb2.StatsRequest(), timeout=peer.probe_timeout_s)
+    except grpc.aio.AioRpcError:
+        return PeerState(number, False)
+    return PeerState(number, False, stats.live_at_open if stats.catching_up else None)
+
+
+def serves_alone(replica: int, live_at_open: int, peers: Sequence[PeerState], waited_s: float,
+                 alone_after_s: float) -> bool:
+    """With no peer SERVING: whether this replica is the one that serves as it is (module docstring)."""
+    lower = [p for p in peers if p.number < replica]
+    if live_at_open > 0:
+        if replica == 0:
+            return all(p.serving is False for p in peers) or waited_s >= alone_after_s
+        return all(p.live_at_open == 0 for p in lower)
+    return replica == 0 and all(p.live_at_open == 0 for p in peers)
+
+
+async def _wait_for_source(name: str, peers: ShardClient, replica: int, live_at_open: int,
+                           alone_after_s: float) -> bool:
+    """Whether to catch up (a peer serves) or not (this replica serves first, see ``serves_alone``).
+
+    Peers are listed in replica order, without this one: the j-th is replica j, or j + 1 from ours on.
+    """
     started = time.monotonic()
     last_log = started
+    numbers = [j if j < replica else j + 1 for j in range(len(peers.replicas))]
     while True:
-        states = await _peer_states(peers.replicas)
-        if any(states):
+        states = list(await asyncio.gather(*(_peer_state(n, p) for n, p in zip(numbers, peers.replicas,
+                                                                                strict=True))))
+        if any(s.serving for s in states):
             return True
-        if replica == 0 and (all(s is False for s in states) or time.monotonic() - started >= alone_after_s):
-            log.warning("index %s replica 0: no peer is SERVING (%s); serving without catching up", name,
-                        ", ".join(f"{p.target}={s}" for p, s in zip(peers.replicas, states, strict=True)))
+        if serves_alone(replica, live_at_open, states, time.monotonic() - started, alone_after_s):
+            log.warning("index %s replica %d (opened with %d clips): no peer is SERVING (%s); serving "
+                        "without catching up", name, replica, live_at_open, ", ".join(
+                            f"replica {s.number} serving={s.serving} live_at_open={s.live_at_open}"
+                            for s in states))
             return False
         if time.monotonic() - last_log >= 30:
-            log.info("index %s replica %d: waiting for a SERVING peer to catch up from", name, replica)
+            log.info("index %s replica %d: waiting for a SERVING peer to catch up from (%s)", name, replica,
+                     states)
             last_log = time.monotonic()
         await asyncio.sleep(_POLL_S)
 
@@ -171,7 +213,7 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
     """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads."""
     reconciler = Reconciler(shard, catchup)
     t0 = time.monotonic()
-    while await _wait_for_source(name, peers, replica, alone_after_s):
+    while await _wait_for_source(name, peers, replica, catchup.live_at_open, alone_after_s):
         try:
             async for page in peers.scan(reconciler.progress.after, include_vectors=True, page_size=page_size):
                 await reconciler.apply([convert.record_from_proto(c) for c in page])

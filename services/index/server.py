@@ -44,15 +44,16 @@ class IndexSettings:
         0, "Disk quota of the clip store in bytes (0: none). Past it, upserts get RESOURCE_EXHAUSTED and nothing "
         "is written, as on a full disk; deletes still free space.")
     peers: str = setting(
-        "", "Addresses of the other replicas of this shard, separated by |. A replica with peers takes writes "
-        "but reports SERVING only once it has caught up from a SERVING peer (services/index/catchup.py). "
-        "Empty: no replicas.")
+        "", "Addresses of the other replicas of this shard in replica order, separated by |. A replica with "
+        "peers takes writes but reports SERVING only once it has caught up from a SERVING peer "
+        "(services/index/catchup.py). Empty: no replicas.")
     replica: int = setting(
-        0, "This replica's number within its shard. When no peer is SERVING (the whole shard restarted), "
-        "replica 0 serves without catching up and the others catch up from it.")
+        0, "This replica's number within its shard. When no peer is SERVING (the whole shard restarted), the "
+        "lowest-numbered replica that opened with clips (replica 0 if none did) serves without catching up "
+        "and the others catch up from it.")
     alone_after_s: float = setting(
-        10.0, "How long replica 0 looks for a SERVING peer, while some peer does not answer, before it serves "
-        "without catching up.")
+        10.0, "How long replica 0, opened with clips, looks for a SERVING peer, while some peer does not "
+        "answer, before it serves without catching up.")
     catchup_page_size: int = setting(1000, "Clips per Scan page read from the peer while catching up.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
@@ -98,6 +99,8 @@ async def run(cfg: IndexSettings) -> None:
             annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
             max_store_bytes=cfg.max_store_bytes or None,
         )
+        if catchup is not None:
+            catchup.live_at_open = shard.stats()["live"]
         shard_slot.set(shard)
         log.info("shard %s open: %s", name, shard.stats())
         export_shard(name, shard.stats)

@@ -129,6 +129,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             shard=self.name,
             checksum=checksum,
             catching_up=self.catchup is not None and not self.catchup.done,
+            live_at_open=self.catchup.live_at_open if self.catchup is not None and not self.catchup.done else 0,
         )
 
     async def Scan(self, request, context):

@@ -5,6 +5,7 @@ copies, and a replica killed mid-catch-up still ends equal to its peer (row coun
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -232,6 +233,29 @@ def test_a_replica_killed_mid_catch_up_ends_equal_after_restart(tmp_path: Path) 
         sa, sb = _stats(a.address), _stats(b.address)
         assert sa.live == sb.live == 38 * 50
         assert sa.checksum == sb.checksum
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_a_shard_restarted_whole_after_replica_0_lost_its_volume_keeps_replica_1s_clips(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    try:
+        _write(f"{a.address}|{b.address}", 0, lambda s: s.upsert(_clips("kept", 300)))
+        checksum = _stats(b.address).checksum
+        a.kill(signal.SIGKILL)
+        b.kill(signal.SIGKILL)
+        shutil.rmtree(tmp_path / "a")  # replica 0 comes back on an empty volume
+        a, b = _restart(a), _restart(b)
+        _wait_caught_up(a)
+        b.wait_serving()
+        for proc in (a, b):
+            stats = _stats(proc.address)
+            assert (stats.live, stats.checksum) == (300, checksum)
+        # b served first (a had opened empty), and a copied b rather than b emptying itself from a.
+        assert b.log_tail(400).count("serving without catching up") == 1
+        assert a.log_tail(400).count("serving without catching up") == 1  # the first start only
     finally:
         a.stop()
         b.stop()

@@ -110,7 +110,7 @@ class StatsRequest(_message.Message):
     def __init__(self, content_checksum: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard", "checksum", "catching_up")
+    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard", "checksum", "catching_up", "live_at_open")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONED_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class StatsResponse(_message.Message):
     SHARD_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CATCHING_UP_FIELD_NUMBER: _ClassVar[int]
+    LIVE_AT_OPEN_FIELD_NUMBER: _ClassVar[int]
     records: int
     live: int
     tombstoned: int
@@ -133,7 +134,8 @@ class StatsResponse(_message.Message):
     shard: str
     checksum: str
     catching_up: bool
-    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ..., checksum: _Optional[str] = ..., catching_up: _Optional[bool] = ...) -> None: ...
+    live_at_open: int
+    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ..., checksum: _Optional[str] = ..., catching_up: _Optional[bool] = ..., live_at_open: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("after_clip_id", "include_vectors", "page_size", "video_ids", "limit")
