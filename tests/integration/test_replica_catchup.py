@@ -163,6 +163,20 @@ def _restart(proc: ServiceProcess, **env: str) -> ServiceProcess:
                           env_prefix="VIDSEARCH_INDEX").start()
 
 
+def _wait_catching_up(b: ServiceProcess, timeout: float = 60) -> None:
+    """Until b has opened its shard and takes writes (it is catching up, not serving yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if health_status(b.address, SERVICE, timeout=1) is not None:
+            try:
+                if _stats(b.address).catching_up:
+                    return
+            except grpc.RpcError:  # still opening its shard
+                pass
+        time.sleep(0.02)
+    raise TimeoutError(f"b never started catching up:\n{b.log_tail()}")
+
+
 def _wait_caught_up(b: ServiceProcess, timeout: float = 120) -> list[int | None]:
     """b's health until it reports SERVING, checking on the way that it never serves a read before."""
     seen = []
@@ -259,3 +273,45 @@ def test_a_shard_restarted_whole_after_replica_0_lost_its_volume_keeps_replica_1
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.mark.slow
+def test_writes_to_every_replica_go_on_while_one_catches_up_and_both_end_equal(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    target = f"{a.address}|{b.address}"
+    try:
+        b.kill(signal.SIGKILL)
+        _write(target, 1, lambda s: s.upsert([c for v in range(20) for c in _clips(f"video-{v:02d}", 50, seed=v)]))
+        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="3")
+        _wait_catching_up(b)
+
+        async def live_writes(shard: ShardClient) -> int:
+            """Overwrites, deletes and new clips across the whole id range, acknowledged by both
+            replicas (the default quorum) while b copies a, until b serves."""
+            acknowledged = 0
+            for round_ in range(1000):
+                if health_status(b.address, SERVICE, timeout=1) == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                v = round_ % 20
+                await shard.upsert(_clips(f"video-{v:02d}", 50, seed=100 + round_, caption=f"round {round_}")[::7])
+                await shard.delete(clip_ids=[f"video-{(v + 7) % 20:02d}:{round_ % 50 * 1000:09d}"])
+                await shard.upsert(_clips(f"new-{round_:03d}", 1))
+                acknowledged += 3
+            return acknowledged
+
+        acknowledged = asyncio.run(_written(target, live_writes))
+        assert acknowledged >= 30, "b caught up before the live writes could race it"
+        _wait_caught_up(b)
+        sa, sb = _stats(a.address), _stats(b.address)
+        assert sa.live == sb.live and sa.checksum == sb.checksum
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def _written(target: str, write):
+    shard = ShardClient("shard-0", target, timeout_s=30)
+    try:
+        return await write(shard)
+    finally:
+        await shard.close()
