@@ -105,46 +105,63 @@ class Reconciler:
         self.catchup = catchup
         self.progress = Progress()
 
-    def _local(self, after: str, upto: str | None) -> list[ClipRecord]:
-        """Local records with ``after < clip_id <= upto`` (no upper bound when ``upto`` is None)."""
-        out: list[ClipRecord] = []
-        while True:
-            page = self.shard.scan(after, _LOCAL_PAGE, with_vectors=True)
-            out += [r for r in page if upto is None or r.clip_id <= upto]
-            if len(page) < _LOCAL_PAGE or (upto is not None and page[-1].clip_id >= upto):
-                return out
-            after = page[-1].clip_id
-
     async def apply(self, page: Sequence[ClipRecord]) -> None:
-        """Reconciles the id range (last page's end, this page's end] with the peer's ``page``."""
+        """Reconciles the id range (last page's end, this page's end] with the peer's ``page``.
+
+        Local clips are read a bounded page at a time, so a range the peer no longer has any of
+        (a mass delete while this replica was down) never sits in memory whole.
+        """
         if not page:
             return
         upto = page[-1].clip_id
-        local = {r.clip_id: r for r in await asyncio.to_thread(self._local, self.progress.after, upto)}
-        await self._reconcile(page, local)
+        peer_ids = {r.clip_id for r in page}
+        held: dict[str, ClipRecord] = {}
+        after = self.progress.after
+        while True:
+            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=True)
+            in_range = [r for r in local if r.clip_id <= upto]
+            held.update((r.clip_id, r) for r in in_range if r.clip_id in peer_ids)
+            await self._delete([r for r in in_range if r.clip_id not in peer_ids])
+            if len(local) < _LOCAL_PAGE or local[-1].clip_id >= upto:
+                break
+            after = local[-1].clip_id
+        await self._copy(page, held)
         self.progress.after = upto
         self.progress.scanned += len(page)
 
     async def finish(self) -> None:
-        """Deletes local clips after the peer's last one: the peer has none of them."""
-        local = {r.clip_id: r for r in await asyncio.to_thread(self._local, self.progress.after, None)}
-        await self._reconcile([], local)
+        """Deletes local clips after the peer's last one, a page at a time: the peer has none of them."""
+        after = self.progress.after
+        while True:
+            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=False)
+            await self._delete(local)
+            if len(local) < _LOCAL_PAGE:
+                return
+            after = local[-1].clip_id
 
-    async def _reconcile(self, page: Sequence[ClipRecord], local: dict[str, ClipRecord]) -> None:
-        progress = self.progress
+    async def _copy(self, page: Sequence[ClipRecord], held: dict[str, ClipRecord]) -> None:
+        """Upserts the peer's clips this replica lacks or holds differently, bar those live writes touched."""
+        changed = [r for r in page if held.get(r.clip_id) != r]
+        if not changed:
+            return
         async with self.catchup.lock:
-            stale = [r for r in local.values() if r.clip_id not in {p.clip_id for p in page}]
-            upserts = [r for r in page if local.get(r.clip_id) != r]
-            fresh = [r for r in upserts if not self.catchup.touched(r)]
-            gone = [r.clip_id for r in stale if not self.catchup.touched(r)]
-            progress.skipped += len(upserts) - len(fresh) + len(stale) - len(gone)
+            fresh = [r for r in changed if not self.catchup.touched(r)]
             # Applied under the lock: a live write to these clips waits, then lands after the copy.
             if fresh:
                 await asyncio.to_thread(self.shard.upsert, fresh)
+        self.progress.upserted += len(fresh)
+        self.progress.skipped += len(changed) - len(fresh)
+
+    async def _delete(self, missing: Sequence[ClipRecord]) -> None:
+        """Deletes local clips the peer does not have, bar those live writes touched."""
+        if not missing:
+            return
+        async with self.catchup.lock:
+            gone = [r.clip_id for r in missing if not self.catchup.touched(r)]
             if gone:
                 await asyncio.to_thread(self.shard.delete, gone)
-        progress.upserted += len(fresh)
-        progress.deleted += len(gone)
+        self.progress.deleted += len(gone)
+        self.progress.skipped += len(missing) - len(gone)
 
 
 @dataclass(frozen=True)
