@@ -127,10 +127,13 @@ class ReplicaClient:
         reply: index_pb2.GetResponse = await self._call(self.stub.Get, request, timeout_s)
         return reply
 
-    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False
-                    ) -> index_pb2.StatsResponse:
+    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False,
+                    serving_or_not: bool = False) -> index_pb2.StatsResponse:
+        """The replica's statistics; with ``serving_or_not`` also from a replica that is not SERVING
+        (catching up from a peer), which a plain read would skip."""
         request = index_pb2.StatsRequest(content_checksum=content_checksum)
-        reply: index_pb2.StatsResponse = await self._call(self.stub.Stats, request, timeout_s)
+        stub = self.direct_stub if serving_or_not else self.stub
+        reply: index_pb2.StatsResponse = await self._call(stub.Stats, request, timeout_s)
         return reply
 
     async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,

@@ -39,12 +39,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from services.common.errors import DependencyDown, NotReady
+from services.common.errors import DependencyDown, NotReady, VidsearchError
 from services.common.index_client import ReplicaClient, ShardClient
 from services.index import convert
 from services.index.records import ClipRecord
 from services.index.shard import ShardIndex
-from vidsearch.index.v1 import index_pb2
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +180,8 @@ async def _peer_state(number: int, peer: ReplicaClient) -> PeerState:
     except grpc.aio.AioRpcError:
         return PeerState(number, None)
     try:  # Stats answers while catching up; it is UNAVAILABLE while the peer's shard still opens.
-        stats = await peer.direct_stub.Stats(index_pb2.StatsRequest(), timeout=peer.probe_timeout_s)
-    except grpc.aio.AioRpcError:
+        stats = await peer.stats(peer.probe_timeout_s, serving_or_not=True)
+    except VidsearchError:
         return PeerState(number, False)
     return PeerState(number, False, stats.live_at_open if stats.catching_up else None)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
+from services import cli
 from services.common.index_client import ShardClient
 from services.common.readiness import Pending
 from services.common.server import Registration, RunningServer, start_server
@@ -205,6 +206,7 @@ def test_a_replica_that_was_down_catches_up_before_it_serves(tmp_path: Path) -> 
             await shard.delete(clip_ids=["both:000049000"])
 
         _write(target, 1, while_b_is_down)  # acknowledged by a alone
+        assert cli.main(["replicas", "--shards", target, "--timeout", "5"]) == 1  # b is down
         # One page per Scan message: the catch-up of ~1,000 clips takes long enough to watch.
         b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="5")
         seen = _wait_caught_up(b)
@@ -219,6 +221,7 @@ def test_a_replica_that_was_down_catches_up_before_it_serves(tmp_path: Path) -> 
         assert [c.caption for c in got.clips] == ["overwritten", ""]
         assert sorted(got.missing_ids) == ["both:000049000", "only-a-05:000000000"]
         assert "caught up" in b.log_tail(200)
+        assert cli.main(["replicas", "--shards", target]) == 0
     finally:
         a.stop()
         b.stop()
