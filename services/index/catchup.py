@@ -42,6 +42,7 @@ import grpc
 from services.common.errors import DependencyDown, NotReady, VidsearchError
 from services.common.index_client import ReplicaClient, ShardClient
 from services.index import convert
+from services.index.metrics import CATCHING_UP, CATCHUP_CLIPS
 from services.index.records import ClipRecord
 from services.index.shard import ShardIndex
 
@@ -99,10 +100,18 @@ class Progress:
 class Reconciler:
     """Applies a peer's pages, in clip-id order, to the local shard."""
 
-    def __init__(self, shard: ShardIndex, catchup: CatchUp) -> None:
+    def __init__(self, name: str, shard: ShardIndex, catchup: CatchUp) -> None:
         self.shard = shard
         self.catchup = catchup
         self.progress = Progress()
+        self._counted = {action: CATCHUP_CLIPS.labels(name, action) for action in ("copied", "deleted", "skipped")}
+
+    def _count(self, copied: int = 0, deleted: int = 0, skipped: int = 0) -> None:
+        self.progress.upserted += copied
+        self.progress.deleted += deleted
+        self.progress.skipped += skipped
+        for action, n in (("copied", copied), ("deleted", deleted), ("skipped", skipped)):
+            self._counted[action].inc(n)
 
     async def apply(self, page: Sequence[ClipRecord]) -> None:
         """Reconciles the id range (last page's end, this page's end] with the peer's ``page``.
@@ -148,8 +157,7 @@ class Reconciler:
             # Applied under the lock: a live write to these clips waits, then lands after the copy.
             if fresh:
                 await asyncio.to_thread(self.shard.upsert, fresh)
-        self.progress.upserted += len(fresh)
-        self.progress.skipped += len(changed) - len(fresh)
+        self._count(copied=len(fresh), skipped=len(changed) - len(fresh))
 
     async def _delete(self, missing: Sequence[ClipRecord]) -> None:
         """Deletes local clips the peer does not have, bar those live writes touched."""
@@ -159,8 +167,7 @@ class Reconciler:
             gone = [r.clip_id for r in missing if not self.catchup.touched(r)]
             if gone:
                 await asyncio.to_thread(self.shard.delete, gone)
-        self.progress.deleted += len(gone)
-        self.progress.skipped += len(missing) - len(gone)
+        self._count(deleted=len(gone), skipped=len(missing) - len(gone))
 
 
 @dataclass(frozen=True)
@@ -227,8 +234,9 @@ async def _wait_for_source(name: str, peers: ShardClient, replica: int, live_at_
 async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardClient, *, replica: int,
                    alone_after_s: float, page_size: int = 1000) -> Progress:
     """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads."""
-    reconciler = Reconciler(shard, catchup)
+    reconciler = Reconciler(name, shard, catchup)
     t0 = time.monotonic()
+    CATCHING_UP.labels(name).set(1)
     while await _wait_for_source(name, peers, replica, catchup.live_at_open, alone_after_s):
         try:
             async for page in peers.scan(reconciler.progress.after, include_vectors=True, page_size=page_size):
@@ -240,6 +248,7 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
                         reconciler.progress.after or "the start", exc)
             await asyncio.sleep(_POLL_S)
     catchup.finish()
+    CATCHING_UP.labels(name).set(0)
     p = reconciler.progress
     log.info("index %s caught up in %.1f s: %d peer clips scanned, %d copied, %d deleted, %d left to live "
              "writes", name, time.monotonic() - t0, p.scanned, p.upserted, p.deleted, p.skipped)

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
+from prometheus_client import REGISTRY
 
 from services import cli
 from services.common.index_client import ShardClient
@@ -105,6 +106,9 @@ def test_live_writes_during_catch_up_win_over_the_peers_older_copies(tmp_path: P
             await b.set_serving(True)
 
             assert (progress.skipped, progress.deleted) == (7, 2), progress
+            sample = REGISTRY.get_sample_value
+            assert sample("vidsearch_index_catching_up", {"shard": "shard-0"}) == 0
+            assert sample("vidsearch_index_catchup_clips_total", {"shard": "shard-0", "action": "skipped"}) >= 7
             stats = [await r.stats(content_checksum=True) for r in both.replicas]
             assert stats[0].live == stats[1].live == 4 + 1 + 5  # v1 (2 new, 2 old), v15, v3
             assert stats[0].checksum == stats[1].checksum and len(stats[0].checksum) == 64
