@@ -32,9 +32,11 @@ default quorum (all) every acknowledged write is on every replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -60,21 +62,34 @@ class CatchUp:
         # The live clips when the shard opened: set before it takes its first write.
         self.live_at_open = 0
         self.lock = asyncio.Lock()
-        self._clips: set[str] = set()
-        self._videos: set[str] = set()
+        # How many live writes touched each clip and video (a count, so that one refused write does not
+        # unmark a clip another write changed).
+        self._clips: Counter[str] = Counter()
+        self._videos: Counter[str] = Counter()
         self.done = False
 
-    async def record(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> None:
-        """Called by a live write before it is applied (see the module docstring for why)."""
+    @contextlib.asynccontextmanager
+    async def writing(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> AsyncIterator[None]:
+        """Around a live write: marks what it touches before it is applied (module docstring), and
+        unmarks it when the shard refused the write, which then changed nothing."""
         if self.done:
+            yield
             return
+        clips, videos = Counter(clip_ids), Counter(video_ids)
         async with self.lock:
-            self._clips.update(clip_ids)
-            self._videos.update(video_ids)
+            self._clips.update(clips)
+            self._videos.update(videos)
+        try:
+            yield
+        except VidsearchError:  # refused whole (bad input, wrong model, disk full); not a cancellation,
+            async with self.lock:  # after which the write may still land
+                self._clips.subtract(clips)
+                self._videos.subtract(videos)
+            raise
 
     def touched(self, record: ClipRecord) -> bool:
         """Whether a live write since catch-up began has touched this clip (read under ``lock``)."""
-        return record.clip_id in self._clips or record.video_id in self._videos
+        return self._clips[record.clip_id] > 0 or self._videos[record.video_id] > 0
 
     def finish(self) -> None:
         self.done = True

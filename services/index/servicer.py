@@ -8,6 +8,8 @@ catches up from a peer (``CatchUp``), writes are recorded and applied, and reads
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -33,6 +35,13 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         self.shard = shard
         self.catchup = catchup
 
+    def _live_write(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()
+                    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Marks the clips a write touches for a catch-up under way (CatchUp.writing)."""
+        if self.catchup is None:
+            return contextlib.nullcontext()
+        return self.catchup.writing(clip_ids, video_ids)
+
     def _readable(self) -> ShardIndex:
         shard = self.shard.get()
         if self.catchup is not None:
@@ -46,9 +55,8 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         if len(request.clips) > MAX_CLIPS_PER_REQUEST:
             raise InvalidInput(f"Upsert takes at most {MAX_CLIPS_PER_REQUEST} clips, got {len(request.clips)}")
         records = [convert.record_from_proto(c) for c in request.clips]
-        if self.catchup is not None:
-            await self.catchup.record(clip_ids=[r.clip_id for r in records])
-        await asyncio.to_thread(shard.upsert, records)
+        async with self._live_write(clip_ids=[r.clip_id for r in records]):
+            await asyncio.to_thread(shard.upsert, records)
         return index_pb2.UpsertResponse(upserted=len(records))
 
     async def Delete(self, request, context):
@@ -57,9 +65,8 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             raise InvalidInput("Delete needs clip_ids or video_ids")
         if any(not i for i in request.clip_ids) or any(not v for v in request.video_ids):
             raise InvalidInput("Delete ids must not be empty strings")
-        if self.catchup is not None:
-            await self.catchup.record(clip_ids=request.clip_ids, video_ids=request.video_ids)
-        deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids))
+        async with self._live_write(clip_ids=request.clip_ids, video_ids=request.video_ids):
+            deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids))
         return index_pb2.DeleteResponse(deleted=deleted)
 
     async def Search(self, request, context):

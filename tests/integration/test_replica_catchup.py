@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 
 from services import cli
+from services.common.errors import WrongState
 from services.common.index_client import ShardClient
 from services.common.readiness import Pending
 from services.common.server import Registration, RunningServer, start_server
@@ -94,6 +95,10 @@ def test_live_writes_during_catch_up_win_over_the_peers_older_copies(tmp_path: P
             await both.delete(clip_ids=["v1:000004000"])  # delete one clip of the stale page
             await both.delete(video_ids=["v2"])  # delete a video, some clips on the stale page
             await both.upsert(_clips("v15", 1))  # a new clip in the page's id range (v1 < v15 < v2)
+            wrong_model = _clips("v3", 1)
+            wrong_model[0].model_id = "another-model"
+            with pytest.raises(WrongState):  # refused by both, so it must not keep b from copying v3:0
+                await both.upsert(wrong_model)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as plain:
                 stub = index_pb2_grpc.IndexServiceStub(plain)
                 with pytest.raises(grpc.aio.AioRpcError) as refused:  # b serves no read yet
