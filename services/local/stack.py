@@ -106,8 +106,16 @@ class LocalStack:
         """The ``index_shards`` setting of gateway and ingest: shards by comma, replicas by ``|``."""
         return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
 
+    def _ports(self) -> list[list[int]]:
+        """``replica_ports``, chosen on first use and kept when the stack starts again: the shards'
+        addresses, which are each other's peers and the gateway's and ingest's targets, stay the same."""
+        if not self.replica_ports:
+            self.replica_ports = [[free_port() for _ in range(self.config.replicas)]
+                                  for _ in range(self.config.n_shards)]
+        return self.replica_ports
+
     def _shard(self, i: int, replica: int = 0) -> ServiceProcess:
-        ports = self.replica_ports[i]
+        ports = self._ports()[i]
         peers = "|".join(f"127.0.0.1:{p}" for r, p in enumerate(ports) if r != replica)
         # Replica 0 keeps the single-copy layout, so a data directory works with and without replicas.
         name = f"shard-{i}" if replica == 0 else f"shard-{i}-replica-{replica}"
@@ -162,9 +170,6 @@ class LocalStack:
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):
             self.redis = RedisServer(self.root / "redis").start()
-        if not self.replica_ports:  # kept when the stack starts again: the shards' addresses stay the same
-            self.replica_ports = [[free_port() for _ in range(self.config.replicas)]
-                                  for _ in range(self.config.n_shards)]
         self.replicas = [[self._shard(i, r).start() for r in range(self.config.replicas)]
                          for i in range(self.config.n_shards)]
         self.encoder = self._encoder().start()
