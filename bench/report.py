@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
                                            "--runtime", "onnx-int8"]),
     "gateway": ("bench.gateway", ["--json"]),
     "ingest": ("bench.ingest", ["--json"]),
+    "web": ("bench.web", ["--json"]),
 }
 
 # (benchmark, figure, baseline figure or None, ratio figure or None, target text)
@@ -55,6 +56,10 @@ ROWS = [
     ("ingest", "sample_realtime_factor", "ffmpeg_decode_realtime_factor", "sample_vs_ffmpeg", ">= 0.8"),
     ("ingest", "end_to_end_realtime_factor_tiny", None, None, ""),
     ("ingest", "end_to_end_realtime_factor_vitb32", None, None, ""),
+    ("web", "http_p50_ms", "grpc_p50_ms", "overhead_p50_ms", "overhead <= 5 ms at 16 clients"),
+    ("web", "http_qps", "grpc_qps", None, ""),
+    ("web", "web_cpu_ms_per_request", None, None, "(the web process's CPU per search)"),
+    ("web", "errors", None, None, "= 0"),
 ]
 
 
