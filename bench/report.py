@@ -129,6 +129,9 @@ def render(results: dict[str, dict]) -> str:
         )
     for name, result in results.items():
         lines += render_cases(name, result)
+    for name, result in results.items():
+        if result.get("note") and not render_cases(name, result):
+            lines += ["", f"`{name}`: {result['note']}"]
     return "\n".join(lines) + "\n"
 
 
