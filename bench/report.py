@@ -59,6 +59,7 @@ ROWS = [
     ("web", "http_p50_ms", "grpc_p50_ms", "overhead_p50_ms", "overhead <= 5 ms at 16 clients"),
     ("web", "http_qps", "grpc_qps", None, ""),
     ("web", "web_cpu_ms_per_request", None, None, "(the web process's CPU per search)"),
+    ("web", "extra_cpu_ms_per_request", None, None, "(all processes, HTTP minus gRPC; x 16 / cores ~ overhead)"),
     ("web", "errors", None, None, "= 0"),
 ]
 

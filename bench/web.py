@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         "errors": http_run["errors"] + grpc_run["errors"],
         "cpu_ms_per_request": {"grpc": grpc_run["cpu_ms"], "http": http_run["cpu_ms"]},
         "web_cpu_ms_per_request": http_run["cpu_ms"]["web"],
+        # What the HTTP path costs beyond gRPC in CPU, whatever share of the cores other jobs take.
+        "extra_cpu_ms_per_request": round(http_run["cpu_ms"]["total"] - grpc_run["cpu_ms"]["total"], 3),
         **serial, **clips,
     }
     print(json.dumps(result, indent=2))
