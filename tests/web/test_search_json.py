@@ -1,4 +1,5 @@
-"""The search reply's JSON encoder (pydantic-core) writes the bytes Starlette's ``json.dumps`` would."""
+"""The search reply's JSON encoder (pydantic-core) writes the bytes Starlette's ``json.dumps`` would,
+and null for a NaN."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def test_search_json_is_byte_for_byte_starlettes(content: dict) -> None:
     assert ours.body == JSONResponse(content).body
     assert json.loads(ours.body) == content
     assert ours.headers["content-type"] == "application/json"
+
+
+def test_a_score_that_is_not_a_number_is_written_as_null() -> None:
+    body = SearchJSONResponse({"hits": [{"score": float("nan")}, {"score": float("inf")}]}).body
+    assert json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == {
+        "hits": [{"score": None}, {"score": None}]}
 
 
 def test_hit_urls_quote_the_clip_id() -> None:
