@@ -32,7 +32,7 @@ from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound, VidsearchError
 from services.common.index_client import ShardSet
 from services.ingest import jobs
-from services.ingest.decoding import DecodeContext, DecodePool
+from services.ingest.decoding import DecodePool
 from services.ingest.jobs import (
     Claim,
     ClaimKind,
@@ -42,7 +42,7 @@ from services.ingest.jobs import (
     Renewal,
     Superseded,
 )
-from services.ingest.pipeline import Outcome, Pipeline, PipelineLimits
+from services.ingest.pipeline import Outcome, Pipeline
 from services.ingest.records import JobState
 from services.ingest.settings import IngestSettings, load_or_exit
 from services.media.store import MediaStore
@@ -76,15 +76,8 @@ class Runtime:
         shards = ShardSet(cfg.index_shards, timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
         media = MediaStore(cfg.media_root)
         encoder = EncoderClient(cfg.encoder, timeout_s=cfg.rpc_timeout_seconds)
-        pool = pipeline = None
-        if decode:
-            pool = DecodePool(cfg.n_decode_processes)
-            ctx = DecodeContext(cfg.allowed_roots, media.root, pool.threads, cfg.min_clip_seconds,
-                                cfg.min_shot_seconds, cfg.shot_threshold, cfg.thumbnail_max_side)
-            limits = PipelineLimits(cfg.decode_chunk_clips, cfg.encode_batch_clips, cfg.queue_clips,
-                                    cfg.rpc_timeout_seconds)
-            pipeline = Pipeline(encoder, shards, media, pool, ctx, limits)
-        return cls(cfg, queue, shards, media, encoder, pool, pipeline)
+        pipeline = Pipeline.from_settings(cfg, encoder, shards, media) if decode else None
+        return cls(cfg, queue, shards, media, encoder, pipeline.pool if pipeline else None, pipeline)
 
     def worker(self, index: int = 0) -> IngestWorker:
         consumer = f"{socket.gethostname()}-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
