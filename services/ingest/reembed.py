@@ -8,14 +8,9 @@ built with the target's encoder and shards, decodes exactly those clips again (`
 and writes each with its stored id, time range, caption, tags, thumbnail and metadata: the video
 comes out clip for clip as it was, with the target model's vectors and model id.
 
-Why this is safe to run while the stack serves and ingests:
-- Filling is idempotent: clip ids are deterministic, so filling a video again overwrites.
-- A DeleteVideo goes to every generation, but one that lands on the target between this reading
-  the source and writing the target would be undone by the write. So after writing, the filler
-  reads the source again and removes from the target every clip it wrote that the source no
-  longer has. (A delete that comes later reaches the target after the write, and removes it.)
-- Without ``prune`` a fill never deletes anything else from the target: after the switch, jobs
-  write the target too, and their clips must not be taken for stale ones.
+Filling is idempotent (clip ids are deterministic: filling a video again overwrites it) and only
+ever writes; the migration driver (`services.index.migrate`) decides what to fill and what to
+delete, and argues why that is safe while the stack serves and ingests.
 """
 
 from __future__ import annotations
@@ -23,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Sequence
 
 from services.common.encoder_client import EncoderClient
@@ -33,8 +27,6 @@ from services.ingest.pipeline import Pipeline
 from services.ingest.settings import IngestSettings
 from services.media.store import MediaStore
 from vidsearch.common.v1 import common_pb2
-
-log = logging.getLogger(__name__)
 
 SOURCE_URI = "source_uri"
 
@@ -53,45 +45,28 @@ class Reembedder:
         self.source = source
         self.pipeline = pipeline
 
-    @property
-    def target(self) -> ShardSet:
-        return self.pipeline.shards
-
-    async def fill_video(self, video_id: str, *, prune: bool = False) -> int:
-        """Re-embeds one video into the target; returns the clips written (0: the source has none).
-
-        ``prune`` also removes the target's clips of the video that the source does not have: use it
-        only while no job writes the target (before the switch).
-        """
+    async def fill_video(self, video_id: str) -> list[str]:
+        """Re-embeds one video into the target; returns the clip ids written (none: the source has none)."""
         stored = await clips_of(self.source, video_id)
-        if not stored:
-            return 0
-        uri = _source_uri(video_id, stored)
-        try:
-            await self.pipeline.reembed(video_id, uri, stored)
-        except VidsearchError as exc:  # e.g. the source is gone: say which video it was
-            raise type(exc)(f"re-embedding video {video_id}: {exc}", reason=exc.reason) from exc
-        written = {c.clip_id for c in stored}
-        now = {c.clip_id for c in await clips_of(self.source, video_id)}
-        target = self.target.for_video(video_id)
-        if gone := sorted(written - now):  # deleted (or cancelled) while this fill ran
-            await target.delete(clip_ids=gone)
-            log.info("re-embed of %s: %d clips left the source meanwhile; removed from the target",
-                     video_id, len(gone))
-        if prune and (extra := sorted({c.clip_id for c in await clips_of(self.target, video_id)} - now)):
-            await target.delete(clip_ids=extra)
-        return len(written & now)
+        for uri, clips in _by_source(video_id, stored).items():
+            try:
+                await self.pipeline.reembed(video_id, uri, clips)
+            except VidsearchError as exc:  # e.g. the source is gone: say which video it was
+                raise type(exc)(f"re-embedding video {video_id}: {exc}", reason=exc.reason) from exc
+        return [c.clip_id for c in stored]
 
     __call__ = fill_video
 
 
-def _source_uri(video_id: str, stored: Sequence[common_pb2.ClipRecord]) -> str:
-    """The one source all of a video's clips were cut from."""
-    uris = sorted({c.metadata.get(SOURCE_URI, "") for c in stored})
-    if len(uris) != 1 or not uris[0]:
-        raise InvalidInput(f"video {video_id} cannot be re-embedded: its clips name the sources "
-                           f"{', '.join(map(repr, uris))} in metadata {SOURCE_URI!r}, not one")
-    return uris[0]
+def _by_source(video_id: str, stored: Sequence[common_pb2.ClipRecord]) -> dict[str, list[common_pb2.ClipRecord]]:
+    """The clips by the source each was cut from (one, unless the video id was ingested again from another)."""
+    groups: dict[str, list[common_pb2.ClipRecord]] = {}
+    for clip in stored:
+        groups.setdefault(clip.metadata.get(SOURCE_URI, ""), []).append(clip)
+    if "" in groups:
+        raise InvalidInput(f"video {video_id} cannot be re-embedded: {len(groups[''])} of its clips have no "
+                           f"{SOURCE_URI!r} in their metadata")
+    return groups
 
 
 @contextlib.asynccontextmanager

@@ -154,8 +154,8 @@ def _scan(shards: list[str], video_id: str) -> list[common_pb2.ClipRecord]:
     return asyncio.run(scan())
 
 
-def _fill(gens: Generations, *video_ids: str, model_id: str = "") -> list[int]:
-    async def fill() -> list[int]:
+def _fill(gens: Generations, *video_ids: str, model_id: str = "") -> list[list[str]]:
+    async def fill() -> list[list[str]]:
         async with reembedding(gens.cfg, gens.source_shards, gens.encoder_b.address, gens.target_shards,
                                model_id=model_id or gens.model_b) as reembedder:
             return [await reembedder.fill_video(v) for v in video_ids]
@@ -191,7 +191,8 @@ def test_a_video_is_reembedded_clip_for_clip_with_the_new_model(gens: Generation
     _set_caption(gens, before[1], "아나운서가 뉴스를 읽는다")
     source = _scan(gens.source_shards, "on-disk")
 
-    assert _fill(gens, "on-disk", "uploaded") == [len(source), len(_scan(gens.source_shards, "uploaded"))]
+    assert _fill(gens, "on-disk", "uploaded") == [[c.clip_id for c in source],
+                                                  [c.clip_id for c in _scan(gens.source_shards, "uploaded")]]
 
     for video_id in ("on-disk", "uploaded"):
         source, target = _scan(gens.source_shards, video_id), _scan(gens.target_shards, video_id)
@@ -222,9 +223,9 @@ def test_a_video_is_reembedded_clip_for_clip_with_the_new_model(gens: Generation
 
 
 def test_filling_again_overwrites_and_a_video_the_source_lacks_writes_nothing(gens: Generations) -> None:
-    first = _fill(gens, "uploaded")
-    assert _fill(gens, "uploaded", "never-ingested") == [first[0], 0]
-    assert len(_scan(gens.target_shards, "uploaded")) == first[0]
+    (first,) = _fill(gens, "uploaded")
+    assert _fill(gens, "uploaded", "never-ingested") == [first, []]
+    assert [c.clip_id for c in _scan(gens.target_shards, "uploaded")] == first
     assert _scan(gens.target_shards, "never-ingested") == []
 
 
