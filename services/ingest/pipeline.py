@@ -1,7 +1,10 @@
 """One ingest attempt: plan the clips, then decode -> encode -> index as three concurrent stages.
 
 Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
-the encoder service, and records go to the shard `shard_for_video` picks. Bounded queues link the
+the encoder service, and records go to the shard `shard_for_video` picks. Encoder and shards are
+those of the index generation active when the attempt starts; should that generation be dropped
+before the attempt ends (a migration finished meanwhile), the attempt fails as transient and its
+retry writes to the generation active then. Bounded queues link the
 stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
 Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
 them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
@@ -20,9 +23,8 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.clip_ids import clip_id_for, thumbnail_key
-from services.common.encoder_client import EncoderClient
 from services.common.errors import DependencyDown
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationClients, GenerationPool
 from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
@@ -86,24 +88,26 @@ def clip_metadata(job: Job, clock: SourceClock | None = None) -> dict[str, str]:
 class Pipeline:
     """Runs attempts at jobs; shared by every worker task of a process."""
 
-    def __init__(self, encoder: EncoderClient, shards: ShardSet, media: MediaStore, pool: DecodePool,
+    def __init__(self, generations: GenerationPool, media: MediaStore, pool: DecodePool,
                  ctx: DecodeContext, limits: PipelineLimits) -> None:
-        self.encoder = encoder
-        self.shards = shards
+        self.generations = generations
         self.media = media
         self.pool = pool
         self.ctx = ctx
         self.limits = limits
 
     async def run(self, job: Job, report: Report) -> Outcome:
-        info = await self.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients = self.generations.snapshot()  # one generation for the whole attempt
+        info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients.check_model(info.model_id)
         started = time.perf_counter()
         plan = await self.pool.run(plan_video, self.ctx, job.spec.source, job.spec.segment)
         STAGE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         segments = plan.segments
         await report({"stage": JobStage.DECODING.value, "clips_total": len(segments),
                       "video_seconds": plan.duration_s}, None)
-        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size, info.crop or "round", plan.clock)
+        run = _Attempt(self, clients, job, report, info.frames_per_clip, info.image_size, info.crop or "round",
+                       plan.clock)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
@@ -112,9 +116,10 @@ class Pipeline:
 class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
-    def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int,
-                 crop: str, clock: SourceClock | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, clients: GenerationClients, job: Job, report: Report, num_frames: int,
+                 size: int, crop: str, clock: SourceClock | None = None) -> None:
         self.p = pipeline
+        self.clients = clients
         self.job = job
         self.report = report
         self.num_frames = num_frames
@@ -203,8 +208,9 @@ class _Attempt:
                 batch.append(item)
             QUEUE_DEPTH.labels("decoded").dec(len(batch))
             started = time.perf_counter()
-            vectors, model_id = await self.p.encoder.encode_frames(
+            vectors, model_id = await self.clients.encoder.encode_frames(
                 [c.frames for c in batch], timeout_s=self.p.limits.rpc_timeout_s)
+            self.clients.check_model(model_id)
             STAGE_SECONDS.labels("encode").observe(time.perf_counter() - started)
             if len(vectors) != len(batch):
                 raise DependencyDown(f"encoder returned {len(vectors)} embeddings for {len(batch)} clips")
@@ -215,7 +221,7 @@ class _Attempt:
         await self.encoded.put(None)
 
     async def _index(self) -> None:
-        shard = self.p.shards.for_video(self.job.video_id)
+        shard = self.clients.shards.for_video(self.job.video_id)
         done = 0
         while (item := await self.encoded.get()) is not None:
             batch, vectors, model_id = item
@@ -224,6 +230,9 @@ class _Attempt:
             records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
+            if self.p.generations.get(self.clients.name) is None:
+                raise DependencyDown(f"index generation {self.clients.name} was dropped while the job ran; "
+                                     "its retry writes to the active one")
             await asyncio.to_thread(self._put_thumbnails, batch)
             write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
             try:
