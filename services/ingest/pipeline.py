@@ -1,7 +1,10 @@
 """One ingest attempt: plan the clips, then decode -> encode -> index as three concurrent stages.
 
 Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
-the encoder service, and records go to the shard `shard_for_video` picks. Bounded queues link the
+the encoder service, and records go to the shard `shard_for_video` picks. Encoder and shards are
+those of the index generation active when the attempt starts; should that generation be dropped
+before the attempt ends (a migration finished meanwhile), the attempt fails as transient and its
+retry writes to the generation active then. Bounded queues link the
 stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
 Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
 them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
@@ -23,9 +26,8 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.clip_ids import ClipId, clip_id_for, thumbnail_key
-from services.common.encoder_client import EncoderClient
 from services.common.errors import DependencyDown
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationClients, GenerationPool
 from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
@@ -109,28 +111,28 @@ def clip_metadata(job: Job, clock: SourceClock | None = None) -> dict[str, str]:
 class Pipeline:
     """Runs attempts at jobs; shared by every worker task of a process."""
 
-    def __init__(self, encoder: EncoderClient, shards: ShardSet, media: MediaStore, pool: DecodePool,
+    def __init__(self, generations: GenerationPool, media: MediaStore, pool: DecodePool,
                  ctx: DecodeContext, limits: PipelineLimits) -> None:
-        self.encoder = encoder
-        self.shards = shards
+        self.generations = generations
         self.media = media
         self.pool = pool
         self.ctx = ctx
         self.limits = limits
 
     @classmethod
-    def from_settings(cls, cfg: IngestSettings, encoder: EncoderClient, shards: ShardSet,
-                      media: MediaStore) -> Pipeline:
+    def from_settings(cls, cfg: IngestSettings, generations: GenerationPool, media: MediaStore) -> Pipeline:
         """A pipeline with its own decode pool (closed by its owner), as ``cfg`` sets decoding and batching."""
         pool = DecodePool(cfg.n_decode_processes)
         ctx = DecodeContext(cfg.allowed_roots, media.root, pool.threads, cfg.min_clip_seconds,
                             cfg.min_shot_seconds, cfg.shot_threshold, cfg.thumbnail_max_side)
         limits = PipelineLimits(cfg.decode_chunk_clips, cfg.encode_batch_clips, cfg.queue_clips,
                                 cfg.rpc_timeout_seconds)
-        return cls(encoder, shards, media, pool, ctx, limits)
+        return cls(generations, media, pool, ctx, limits)
 
     async def run(self, job: Job, report: Report) -> Outcome:
-        info = await self.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients = self.generations.snapshot()  # one generation for the whole attempt
+        info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients.check_model(info.model_id)
         started = time.perf_counter()
         plan = await self.pool.run(plan_video, self.ctx, job.spec.source, job.spec.segment)
         STAGE_SECONDS.labels("plan").observe(time.perf_counter() - started)
@@ -145,17 +147,19 @@ class Pipeline:
                 end_seconds=clip.end_s, tags=tags, thumbnail_ref=thumbnail_key(video_id, clip.start_s),
                 metadata=metadata)
 
-        run = _Attempt(self, VideoWrite(video_id, job.spec.source, template), report, info)
+        run = _Attempt(self, clients, VideoWrite(video_id, job.spec.source, template), report, info)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
 
     async def reembed(self, video_id: str, source: str, stored: Sequence[common_pb2.ClipRecord]) -> Outcome:
-        """Embeds the stored clips of a video again, from ``source``, with this pipeline's encoder, into
-        its shards. Each clip keeps its stored id, time range, caption, tags, thumbnail and metadata,
-        so the video's clips come out as they were but for their vectors and model id.
+        """Embeds the stored clips of a video again, from ``source``, with the active generation's encoder,
+        into its shards. Each clip keeps its stored id, time range, caption, tags, thumbnail and
+        metadata, so the video's clips come out as they were but for their vectors and model id.
         """
-        info = await self.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients = self.generations.snapshot()
+        info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients.check_model(info.model_id)
         by_id = {r.clip_id: r for r in stored}
         # The clip id, not the stored start (a float), is the truth about where a clip starts.
         segments = sorted((Segment(ClipId.parse(r.clip_id).start_s, r.end_seconds) for r in stored),
@@ -167,7 +171,7 @@ class Pipeline:
             record.ClearField("vector")
             return record
 
-        run = _Attempt(self, VideoWrite(video_id, source, template, thumbnails=False), _no_report, info)
+        run = _Attempt(self, clients, VideoWrite(video_id, source, template, thumbnails=False), _no_report, info)
         await run.stages(segments)
         return Outcome(len(segments), max((s.end_s for s in segments), default=0.0))
 
@@ -175,9 +179,10 @@ class Pipeline:
 class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
-    def __init__(self, pipeline: Pipeline, video: VideoWrite, report: Report,
+    def __init__(self, pipeline: Pipeline, clients: GenerationClients, video: VideoWrite, report: Report,
                  info: encoder_pb2.InfoResponse) -> None:
         self.p = pipeline
+        self.clients = clients
         self.video = video
         self.report = report
         self.num_frames = num_frames = info.frames_per_clip
@@ -265,8 +270,9 @@ class _Attempt:
                 batch.append(item)
             QUEUE_DEPTH.labels("decoded").dec(len(batch))
             started = time.perf_counter()
-            vectors, model_id = await self.p.encoder.encode_frames(
+            vectors, model_id = await self.clients.encoder.encode_frames(
                 [c.frames for c in batch], timeout_s=self.p.limits.rpc_timeout_s)
+            self.clients.check_model(model_id)
             STAGE_SECONDS.labels("encode").observe(time.perf_counter() - started)
             if len(vectors) != len(batch):
                 raise DependencyDown(f"encoder returned {len(vectors)} embeddings for {len(batch)} clips")
@@ -277,7 +283,7 @@ class _Attempt:
         await self.encoded.put(None)
 
     async def _index(self) -> None:
-        shard = self.p.shards.for_video(self.video.video_id)
+        shard = self.clients.shards.for_video(self.video.video_id)
         done = 0
         while (item := await self.encoded.get()) is not None:
             batch, vectors, model_id = item
@@ -286,6 +292,9 @@ class _Attempt:
             records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
+            if self.p.generations.get(self.clients.name) is None:
+                raise DependencyDown(f"index generation {self.clients.name} was dropped while the job ran; "
+                                     "its retry writes to the active one")
             if self.video.thumbnails:
                 await asyncio.to_thread(self._put_thumbnails, batch)
             write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
-from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, VidsearchError, WrongState
+from services.common.generations import GenerationPool, client_factory
 from services.common.index_client import ShardSet
+from services.common.routing import Generation, Routing
 from services.ingest.pipeline import Pipeline
 from services.ingest.settings import IngestSettings
 from services.media.store import MediaStore
@@ -70,26 +70,23 @@ def _by_source(video_id: str, stored: Sequence[common_pb2.ClipRecord]) -> dict[s
 
 
 @contextlib.asynccontextmanager
-async def reembedding(cfg: IngestSettings, source_shards: Sequence[str], target_encoder: str,
-                      target_shards: Sequence[str], *, model_id: str = "") -> AsyncIterator[Reembedder]:
-    """A `Reembedder` from ``source_shards`` into the generation at ``target_encoder`` + ``target_shards``.
+async def reembedding(cfg: IngestSettings, source: Generation, target: Generation) -> AsyncIterator[Reembedder]:
+    """A `Reembedder` from the ``source`` generation into ``target`` (its encoder must serve its model).
 
-    ``cfg`` gives what ingest workers use (media store, allowed roots, decoding, batching, deadlines);
-    its own encoder and shards are ignored. With ``model_id`` the target encoder must serve that model.
+    ``cfg`` gives what ingest workers use (media store, allowed roots, decoding, batching, deadlines,
+    write quorum); its own encoder and shards are ignored.
     """
-    cfg = dataclasses.replace(cfg, encoder=target_encoder, index_shards=tuple(target_shards))
-    timeout = cfg.rpc_timeout_seconds
-    source = ShardSet(source_shards, timeout_s=timeout, write_quorum=cfg.index_write_quorum)
-    target = ShardSet(target_shards, timeout_s=timeout, write_quorum=cfg.index_write_quorum)
-    encoder = EncoderClient(target_encoder, timeout_s=timeout)
-    pipeline = Pipeline.from_settings(cfg, encoder, target, MediaStore(cfg.media_root))
+    open_clients = client_factory(timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
+    reading = open_clients(source)
+    writing = GenerationPool(None, Routing(0, target.name, {target.name: target}), open_clients)
+    pipeline = Pipeline.from_settings(cfg, writing, MediaStore(cfg.media_root))
     try:
-        serving = (await encoder.info()).model_id
-        if model_id and serving != model_id:
-            raise WrongState(f"the encoder at {target_encoder} serves model {serving}, not {model_id}")
-        yield Reembedder(source, pipeline)
+        serving = (await writing.snapshot().encoder.info()).model_id
+        if target.model_id and serving != target.model_id:
+            raise WrongState(f"the encoder of generation {target.name} at {target.encoder} serves model {serving}, "
+                             f"not {target.model_id}")
+        yield Reembedder(reading.shards, pipeline)
     finally:
-        await encoder.close()
-        await source.close()
-        await target.close()
+        await reading.close()
+        await writing.close()
         await asyncio.to_thread(pipeline.pool.close)

@@ -50,6 +50,9 @@ class IngestSettings:
     index_write_quorum: int = setting(
         0, "Replicas of a shard that must store a write before it counts; 0: all of them. Below all, a replica "
         "that was down misses acknowledged writes, and nothing catches it up yet.")
+    routing_poll_s: float = setting(
+        1.0, "How often the routing document (<key_prefix>:routing: the active index generation) is read; "
+        "without it, encoder and index_shards are the one generation.")
     rpc_timeout_seconds: float = setting(120.0, "Deadline of every call to the encoder and the index.")
     thumbnail_max_side: int = setting(320, "Longest side of a clip's thumbnail JPEG, in pixels.")
     job_ttl_seconds: int = setting(7 * 24 * 3600, "How long a finished job's record stays readable in Redis.")
@@ -102,6 +105,8 @@ class IngestSettings:
             raise SettingsError(f"claim_idle_ms must be >= 300, got {self.claim_idle_ms}")
         if self.retry_base_seconds < 0 or self.retry_max_seconds < self.retry_base_seconds:
             raise SettingsError("retry_base_seconds must be >= 0 and <= retry_max_seconds")
+        if self.routing_poll_s <= 0:
+            raise SettingsError(f"routing_poll_s must be > 0, got {self.routing_poll_s}")
         if self.rpc_timeout_seconds <= 0:
             raise SettingsError("rpc_timeout_seconds must be > 0")
         if not 0 < self.window_seconds <= 3600:

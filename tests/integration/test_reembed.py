@@ -18,7 +18,9 @@ import pytest
 from services.common.clip_ids import upload_key
 from services.common.encoder_client import EncoderClient
 from services.common.errors import NotFound, WrongState
+from services.common.generations import GenerationPool
 from services.common.index_client import ShardSet
+from services.common.routing import Generation
 from services.common.vectors import vector_from_proto
 from services.ingest import sources
 from services.ingest.pipeline import Pipeline
@@ -80,7 +82,7 @@ async def _model_id(address: str) -> str:
 async def _ingest(cfg: IngestSettings, encoder: str, shards: list[str], specs: list[JobSpec]) -> None:
     """Writes the videos into the source generation the way an ingest worker does."""
     encoder_client, shard_set = EncoderClient(encoder, timeout_s=60), ShardSet(shards, timeout_s=60)
-    pipeline = Pipeline.from_settings(cfg, encoder_client, shard_set, MediaStore(cfg.media_root))
+    pipeline = Pipeline.from_settings(cfg, GenerationPool.fixed(encoder_client, shard_set), MediaStore(cfg.media_root))
 
     async def report(fields: dict[str, object], writing: list[str] | None) -> None:
         pass
@@ -155,9 +157,11 @@ def _scan(shards: list[str], video_id: str) -> list[common_pb2.ClipRecord]:
 
 
 def _fill(gens: Generations, *video_ids: str, model_id: str = "") -> list[list[str]]:
+    source = Generation("g1", gens.model_a, gens.encoder_a.address, tuple(gens.source_shards))
+    target = Generation("g2", model_id or gens.model_b, gens.encoder_b.address, tuple(gens.target_shards))
+
     async def fill() -> list[list[str]]:
-        async with reembedding(gens.cfg, gens.source_shards, gens.encoder_b.address, gens.target_shards,
-                               model_id=model_id or gens.model_b) as reembedder:
+        async with reembedding(gens.cfg, source, target) as reembedder:
             return [await reembedder.fill_video(v) for v in video_ids]
 
     return asyncio.run(fill())
@@ -237,5 +241,5 @@ def test_a_video_whose_source_is_gone_fails_naming_it(gens: Generations) -> None
 
 
 def test_the_target_encoder_must_serve_the_target_model(gens: Generations) -> None:
-    with pytest.raises(WrongState, match=f"serves model {gens.model_b}, not {gens.model_a}"):
+    with pytest.raises(WrongState, match=f"generation g2 at .* serves model {gens.model_b}, not {gens.model_a}"):
         _fill(gens, "uploaded", model_id=gens.model_a)
