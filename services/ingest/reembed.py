@@ -16,10 +16,10 @@ delete, and argues why that is safe while the stack serves and ingests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from services.common.errors import InvalidInput, VidsearchError, WrongState
+from services.common import settings
+from services.common.errors import InvalidInput, VidsearchError
 from services.common.generations import GenerationPool, client_factory
 from services.common.index_client import ShardSet
 from services.common.routing import Generation, Routing
@@ -69,24 +69,29 @@ def _by_source(video_id: str, stored: Sequence[common_pb2.ClipRecord]) -> dict[s
     return groups
 
 
-@contextlib.asynccontextmanager
-async def reembedding(cfg: IngestSettings, source: Generation, target: Generation) -> AsyncIterator[Reembedder]:
-    """A `Reembedder` from the ``source`` generation into ``target`` (its encoder must serve its model).
+def reembed_filler(cfg: IngestSettings, source: Generation,
+                   target: Generation) -> tuple[Reembedder, Callable[[], Awaitable[None]]]:
+    """A re-embedding ``fill_video`` from the ``source`` generation into ``target``, and the close of what
+    it opened (a `services.index.migrate.FillerFactory` once ``cfg`` is given).
 
     ``cfg`` gives what ingest workers use (media store, allowed roots, decoding, batching, deadlines,
-    write quorum); its own encoder and shards are ignored.
+    write quorum); its own encoder and shards are ignored. Every re-embed checks that the target's
+    encoder serves the target's model.
     """
     open_clients = client_factory(timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
     reading = open_clients(source)
     writing = GenerationPool(None, Routing(0, target.name, {target.name: target}), open_clients)
     pipeline = Pipeline.from_settings(cfg, writing, MediaStore(cfg.media_root))
-    try:
-        serving = (await writing.snapshot().encoder.info()).model_id
-        if target.model_id and serving != target.model_id:
-            raise WrongState(f"the encoder of generation {target.name} at {target.encoder} serves model {serving}, "
-                             f"not {target.model_id}")
-        yield Reembedder(reading.shards, pipeline)
-    finally:
+
+    async def close() -> None:
         await reading.close()
         await writing.close()
         await asyncio.to_thread(pipeline.pool.close)
+
+    return Reembedder(reading.shards, pipeline), close
+
+
+def _from_environment(source: Generation, target: Generation) -> tuple[Reembedder, Callable[[], Awaitable[None]]]:
+    """``vidsearch migrate --mode reembed``: decoding and media as the ingest workers' VIDSEARCH_INGEST_* say."""
+    return reembed_filler(settings.load(IngestSettings, "VIDSEARCH_INGEST"), source, target)
+

@@ -17,7 +17,7 @@ import pytest
 
 from services.common.clip_ids import upload_key
 from services.common.encoder_client import EncoderClient
-from services.common.errors import NotFound, WrongState
+from services.common.errors import DependencyDown, NotFound
 from services.common.generations import GenerationPool
 from services.common.index_client import ShardSet
 from services.common.routing import Generation
@@ -25,7 +25,7 @@ from services.common.vectors import vector_from_proto
 from services.ingest import sources
 from services.ingest.pipeline import Pipeline
 from services.ingest.records import Job, JobSpec, JobStage, JobState, SegmentMode, SegmentSpec, VideoMeta
-from services.ingest.reembed import clips_of, reembedding
+from services.ingest.reembed import clips_of, reembed_filler
 from services.ingest.settings import IngestSettings
 from services.media.frames import FrameSampler
 from services.media.store import MediaStore
@@ -161,8 +161,11 @@ def _fill(gens: Generations, *video_ids: str, model_id: str = "") -> list[list[s
     target = Generation("g2", model_id or gens.model_b, gens.encoder_b.address, tuple(gens.target_shards))
 
     async def fill() -> list[list[str]]:
-        async with reembedding(gens.cfg, source, target) as reembedder:
-            return [await reembedder.fill_video(v) for v in video_ids]
+        fill_video, close = reembed_filler(gens.cfg, source, target)
+        try:
+            return [await fill_video(v) for v in video_ids]
+        finally:
+            await close()
 
     return asyncio.run(fill())
 
@@ -241,5 +244,6 @@ def test_a_video_whose_source_is_gone_fails_naming_it(gens: Generations) -> None
 
 
 def test_the_target_encoder_must_serve_the_target_model(gens: Generations) -> None:
-    with pytest.raises(WrongState, match=f"generation g2 at .* serves model {gens.model_b}, not {gens.model_a}"):
+    with pytest.raises(DependencyDown, match=f"generation g2 at .* serves model {gens.model_b}, not the generation's "
+                                             f"{gens.model_a}"):
         _fill(gens, "uploaded", model_id=gens.model_a)
