@@ -101,6 +101,11 @@ class Routing:
         """Generations being filled: neither active nor retiring."""
         return [n for n in self.generations if n != self.active and n not in self.retiring]
 
+    def next_name(self) -> str:
+        """``g<n+1>`` after the highest ``g<n>`` in the routing: the name of the next generation."""
+        numbers = [int(n[1:]) for n in self.generations if n[:1] == "g" and n[1:].isdigit()]
+        return f"g{max(numbers, default=0) + 1}"
+
     def oldest_first(self) -> list[Generation]:
         """Every generation in creation order (the order a delete visits them, see ``services.ingest.core``)."""
         return list(self.generations.values())

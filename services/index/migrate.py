@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Writes one video's clips into the target generation; returns the clip ids written.
 FillVideo = Callable[[str], Awaitable[Sequence[str]]]
+#: Builds the filler of one migration from its (source, target) generations; returns it and its close.
+FillerFactory = Callable[[Generation, Generation], tuple[FillVideo, Callable[[], Awaitable[None]]]]
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,21 @@ def copy_filler(source: ShardSet, target: ShardSet, *, page_size: int = 500, tim
         return written
 
     return fill
+
+
+def copy_factory(source: Generation, target: Generation) -> tuple[FillVideo, Callable[[], Awaitable[None]]]:
+    """``copy_filler`` over clients of the two generations' shards, and the close of those clients."""
+    source_shards, target_shards = ShardSet(source.shards), ShardSet(target.shards)
+
+    async def close() -> None:
+        await source_shards.close()
+        await target_shards.close()
+
+    return copy_filler(source_shards, target_shards), close
+
+
+#: Fillers by name (``vidsearch migrate --mode``): ``copy`` reshards; re-indexing registers ``reembed``.
+FILLERS: dict[str, FillerFactory] = {"copy": copy_factory}
 
 
 class Migration:

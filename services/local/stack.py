@@ -4,6 +4,12 @@ Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so
 the same topology: N index shards (each with R replicas), the encoder, ingest (API + workers) and
 the gateway, plus a local redis-server when one is installed (the gateway then caches in Redis;
 ingest needs it), and the web app when asked for.
+
+The shards and encoder started first are index generation ``g0`` (``services.common.routing``);
+``start_generation`` starts another one beside it (its shards under
+``<data-dir>/generations/<name>/``, and an encoder of its own when its checkpoint differs) for a
+migration to fill, ``activate`` makes it the stack's view once the routing has switched to it, and
+``stop_generation`` stops the one left behind.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from services.common.channels import ClientTLS
+from services.common.routing import STATIC_NAME, Generation
 from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess
+from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,34 @@ class StackConfig:
     web_port: int | None = None
 
 
+@dataclass
+class LocalGeneration:
+    """The processes of one index generation on this stack."""
+
+    name: str
+    checkpoint: Path
+    encoder: ServiceProcess
+    #: replicas[i][r]: replica r of shard i.
+    replicas: list[list[ServiceProcess]]
+    #: Where its shards keep their data (the stack's root for g0).
+    data_root: Path
+
+    @property
+    def shard_targets(self) -> str:
+        return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
+
+    @property
+    def shard_processes(self) -> list[ServiceProcess]:
+        return [p for replicas in self.replicas for p in replicas]
+
+
+def encoder_model_id(address: str, timeout_s: float = 30.0) -> str:
+    """The model id an encoder serves (its Info)."""
+    with grpc.insecure_channel(address) as channel:
+        reply = encoder_pb2_grpc.EncoderServiceStub(channel).Info(encoder_pb2.InfoRequest(), timeout=timeout_s)
+    return reply.model_id
+
+
 class LocalStack:
     """Starts, stops and restarts the services of one local deployment."""
 
@@ -74,6 +112,12 @@ class LocalStack:
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
         self.web: HttpServiceProcess | None = None
+        #: The stack's view: the generation whose shards and encoder ``replicas`` and ``encoder`` are.
+        self.active = STATIC_NAME
+        #: Generations other than the active one (being built, or retiring), by name.
+        self.others: dict[str, LocalGeneration] = {}
+        self._data_root = self.root
+        self._checkpoint = Path(config.checkpoint)
 
     @property
     def media_root(self) -> Path:
@@ -107,16 +151,24 @@ class LocalStack:
         known = i < len(self.replicas) and replica < len(self.replicas[i])
         port = self.replicas[i][replica].port if known else None
         # Replica 0 keeps the single-copy layout, so a data directory works with and without replicas.
+        return self._shard_process(self._data_root, self.active, i, replica, port)
+
+    def _shard_process(self, data_root: Path, generation: str, i: int, replica: int,
+                       port: int | None = None) -> ServiceProcess:
         name = f"shard-{i}" if replica == 0 else f"shard-{i}-replica-{replica}"
+        log_name = name if generation == STATIC_NAME else f"{generation}-{name}"
         return ServiceProcess("services.index", self._env(
-            "VIDSEARCH_INDEX", data_dir=self.root / name, shard_name=f"shard-{i}",
-            seal_threshold=self.config.seal_threshold), self.logs / f"{name}.log", port=port,
+            "VIDSEARCH_INDEX", data_dir=data_root / name, shard_name=f"shard-{i}",
+            seal_threshold=self.config.seal_threshold), self.logs / f"{log_name}.log", port=port,
             env_prefix="VIDSEARCH_INDEX")
 
     def _encoder(self) -> ServiceProcess:
         port = self.encoder.port if self.encoder is not None else None
+        return self._encoder_process(self._checkpoint, "encoder", port)
+
+    def _encoder_process(self, checkpoint: Path, log_name: str, port: int | None = None) -> ServiceProcess:
         return ServiceProcess("services.encoder", self._env(
-            "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log", port=port,
+            "VIDSEARCH_ENCODER", checkpoint=checkpoint), self.logs / f"{log_name}.log", port=port,
             env_prefix="VIDSEARCH_ENCODER")
 
     def _gateway(self) -> ServiceProcess:
@@ -177,7 +229,79 @@ class LocalStack:
     @property
     def processes(self) -> list[ServiceProcess]:
         shards = [p for replicas in self.replicas for p in replicas]
-        return [p for p in (*shards, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
+        others = [p for g in self.others.values() for p in (*g.shard_processes, g.encoder) if p is not self.encoder]
+        return [p for p in (*shards, *others, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
+
+    # --- index generations -----------------------------------------------------------------------
+
+    def generation(self, name: str | None = None) -> LocalGeneration:
+        """The processes of a generation (default: the active one)."""
+        name = name or self.active
+        if name == self.active:
+            assert self.encoder is not None, "start the stack first"
+            return LocalGeneration(name, self._checkpoint, self.encoder, self.replicas, self._data_root)
+        return self.others[name]
+
+    def describe_generation(self, name: str | None = None) -> Generation:
+        """A generation as the routing document names it; its model id asked from its encoder."""
+        local = self.generation(name)
+        return Generation(local.name, encoder_model_id(local.encoder.address), local.encoder.address,
+                          tuple(local.shard_targets.split(",")))
+
+    def start_generation(self, name: str, checkpoint: Path | None, n_shards: int, replicas: int | None = None,
+                         timeout_s: float = 180.0) -> Generation:
+        """Starts a new generation's shards (empty, under ``generations/<name>/``), and its own encoder when
+        ``checkpoint`` differs from the active one's (else it shares that encoder); returns it, serving."""
+        if name == self.active or name in self.others:
+            raise ValueError(f"generation {name} already runs")
+        if n_shards < 1:
+            raise ValueError(f"a generation needs at least one shard, got {n_shards}")
+        active = self.generation()
+        checkpoint = Path(checkpoint).resolve() if checkpoint is not None else active.checkpoint
+        data_root = self.root / "generations" / name
+        data_root.mkdir(parents=True, exist_ok=True)
+        own_encoder = checkpoint != active.checkpoint
+        encoder = self._encoder_process(checkpoint, f"{name}-encoder").start() if own_encoder else active.encoder
+        shards = [[self._shard_process(data_root, name, i, r).start() for r in range(replicas or self.config.replicas)]
+                  for i in range(n_shards)]
+        local = LocalGeneration(name, checkpoint, encoder, shards, data_root)
+        self.others[name] = local
+        try:
+            for proc in ([encoder] if own_encoder else []) + local.shard_processes:
+                proc.wait_serving(timeout=timeout_s)
+        except BaseException:
+            self.stop_generation(name, remove_data=True)
+            raise
+        return self.describe_generation(name)
+
+    def activate(self, name: str) -> None:
+        """Makes ``name`` the stack's view (after the routing switched to it): ``replicas``, ``encoder``,
+        ``shard_targets`` and restarts then mean that generation; the one before becomes one of ``others``."""
+        if name == self.active:
+            return
+        before = self.generation()
+        local = self.others.pop(name)
+        self.others[before.name] = before
+        self.active, self.replicas, self.encoder = name, local.replicas, local.encoder
+        self._data_root, self._checkpoint = local.data_root, local.checkpoint
+
+    def stop_generation(self, name: str, *, remove_data: bool = False) -> None:
+        """Stops a generation that is not active (its encoder too, unless another generation uses it)."""
+        if name == self.active:
+            raise ValueError(f"generation {name} is active; activate another one first")
+        local = self.others.pop(name)
+        in_use = {self.encoder, *(g.encoder for g in self.others.values())}
+        for proc in local.shard_processes + ([] if local.encoder in in_use else [local.encoder]):
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the rest whatever one did
+                log.warning("stopping %s: %s", proc.module, exc)
+        if remove_data:
+            if local.data_root == self.root:  # g0 keeps its shards at the top of the data directory
+                for path in self.root.glob("shard-*"):
+                    shutil.rmtree(path, ignore_errors=True)
+            else:
+                shutil.rmtree(local.data_root, ignore_errors=True)
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""
