@@ -23,6 +23,7 @@ from services.common.errors import InvalidInput, VidsearchError
 from services.common.generations import GenerationPool, client_factory
 from services.common.index_client import ShardSet
 from services.common.routing import Generation, Routing
+from services.index.migrate import FILLERS
 from services.ingest.pipeline import Pipeline
 from services.ingest.settings import IngestSettings
 from services.media.store import MediaStore
@@ -95,3 +96,5 @@ def _from_environment(source: Generation, target: Generation) -> tuple[Reembedde
     """``vidsearch migrate --mode reembed``: decoding and media as the ingest workers' VIDSEARCH_INGEST_* say."""
     return reembed_filler(settings.load(IngestSettings, "VIDSEARCH_INGEST"), source, target)
 
+
+FILLERS["reembed"] = _from_environment
