@@ -96,8 +96,10 @@ class Pipeline:
         self.ctx = ctx
         self.limits = limits
 
-    async def run(self, job: Job, report: Report) -> Outcome:
-        clients = self.generations.snapshot()  # one generation for the whole attempt
+    async def run(self, job: Job, report: Report, clients: GenerationClients | None = None) -> Outcome:
+        """One attempt at ``job``, written to ``clients``' generation (default: the one active now, for the
+        whole attempt; a re-indexing filler passes the generation it builds)."""
+        clients = clients or self.generations.snapshot()
         info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
         clients.check_model(info.model_id)
         started = time.perf_counter()
