@@ -115,9 +115,11 @@ async def inventory(shards: ShardSet, video_ids: Sequence[str] = (), timeout_s: 
 
 
 async def shard_stats(shards: ShardSet, timeout_s: float = 30.0) -> list[tuple[int, ...]]:
-    """What changes on a shard when it is written: records, live, tombstoned, fresh, segments."""
-    replies = await asyncio.gather(*(s.stats(timeout_s=timeout_s) for s in shards.shards))
-    return [(r.records, r.live, r.tombstoned, r.fresh, r.segments) for r in replies]
+    """What changes on a shard when it is written (records, live, tombstoned, fresh), of every replica:
+    replicas are asked each in turn, so a round-robin over them never looks like a change."""
+    replicas = [r for shard in shards.shards for r in shard.replicas]
+    replies = await asyncio.gather(*(r.stats(timeout_s=timeout_s) for r in replicas))
+    return [(r.records, r.live, r.tombstoned, r.fresh) for r in replies]
 
 
 def copy_filler(source: ShardSet, target: ShardSet, *, page_size: int = 500, timeout_s: float = 60.0) -> FillVideo:

@@ -130,7 +130,8 @@ class Pipeline:
         return cls(generations, media, pool, ctx, limits)
 
     async def run(self, job: Job, report: Report) -> Outcome:
-        clients = self.generations.snapshot()  # one generation for the whole attempt
+        """One attempt at ``job``, written to the generation active when it starts, for the whole attempt."""
+        clients = self.generations.snapshot()
         info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
         clients.check_model(info.model_id)
         started = time.perf_counter()

@@ -23,15 +23,10 @@ log = logging.getLogger(__name__)
 ROUTING_POLL_S = 1.0
 
 
-def key_prefix(stack: LocalStack) -> str:
-    """The Redis key prefix of the stack's services (ingest's and the gateway's, kept equal)."""
-    return stack.config.extra_env.get("VIDSEARCH_INGEST_KEY_PREFIX", "vidsearch")
-
-
 def routing_store(stack: LocalStack) -> RoutingStore:
     if stack.redis_url is None:
         raise RuntimeError("migrations need the stack's Redis (the routing document lives there)")
-    return RoutingStore(connect(stack.redis_url), key_prefix(stack))
+    return RoutingStore(connect(stack.redis_url), stack.key_prefix)
 
 
 async def current_routing(stack: LocalStack, store: RoutingStore) -> Routing:

@@ -95,15 +95,21 @@ class RequestInbox:
         self._worker: threading.Thread | None = None
 
     def pending(self) -> list[Path]:
-        """Requests without a status yet, oldest first."""
-        return sorted(p for p in self.folder.glob("*.json")
-                      if not p.name.endswith(".status.json") and not p.with_suffix(".status.json").exists())
+        """Requests not started yet (no status, or queued), oldest first."""
+        def waiting(path: Path) -> bool:
+            status = read_status(self.stack.root, path.stem)
+            return status is None or status.get("state") == "queued"
+        return sorted(p for p in self.folder.glob("*.json") if not p.name.endswith(".status.json") and waiting(p))
 
     def poll(self) -> None:
-        """Starts the next pending request unless one is running."""
-        if self._worker is not None and self._worker.is_alive():
-            return
+        """Starts the next pending request unless one is running; the others are marked queued."""
         waiting = self.pending()
+        busy = self._worker is not None and self._worker.is_alive()
+        for path in waiting[0 if busy else 1:]:
+            if read_status(self.stack.root, path.stem) is None:
+                _write_json(path.with_suffix(".status.json"), {"id": path.stem, "state": "queued"})
+        if busy:
+            return
         if waiting:
             self._worker = threading.Thread(target=self.handle, args=(waiting[0],), daemon=True,
                                             name=f"request-{waiting[0].stem}")

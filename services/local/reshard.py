@@ -55,6 +55,8 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"{progress.get('phase', '')}: pass {progress.get('passes', 0)}, "
               f"{progress.get('videos_done', 0)}/{progress.get('videos_total', 0)} videos, "
               f"{progress.get('clips_written', 0)} clips written. {progress.get('message', '')}", flush=True)
+    elif status["state"] == "queued":
+        print("queued: `vidsearch up` carries out another request first", flush=True)
     elif status["state"] == "succeeded":
         print(f"done: {status.get('result')}", flush=True)
     elif status["state"] == "failed":

@@ -15,15 +15,17 @@ migration to fill, ``activate`` makes it the stack's view once the routing has s
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import redis
 
 from services.common.channels import ClientTLS
-from services.common.routing import STATIC_NAME, Generation
+from services.common.routing import STATIC_NAME, Generation, Routing, routing_key
 from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
@@ -128,6 +130,11 @@ class LocalStack:
         return self.redis.url if self.redis else None
 
     @property
+    def key_prefix(self) -> str:
+        """The Redis key prefix of ingest and the gateway (the routing document is under it)."""
+        return self.config.extra_env.get("VIDSEARCH_INGEST_KEY_PREFIX", "vidsearch")
+
+    @property
     def has_ingest(self) -> bool:
         return (self.config.with_ingest and self.redis is not None
                 and importlib.util.find_spec("services.ingest.server") is not None)
@@ -175,7 +182,8 @@ class LocalStack:
         assert self.encoder is not None, "start the encoder first"
         return ServiceProcess("services.gateway", {**self._tls_env("VIDSEARCH_GATEWAY"), **self._env(
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=self.shard_targets,
-            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file)},
+            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file,
+            key_prefix=self.key_prefix)},
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY",
             probe_tls=self._probe_tls)
 
@@ -211,9 +219,10 @@ class LocalStack:
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):
             self.redis = RedisServer(self.root / "redis").start()
-        self.replicas = [[self._shard(i, r).start() for r in range(self.config.replicas)]
-                         for i in range(self.config.n_shards)]
+        n_shards, replicas = self._resume_generation()
+        self.replicas = [[self._shard(i, r).start() for r in range(replicas)] for i in range(n_shards)]
         self.encoder = self._encoder().start()
+        self._publish_routing(timeout_s)
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
         self.gateway = self._gateway().start()
@@ -225,6 +234,50 @@ class LocalStack:
         for proc in self.processes:
             proc.wait_serving(timeout=timeout_s)
         return self
+
+    @property
+    def _active_record(self) -> Path:
+        return self.root / "generations" / "active.json"
+
+    def _resume_generation(self) -> tuple[int, int]:
+        """The shape to start: the configured one, or that of the generation a migration left active."""
+        try:
+            record = json.loads(self._active_record.read_text())
+        except FileNotFoundError:
+            return self.config.n_shards, self.config.replicas
+        self.active, self._checkpoint = record["name"], Path(record["checkpoint"])
+        self._data_root = self.root / "generations" / self.active
+        log.info("starting generation %s (left active by a migration): %d shards", self.active, record["n_shards"])
+        return int(record["n_shards"]), int(record["replicas"])
+
+    def _publish_routing(self, timeout_s: float) -> None:
+        """A routing document left in Redis by a migration names the ports of the last run: rewrite it with
+        this run's, before gateway and ingest read it (without one, their settings are the routing)."""
+        if self.redis is None:
+            return
+        client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            key = routing_key(self.key_prefix)
+            stored = client.get(key)
+            if stored is None:
+                return
+            assert self.encoder is not None
+            self.encoder.wait_serving(timeout=timeout_s)
+            generation = self.describe_generation()
+            client.set(key, Routing(Routing.from_json(stored).version + 1, generation.name,
+                                    {generation.name: generation}).to_json())
+        finally:
+            client.close()
+
+    def _record_active(self) -> None:
+        """Remembers the active generation's shape, so the next start of the stack starts it."""
+        if self.active == STATIC_NAME:
+            self._active_record.unlink(missing_ok=True)
+            return
+        self._active_record.parent.mkdir(parents=True, exist_ok=True)
+        self._active_record.write_text(json.dumps({
+            "name": self.active, "checkpoint": str(self._checkpoint), "n_shards": len(self.replicas),
+            "replicas": len(self.replicas[0])}))
 
     @property
     def processes(self) -> list[ServiceProcess]:
@@ -284,6 +337,7 @@ class LocalStack:
         self.others[before.name] = before
         self.active, self.replicas, self.encoder = name, local.replicas, local.encoder
         self._data_root, self._checkpoint = local.data_root, local.checkpoint
+        self._record_active()
 
     def stop_generation(self, name: str, *, remove_data: bool = False) -> None:
         """Stops a generation that is not active (its encoder too, unless another generation uses it)."""
