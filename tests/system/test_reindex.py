@@ -25,7 +25,7 @@ from services.common.shards import shard_for_video
 from services.local.requests import RequestInbox
 from services.local.stack import LocalStack, StackConfig
 from tests.media import make_video
-from tests.system.stack import ingest_and_wait
+from tests.system.stack import expected_clip_ids, ingest_and_wait
 from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from vidsearch.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
@@ -144,16 +144,27 @@ def test_reindex_switches_every_search_to_the_new_model_with_none_failing(stack,
     assert len(before) >= 12 and {m for _, m, _ in before} == {old_model}
     old_processes = [p.proc for p in (*local.shards, local.encoder)]
 
+    # A video ingested while the re-index runs: its job writes whichever generation is active then.
+    late = make_video(local.root.parent / "library" / "late.mp4", seconds=6, fps=5, size=(64, 64), pattern="testsrc")
+    ingested: list[ingest_pb2.Job] = []
+
+    def ingest_late() -> None:
+        time.sleep(3.0)
+        ingest = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(local.ingest.address))
+        ingested.append(ingest_and_wait(ingest, late, "late", WINDOW_S))
+
     searches = Searches(local.gateway.address)
-    searching = threading.Thread(target=searches.run, daemon=True)
-    searching.start()
+    threads = [threading.Thread(target=searches.run, daemon=True), threading.Thread(target=ingest_late, daemon=True)]
+    for thread in threads:
+        thread.start()
     try:
         time.sleep(1.0)
         code, out = _reindex(local, second, capsys)
         time.sleep(1.0)
     finally:
         searches.stop.set()
-        searching.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=120)
 
     assert code == 0, out
     assert f"re-indexing to model {new_model}" in out and "filling:" in out and "done:" in out
@@ -167,11 +178,15 @@ def test_reindex_switches_every_search_to_the_new_model_with_none_failing(stack,
     switch = models.index(new_model)
     assert set(models[:switch]) == {old_model} and set(models[switch:]) == {new_model}, "searches went back"
 
-    # Every clip of the old generation is in the new one exactly once, re-embedded, on its video's shard.
+    # Every clip of the old generation is in the new one exactly once, re-embedded, on its video's shard;
+    # so is every clip of the video ingested meanwhile.
+    (job,) = ingested
+    assert job.state == ingest_pb2.JOB_STATE_SUCCEEDED, job.error
+    late_clips = expected_clip_ids("late", job.video_seconds, WINDOW_S)
     new_shards = local.shard_targets.split(",")
     assert set(new_shards).isdisjoint(old_shards)
     after = _clips(new_shards)
-    assert sorted(c for c, _, _ in after) == sorted(c for c, _, _ in before)
+    assert sorted(c for c, _, _ in after) == sorted([c for c, _, _ in before] + late_clips)
     assert {m for _, m, _ in after} == {new_model}
     assert all(shard_for_video(c.rpartition(":")[0], len(new_shards)) == i for c, _, i in after)
     assert _model_id(local.encoder.address) == new_model
