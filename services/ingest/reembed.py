@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from services.common import settings
-from services.common.errors import InvalidInput, VidsearchError
+from services.common.errors import InvalidInput, VidsearchError, WrongState
 from services.common.generations import GenerationPool, client_factory
 from services.common.index_client import ShardSet
 from services.common.routing import Generation, Routing
@@ -79,6 +79,9 @@ def reembed_filler(cfg: IngestSettings, source: Generation,
     write quorum); its own encoder and shards are ignored. Every re-embed checks that the target's
     encoder serves the target's model.
     """
+    if source.model_id and source.model_id == target.model_id:
+        raise WrongState(f"generations {source.name} and {target.name} both have model {target.model_id}: nothing "
+                         "to re-embed (to move clips to new shards with the same model, copy them)")
     open_clients = client_factory(timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
     reading = open_clients(source)
     writing = GenerationPool(None, Routing(0, target.name, {target.name: target}), open_clients)

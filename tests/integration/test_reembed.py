@@ -17,7 +17,7 @@ import pytest
 
 from services.common.clip_ids import upload_key
 from services.common.encoder_client import EncoderClient
-from services.common.errors import DependencyDown, NotFound
+from services.common.errors import DependencyDown, NotFound, WrongState
 from services.common.generations import GenerationPool
 from services.common.index_client import ShardSet
 from services.common.routing import Generation
@@ -156,8 +156,8 @@ def _scan(shards: list[str], video_id: str) -> list[common_pb2.ClipRecord]:
     return asyncio.run(scan())
 
 
-def _fill(gens: Generations, *video_ids: str, model_id: str = "") -> list[list[str]]:
-    source = Generation("g1", gens.model_a, gens.encoder_a.address, tuple(gens.source_shards))
+def _fill(gens: Generations, *video_ids: str, model_id: str = "", source_model_id: str = "") -> list[list[str]]:
+    source = Generation("g1", source_model_id, gens.encoder_a.address, tuple(gens.source_shards))
     target = Generation("g2", model_id or gens.model_b, gens.encoder_b.address, tuple(gens.target_shards))
 
     async def fill() -> list[list[str]]:
@@ -247,3 +247,8 @@ def test_the_target_encoder_must_serve_the_target_model(gens: Generations) -> No
     with pytest.raises(DependencyDown, match=f"generation g2 at .* serves model {gens.model_b}, not the generation's "
                                              f"{gens.model_a}"):
         _fill(gens, "uploaded", model_id=gens.model_a)
+
+
+def test_a_target_of_the_source_model_is_refused(gens: Generations) -> None:
+    with pytest.raises(WrongState, match=f"g1 and g2 both have model {gens.model_a}: nothing to re-embed"):
+        _fill(gens, "uploaded", model_id=gens.model_a, source_model_id=gens.model_a)
