@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
+from services import cli
 from services.common.clip_ids import upload_key
 from services.common.encoder_client import EncoderClient
 from services.common.errors import DependencyDown, NotFound, WrongState
 from services.common.generations import GenerationPool
 from services.common.index_client import ShardSet
-from services.common.routing import Generation
+from services.common.routing import Generation, Routing, routing_key
 from services.common.vectors import vector_from_proto
 from services.ingest import sources
 from services.ingest.pipeline import Pipeline
@@ -238,9 +241,12 @@ def test_filling_again_overwrites_and_a_video_the_source_lacks_writes_nothing(ge
 
 def test_a_video_whose_source_is_gone_fails_naming_it(gens: Generations) -> None:
     shutil.move(gens.videos["gone"], gens.tmp / "moved-away.mp4")
-    with pytest.raises(NotFound, match="re-embedding video gone: no such file"):
-        _fill(gens, "gone")
-    assert _scan(gens.target_shards, "gone") == []
+    try:
+        with pytest.raises(NotFound, match="re-embedding video gone: no such file"):
+            _fill(gens, "gone")
+        assert _scan(gens.target_shards, "gone") == []
+    finally:
+        shutil.move(gens.tmp / "moved-away.mp4", gens.videos["gone"])
 
 
 def test_the_target_encoder_must_serve_the_target_model(gens: Generations) -> None:
@@ -252,3 +258,31 @@ def test_the_target_encoder_must_serve_the_target_model(gens: Generations) -> No
 def test_a_target_of_the_source_model_is_refused(gens: Generations) -> None:
     with pytest.raises(WrongState, match=f"g1 and g2 both have model {gens.model_a}: nothing to re-embed"):
         _fill(gens, "uploaded", model_id=gens.model_a, source_model_id=gens.model_a)
+
+
+def test_vidsearch_migrate_reembeds_into_a_running_generation_and_switches_to_it(
+        gens: Generations, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The Kubernetes procedure: a Job with the ingest workers' settings runs `vidsearch migrate --mode reembed`."""
+    prefix = f"reembed{uuid.uuid4().hex[:6]}"
+    for name, value in {"REDIS_URL": redis_url, "ENCODER": gens.encoder_a.address,
+                        "INDEX_SHARDS": ",".join(gens.source_shards), "MEDIA_ROOT": str(gens.cfg.media_root),
+                        "ALLOWED_ROOTS": ",".join(map(str, gens.cfg.allowed_roots)), "DECODE_PROCESSES": "1",
+                        "KEY_PREFIX": prefix}.items():
+        monkeypatch.setenv(f"VIDSEARCH_INGEST_{name}", value)
+    code = cli.main(["migrate", "--redis-url", redis_url, "--key-prefix", prefix,
+                     "--from-encoder", gens.encoder_a.address, "--from-shards", ",".join(gens.source_shards),
+                     "--to-encoder", gens.encoder_b.address, "--to-shards", ",".join(gens.target_shards),
+                     "--mode", "reembed", "--grace-seconds", "0.5"])
+    assert code == 0, capsys.readouterr().out
+
+    for video_id in gens.videos:
+        source, target = _scan(gens.source_shards, video_id), _scan(gens.target_shards, video_id)
+        assert source and [c.clip_id for c in target] == [c.clip_id for c in source]
+        assert {c.model_id for c in target} == {gens.model_b}
+    client = redis.Redis.from_url(redis_url)
+    try:
+        routing = Routing.from_json(client.get(routing_key(prefix)))
+    finally:
+        client.close()
+    assert (routing.current.model_id, routing.current.encoder) == (gens.model_b, gens.encoder_b.address)
+    assert list(routing.generations) == [routing.active]  # the old generation dropped
