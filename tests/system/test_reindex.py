@@ -197,6 +197,16 @@ def test_reindex_switches_every_search_to_the_new_model_with_none_failing(stack,
         with pytest.raises(ProcessLookupError):
             os.kill(proc.pid, 0)
 
+    # A later `vidsearch up` on the data directory (its --checkpoint still the old model) serves the new one.
+    local.stop()
+    with LocalStack(local.config) as restarted:
+        assert _model_id(restarted.encoder.address) == new_model
+        assert sorted(_clips(restarted.shard_targets.split(","))) == sorted(after)
+        with grpc.insecure_channel(restarted.gateway.address) as channel:
+            reply = gateway_pb2_grpc.SearchServiceStub(channel).Search(
+                gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text=QUERIES[1]), top_k=5), timeout=30)
+        assert reply.model_id == new_model and {h.model_id for h in reply.hits} == {new_model}
+
 
 def _model_id_of(checkpoint: Path) -> str:
     from services.model.checkpoint import recorded_model_id
