@@ -36,6 +36,8 @@ MIGRATIONS = ("reindex", "reshard")
 
 def handle(stack: LocalStack, request: dict[str, Any], report: requests.Report) -> dict[str, Any]:
     """Carries out a reindex request on the running stack."""
+    if not stack.has_ingest:
+        raise WrongState("re-indexing needs the stack's Redis and ingest (a `vidsearch up` without --no-redis)")
     checkpoint = Path(request["checkpoint"])
     model_id = recorded_model_id(checkpoint)
     active = stack.describe_generation()
