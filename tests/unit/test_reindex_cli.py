@@ -44,3 +44,15 @@ def test_finished_requests_and_other_kinds_are_not_migrations_in_flight(tmp_path
     assert migrations_in_flight(tmp_path) == []
     running = _request(tmp_path, "reindex", "running")
     assert migrations_in_flight(tmp_path) == [f"{running} (reindex, running)"]
+
+
+def test_without_a_running_up_the_request_is_withdrawn(tmp_path: Path, tiny_checkpoint: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    follow = requests.follow
+    monkeypatch.setattr(requests, "follow", lambda *a, **kw: follow(*a, **kw, poll_s=0.01, pickup_timeout_s=0.2))
+    assert cli.main(["reindex", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "no `vidsearch up` picked up request" in out and "request withdrawn" in out
+    # A `vidsearch up` started later must not re-index unasked.
+    assert list(requests.requests_dir(tmp_path).iterdir()) == []
