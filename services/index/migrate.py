@@ -276,7 +276,7 @@ class Migration:
             report.routing = await self.switch()
             self._tell("draining", f"waiting {options.grace_s:.0f} s for every reader to switch")
             await asyncio.sleep(options.grace_s)
-            self._tell("final")
+            self._tell("final", f"waiting for writes to {self.source.name} to stop, then copying what they wrote")
             for n in range(1, options.max_passes + 1):
                 report.post_switch_passes = n
                 if not await self.wait_quiet():
