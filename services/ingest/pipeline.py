@@ -2,9 +2,9 @@
 
 Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
 the encoder service, and records go to the shard `shard_for_video` picks. Encoder and shards are
-those of the index generation active when the attempt starts; should that generation be dropped
-before the attempt ends (a migration finished meanwhile), the attempt fails as transient and its
-retry writes to the generation active then. Bounded queues link the
+those of the index generation active when the attempt starts; should another generation become
+active before the attempt ends (a migration switched), the attempt fails as transient before its
+next write and its retry writes to the generation active then. Bounded queues link the
 stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
 Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
 them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
@@ -99,6 +99,7 @@ class Pipeline:
     async def run(self, job: Job, report: Report, clients: GenerationClients | None = None) -> Outcome:
         """One attempt at ``job``, written to ``clients``' generation (default: the one active now, for the
         whole attempt; a re-indexing filler passes the generation it builds)."""
+        follow_active = clients is None
         clients = clients or self.generations.snapshot()
         info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
         clients.check_model(info.model_id)
@@ -110,6 +111,7 @@ class Pipeline:
                       "video_seconds": plan.duration_s}, None)
         run = _Attempt(self, clients, job, report, info.frames_per_clip, info.image_size, info.crop or "round",
                        plan.clock)
+        run.follow_active = follow_active
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
@@ -122,6 +124,8 @@ class _Attempt:
                  size: int, crop: str, clock: SourceClock | None = None) -> None:
         self.p = pipeline
         self.clients = clients
+        # Whether the attempt writes to whichever generation is active (a job), or to one it was given.
+        self.follow_active = True
         self.job = job
         self.report = report
         self.num_frames = num_frames
@@ -232,9 +236,7 @@ class _Attempt:
             records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
-            if self.p.generations.get(self.clients.name) is None:
-                raise DependencyDown(f"index generation {self.clients.name} was dropped while the job ran; "
-                                     "its retry writes to the active one")
+            self._check_generation()
             await asyncio.to_thread(self._put_thumbnails, batch)
             write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
             try:
@@ -248,6 +250,19 @@ class _Attempt:
             CLIPS.labels("indexed").inc(len(records))
             done += len(records)
             await self.report({"clips_done": done, "stage": self._stage()}, None)
+
+    def _check_generation(self) -> None:
+        """A job writes only while its generation is still the one it was meant for: the active one (or,
+        for a filler that named its generation, that one while it exists). After a switch it stops and
+        its retry writes to the new generation, so the old one gets no write later than one routing poll
+        plus one batch after the switch, which the migration's grace period covers."""
+        name = self.clients.name
+        routing = self.p.generations.routing
+        if self.follow_active and routing.active != name:
+            raise DependencyDown(f"the active index generation changed from {name} to {routing.active} while "
+                                 "the job ran; its retry writes to the new one")
+        if self.p.generations.get(name) is None:
+            raise DependencyDown(f"index generation {name} was dropped while the job ran")
 
     def _record(self, clip: DecodedClip, vector: np.ndarray, model_id: str) -> common_pb2.ClipRecord:
         video_id = self.job.video_id
