@@ -27,8 +27,10 @@ Why this is correct:
   overwrites it; a repeated pass never duplicates.
 - A pass that finds nothing to do saw source == target (as clip-id sets per video) at that moment,
   and from then on every write lands in the source and, after the switch, every new job's write in
-  the target. Writes of jobs that started before the switch land in the source; the final fill
-  passes after the drain copy them. After the switch nothing is deleted from the target except what
+  the target. A job that started before the switch stops before its next write once its ingest
+  worker sees the switch (one routing poll) and retries into the target; what it wrote to the source
+  until then (at most one batch in flight) lands within the grace period, and the final fill passes
+  after the drain copy it. After the switch nothing is deleted from the target except what
   a fill itself wrote and the source has lost, so the target never loses a clip a new job wrote.
 - Searches use one generation per request; both are complete at the switch, so none fails.
 """
@@ -276,7 +278,7 @@ class Migration:
             report.routing = await self.switch()
             self._tell("draining", f"waiting {options.grace_s:.0f} s for every reader to switch")
             await asyncio.sleep(options.grace_s)
-            self._tell("final")
+            self._tell("final", f"waiting for writes to {self.source.name} to stop, then copying what they wrote")
             for n in range(1, options.max_passes + 1):
                 report.post_switch_passes = n
                 if not await self.wait_quiet():

@@ -2,9 +2,9 @@
 
 Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
 the encoder service, and records go to the shard `shard_for_video` picks. Encoder and shards are
-those of the index generation active when the attempt starts; should that generation be dropped
-before the attempt ends (a migration finished meanwhile), the attempt fails as transient and its
-retry writes to the generation active then. Bounded queues link the
+those of the index generation active when the attempt starts; should another generation become
+active before the attempt ends (a migration switched), the attempt fails as transient before its
+next write and its retry writes to the generation active then. Bounded queues link the
 stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
 Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
 them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
@@ -172,7 +172,9 @@ class Pipeline:
             record.ClearField("vector")
             return record
 
-        run = _Attempt(self, clients, VideoWrite(video_id, source, template, thumbnails=False), _no_report, info)
+        # It writes to the generation it was built for, which is not (yet) the active one of the stack.
+        run = _Attempt(self, clients, VideoWrite(video_id, source, template, thumbnails=False), _no_report, info,
+                       follow_active=False)
         await run.stages(segments)
         return Outcome(len(segments), max((s.end_s for s in segments), default=0.0))
 
@@ -181,9 +183,11 @@ class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
     def __init__(self, pipeline: Pipeline, clients: GenerationClients, video: VideoWrite, report: Report,
-                 info: encoder_pb2.InfoResponse) -> None:
+                 info: encoder_pb2.InfoResponse, *, follow_active: bool = True) -> None:
         self.p = pipeline
         self.clients = clients
+        # Whether the attempt writes to whichever generation is active (a job), or to one it was given.
+        self.follow_active = follow_active
         self.video = video
         self.report = report
         self.num_frames = num_frames = info.frames_per_clip
@@ -293,9 +297,7 @@ class _Attempt:
             records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
-            if self.p.generations.get(self.clients.name) is None:
-                raise DependencyDown(f"index generation {self.clients.name} was dropped while the job ran; "
-                                     "its retry writes to the active one")
+            self._check_generation()
             if self.video.thumbnails:
                 await asyncio.to_thread(self._put_thumbnails, batch)
             write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
@@ -310,6 +312,19 @@ class _Attempt:
             CLIPS.labels("indexed").inc(len(records))
             done += len(records)
             await self.report({"clips_done": done, "stage": self._stage()}, None)
+
+    def _check_generation(self) -> None:
+        """A job writes only while its generation is still the one it was meant for: the active one (or,
+        for a filler that named its generation, that one while it exists). After a switch it stops and
+        its retry writes to the new generation, so the old one gets no write later than one routing poll
+        plus one batch after the switch, which the migration's grace period covers."""
+        name = self.clients.name
+        routing = self.p.generations.routing
+        if self.follow_active and routing.active != name:
+            raise DependencyDown(f"the active index generation changed from {name} to {routing.active} while "
+                                 "the job ran; its retry writes to the new one")
+        if self.p.generations.get(name) is None:
+            raise DependencyDown(f"index generation {name} was dropped while the job ran")
 
     def _record(self, clip: DecodedClip, vector: np.ndarray, model_id: str) -> common_pb2.ClipRecord:
         record = self.video.template(clip)

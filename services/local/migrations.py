@@ -57,8 +57,15 @@ async def migrate_stack(stack: LocalStack, *, checkpoint: Path | None, n_shards:
         name = routing.next_name()
         target = await asyncio.to_thread(stack.start_generation, name, checkpoint, n_shards, replicas)
         fill, close = make_filler(source, target)
+
+        def tell(state: Progress) -> None:
+            if state.phase == "draining" and stack.active != name:
+                stack.activate(name)  # switched: a restart of the stack from now on starts the new generation
+            if progress is not None:
+                progress(state)
+
         try:
-            report = await migrate(store, source, target, fill, options, progress)
+            report = await migrate(store, source, target, fill, options, tell)
         except BaseException:
             await _abandon(stack, store, name)
             raise

@@ -48,7 +48,8 @@ def submit(data_dir: Path, kind: str, **fields: Any) -> str:
     """Writes a request for the ``vidsearch up`` running on ``data_dir``; returns its id."""
     folder = requests_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    request_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    now = time.time_ns()  # ids sort in the order written: requests run in that order
+    request_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:6]}"
     _write_json(folder / f"{request_id}.json", {"id": request_id, "kind": kind, **fields})
     return request_id
 
@@ -111,6 +112,8 @@ class RequestInbox:
         if busy:
             return
         if waiting:
+            # Marked before the thread runs, so the next poll cannot take it for a waiting one.
+            _write_json(waiting[0].with_suffix(".status.json"), {"id": waiting[0].stem, "state": "running"})
             self._worker = threading.Thread(target=self.handle, args=(waiting[0],), daemon=True,
                                             name=f"request-{waiting[0].stem}")
             self._worker.start()

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -345,7 +346,11 @@ class LocalStack:
             raise ValueError(f"generation {name} is active; activate another one first")
         local = self.others.pop(name)
         in_use = {self.encoder, *(g.encoder for g in self.others.values())}
-        for proc in local.shard_processes + ([] if local.encoder in in_use else [local.encoder]):
+        procs = local.shard_processes + ([] if local.encoder in in_use else [local.encoder])
+        for proc in procs:  # all drain at once, not one after another
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.stop()
             except Exception as exc:  # noqa: BLE001 - stop the rest whatever one did

@@ -109,8 +109,8 @@ def test_reshard_two_to_three_under_search_load(resharded: tuple[LocalStack, dic
         up.join(10)
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    # Phases that last long enough for the command's poll to see them (switching is one Redis write).
-    for line in ("filling: pass", "draining: pass", "final: pass", "done: {"):
+    # The phase that lasts long enough for the command's poll (0.5 s) to see it: the grace after the switch.
+    for line in ("draining: pass", "done: {"):
         assert f"\n{line}" in printed, printed
     calls = load.calls()
     failed = [c for c in calls if not c.ok]

@@ -46,7 +46,7 @@ def test_requests_run_one_at_a_time_in_order_and_report_their_result(tmp_path: P
     follower = threading.Thread(target=lambda: seen.append(requests.follow(tmp_path, first, lambda s: None,
                                                                            poll_s=0.02)))
     follower.start()
-    for _ in range(200):
+    for _ in range(1000):
         if (requests.read_status(tmp_path, first) or {}).get("progress"):
             break
         threading.Event().wait(0.02)
