@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlparse
 
 from services.common.clip_ids import video_of_clip
 from services.common.errors import InvalidInput, NotFound
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationPool
 from services.gateway.playback import cut_clip
 from services.media.store import MEDIA_SCHEME, MediaStore
 from vidsearch.common.v1 import common_pb2
@@ -28,16 +28,17 @@ def source_path(uri: str, media: MediaStore | None) -> Path:
 
 
 class ClipLibrary:
-    """Looks clips up on the shard that owns their video; serves their thumbnails and cuts."""
+    """Looks clips up on the shard that owns their video (in the active generation); serves their
+    thumbnails and cuts."""
 
-    def __init__(self, shards: ShardSet, media: MediaStore | None) -> None:
-        self.shards = shards
+    def __init__(self, generations: GenerationPool, media: MediaStore | None) -> None:
+        self.generations = generations
         self.media = media
 
     async def clip(self, clip_id: str) -> common_pb2.ClipRecord:
         if not clip_id:
             raise InvalidInput("clip_id is empty")
-        reply = await self.shards.for_video(video_of_clip(clip_id)).get([clip_id])
+        reply = await self.generations.snapshot().shards.for_video(video_of_clip(clip_id)).get([clip_id])
         if not reply.clips:
             raise NotFound(f"no clip {clip_id!r} in the index")
         return reply.clips[0]

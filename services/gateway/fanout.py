@@ -2,7 +2,9 @@
 
 Each shard gets the time left on the request's deadline minus a small margin, so a late shard
 is dropped (and named in ``failed``) while the others' hits still go back in time; a shard known
-to be down is not called at all (``ShardClient`` skips it at once). Only when
+to be down is not called at all (``ShardClient`` skips it at once). A shard whose reply carries
+another model id than the one searched (a shard of another generation, or rebuilt with another
+model) counts as failed too: its hits are never merged with the others. Only when
 every shard failed is the search itself an error: INVALID_ARGUMENT when every shard refused the
 request as invalid (a bad filter is the caller's mistake, not an outage), else UNAVAILABLE.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from services.common.errors import DependencyDown, InvalidInput, VidsearchError
+from services.common.errors import DependencyDown, InvalidInput, VidsearchError, WrongState
 from services.common.index_client import ShardClient, ShardSkipped
 from vidsearch.common.v1 import common_pb2
 
@@ -64,8 +66,11 @@ def merge_ranked(lists: list[list[common_pb2.ScoredClip]], top_k: int,
 
 async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter,
                   timeout_s: float, *, collapse_by_video: bool = False,
-                  exclude: frozenset[str] = frozenset()) -> FanoutResult:
-    """Searches every shard concurrently within ``timeout_s`` and merges the ranked hits."""
+                  exclude: frozenset[str] = frozenset(), model_id: str = "") -> FanoutResult:
+    """Searches every shard concurrently within ``timeout_s`` and merges the ranked hits.
+
+    With ``model_id``, a reply of a shard bound to another model counts as that shard's failure.
+    """
     # Over-fetch when results are post-processed, so collapsing or exclusion still fills top_k.
     fetch = min(1000, top_k * 4 if collapse_by_video else top_k + len(exclude))
 
@@ -77,6 +82,10 @@ async def fan_out(shards: list[ShardClient], queries: np.ndarray, top_k: int, fl
             SHARD_LATENCY.labels(shard.name).observe(time.perf_counter() - t0)
 
     replies = await asyncio.gather(*(one(s) for s in shards), return_exceptions=True)
+    if model_id:
+        replies = [WrongState(f"shard {s.name} holds model {r.model_id}, not {model_id}")
+                   if not isinstance(r, BaseException) and r.model_id and r.model_id != model_id else r
+                   for s, r in zip(shards, replies, strict=True)]
     failed: list[str] = []
     per_query: list[list[list[common_pb2.ScoredClip]]] = [[] for _ in range(len(queries))]
     for shard, reply in zip(shards, replies, strict=True):

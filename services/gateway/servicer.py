@@ -38,7 +38,7 @@ def to_hit(scored: common_pb2.ScoredClip) -> gateway_pb2.SearchHit:
         thumbnail_ref=c.thumbnail_ref, shard=scored.shard, metadata=dict(c.metadata),
         source_timecode=clock.at(c.start_seconds) if clock else "",
         source_end_timecode=clock.at(c.end_seconds) if clock else "",
-        frame_rate=str(clock.rate) if clock else "",
+        frame_rate=str(clock.rate) if clock else "", model_id=c.model_id,
     )
 
 

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 from services.common.clip_ids import thumbnails_prefix, uploads_prefix
 from services.common.errors import DependencyDown, InvalidInput
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationPool
 from services.ingest import sources
 from services.ingest.jobs import JobEvents, JobQueue
 from services.ingest.records import Job, JobSpec, SegmentSpec, VideoMeta
@@ -38,12 +38,12 @@ def redis_errors() -> Iterator[None]:
 class IngestCore:
     """What the ingest API does, over the job queue, the media store and the index shards."""
 
-    def __init__(self, cfg: IngestSettings, queue: JobQueue, media: MediaStore, shards: ShardSet,
+    def __init__(self, cfg: IngestSettings, queue: JobQueue, media: MediaStore, generations: GenerationPool,
                  events: JobEvents | None = None) -> None:
         self.cfg = cfg
         self.queue = queue
         self.media = media
-        self.shards = shards
+        self.generations = generations
         self.events = events
 
     async def _enqueue(self, spec: JobSpec) -> Job:
@@ -94,14 +94,20 @@ class IngestCore:
         """Removes every clip, thumbnail and upload of a video; returns the clips deleted.
 
         Fenced: the video's jobs are stopped first (``JobQueue.fence_video``), so no job still
-        running for it can write a clip back after the delete returns.
+        running for it can write a clip back after the delete returns. Then the clips go from every
+        index generation in the routing (active, being built, retiring), one after another, oldest
+        first: a migration that copies the video from an older generation to a newer one re-reads the
+        older one after each copy, and finds the delete there before it can have missed it in the newer
+        (``services.index.migrate``).
         """
         with redis_errors():
             held = await self.queue.fence_video(video_id, timeout_s=self.cfg.claim_idle_ms / 1000)
         if held:
             log.warning("deleting video %s while jobs %s are held by a worker that does not answer",
                         video_id, ", ".join(held))
-        deleted = await self.shards.for_video(video_id).delete(video_ids=[video_id])
+        deleted = 0
+        for clients in self.generations.oldest_first():
+            deleted = max(deleted, await clients.shards.for_video(video_id).delete(video_ids=[video_id]))
         await asyncio.to_thread(self._delete_media, video_id)
         return deleted
 

@@ -1,10 +1,16 @@
 """One ingest attempt: plan the clips, then decode -> encode -> index as three concurrent stages.
 
 Decode chunks run in the process pool (up to one per process at a time), batches of clips go to
-the encoder service, and records go to the shard `shard_for_video` picks. Bounded queues link the
+the encoder service, and records go to the shard `shard_for_video` picks. Encoder and shards are
+those of the index generation active when the attempt starts; should another generation become
+active before the attempt ends (a migration switched), the attempt fails as transient before its
+next write and its retry writes to the generation active then. Bounded queues link the
 stages, so a slow encoder or index holds decoding back instead of piling frames up in memory.
 Before each batch is written the job record learns its clip ids (so a cancel or failure can remove
 them later) and whether the job was cancelled meanwhile, in which case the attempt stops there.
+
+`Pipeline.reembed` runs the same stages over a video already indexed, for a re-index: the clips
+are the stored ones (no planning), and each keeps its stored record but for its new vector.
 """
 
 from __future__ import annotations
@@ -13,22 +19,24 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.common.clip_ids import clip_id_for, thumbnail_key
-from services.common.encoder_client import EncoderClient
+from services.common.clip_ids import ClipId, clip_id_for, thumbnail_key
 from services.common.errors import DependencyDown
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationClients, GenerationPool
 from services.common.vectors import packed_vector
 from services.ingest.decoding import DecodeContext, DecodedClip, DecodePool, plan_video, sample_chunk
 from services.ingest.records import Job, JobStage
+from services.ingest.segmenting import Segment
+from services.ingest.settings import IngestSettings
 from services.media.store import MediaStore
 from services.media.timecode import SourceClock
 from vidsearch.common.v1 import common_pb2
+from vidsearch.encoder.v1 import encoder_pb2
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,23 @@ class Outcome:
 #: Records progress for the job (fields to set, clip ids about to be written). Raises
 #: ``JobCancelled`` or ``Superseded`` when the attempt must stop.
 Report = Callable[[dict[str, object], list[str] | None], Awaitable[None]]
+#: A decoded clip's record, every field set but its vector and model id.
+Template = Callable[[DecodedClip], common_pb2.ClipRecord]
+
+
+@dataclass(frozen=True)
+class VideoWrite:
+    """What one attempt writes: which video, where its frames come from, and each clip's record."""
+
+    video_id: str
+    source: str  # a job source: ``file://...`` or ``media:<key>``
+    template: Template
+    # Whether to store each clip's thumbnail (a re-embed keeps the stored ones: same keys, same clips).
+    thumbnails: bool = True
+
+
+async def _no_report(fields: dict[str, object], writing: list[str] | None) -> None:
+    """A re-embed has no job record to report to."""
 
 
 def clip_metadata(job: Job, clock: SourceClock | None = None) -> dict[str, str]:
@@ -86,40 +111,88 @@ def clip_metadata(job: Job, clock: SourceClock | None = None) -> dict[str, str]:
 class Pipeline:
     """Runs attempts at jobs; shared by every worker task of a process."""
 
-    def __init__(self, encoder: EncoderClient, shards: ShardSet, media: MediaStore, pool: DecodePool,
+    def __init__(self, generations: GenerationPool, media: MediaStore, pool: DecodePool,
                  ctx: DecodeContext, limits: PipelineLimits) -> None:
-        self.encoder = encoder
-        self.shards = shards
+        self.generations = generations
         self.media = media
         self.pool = pool
         self.ctx = ctx
         self.limits = limits
 
+    @classmethod
+    def from_settings(cls, cfg: IngestSettings, generations: GenerationPool, media: MediaStore) -> Pipeline:
+        """A pipeline with its own decode pool (closed by its owner), as ``cfg`` sets decoding and batching."""
+        pool = DecodePool(cfg.n_decode_processes)
+        ctx = DecodeContext(cfg.allowed_roots, media.root, pool.threads, cfg.min_clip_seconds,
+                            cfg.min_shot_seconds, cfg.shot_threshold, cfg.thumbnail_max_side)
+        limits = PipelineLimits(cfg.decode_chunk_clips, cfg.encode_batch_clips, cfg.queue_clips,
+                                cfg.rpc_timeout_seconds)
+        return cls(generations, media, pool, ctx, limits)
+
     async def run(self, job: Job, report: Report) -> Outcome:
-        info = await self.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        """One attempt at ``job``, written to the generation active when it starts, for the whole attempt."""
+        clients = self.generations.snapshot()
+        info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients.check_model(info.model_id)
         started = time.perf_counter()
         plan = await self.pool.run(plan_video, self.ctx, job.spec.source, job.spec.segment)
         STAGE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         segments = plan.segments
         await report({"stage": JobStage.DECODING.value, "clips_total": len(segments),
                       "video_seconds": plan.duration_s}, None)
-        run = _Attempt(self, job, report, info.frames_per_clip, info.image_size, info.crop or "round", plan.clock)
+        video_id, tags, metadata = job.video_id, list(job.spec.meta.tags), clip_metadata(job, plan.clock)
+
+        def template(clip: DecodedClip) -> common_pb2.ClipRecord:
+            return common_pb2.ClipRecord(
+                clip_id=clip_id_for(video_id, clip.start_s), video_id=video_id, start_seconds=clip.start_s,
+                end_seconds=clip.end_s, tags=tags, thumbnail_ref=thumbnail_key(video_id, clip.start_s),
+                metadata=metadata)
+
+        run = _Attempt(self, clients, VideoWrite(video_id, job.spec.source, template), report, info)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
+
+    async def reembed(self, video_id: str, source: str, stored: Sequence[common_pb2.ClipRecord]) -> Outcome:
+        """Embeds the stored clips of a video again, from ``source``, with the active generation's encoder,
+        into its shards. Each clip keeps its stored id, time range, caption, tags, thumbnail and
+        metadata, so the video's clips come out as they were but for their vectors and model id.
+        """
+        clients = self.generations.snapshot()
+        info = await clients.encoder.info(timeout_s=self.limits.rpc_timeout_s)
+        clients.check_model(info.model_id)
+        by_id = {r.clip_id: r for r in stored}
+        # The clip id, not the stored start (a float), is the truth about where a clip starts.
+        segments = sorted((Segment(ClipId.parse(r.clip_id).start_s, r.end_seconds) for r in stored),
+                          key=lambda s: s.start_s)
+
+        def template(clip: DecodedClip) -> common_pb2.ClipRecord:
+            record = common_pb2.ClipRecord()
+            record.CopyFrom(by_id[clip_id_for(video_id, clip.start_s)])
+            record.ClearField("vector")
+            return record
+
+        # It writes to the generation it was built for, which is not (yet) the active one of the stack.
+        run = _Attempt(self, clients, VideoWrite(video_id, source, template, thumbnails=False), _no_report, info,
+                       follow_active=False)
+        await run.stages(segments)
+        return Outcome(len(segments), max((s.end_s for s in segments), default=0.0))
 
 
 class _Attempt:
     """The three stages of one attempt and the queues between them."""
 
-    def __init__(self, pipeline: Pipeline, job: Job, report: Report, num_frames: int, size: int,
-                 crop: str, clock: SourceClock | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, clients: GenerationClients, video: VideoWrite, report: Report,
+                 info: encoder_pb2.InfoResponse, *, follow_active: bool = True) -> None:
         self.p = pipeline
-        self.job = job
+        self.clients = clients
+        # Whether the attempt writes to whichever generation is active (a job), or to one it was given.
+        self.follow_active = follow_active
+        self.video = video
         self.report = report
-        self.num_frames = num_frames
-        self.size = size
-        self.crop = crop  # as the encoder's model crops (InfoResponse.crop)
+        self.num_frames = num_frames = info.frames_per_clip
+        self.size = size = info.image_size
+        self.crop = info.crop or "round"  # as the encoder's model crops
         limits = pipeline.limits
         clip_bytes = num_frames * size * size * 3
         self.batch = max(1, min(limits.encode_batch_clips, MAX_ENCODE_BYTES // clip_bytes))
@@ -128,7 +201,6 @@ class _Attempt:
             max(1, limits.queue_clips // self.batch))
         self.decoding_done = False
         self.encoding_done = False
-        self.metadata = clip_metadata(job, clock)
 
     async def stages(self, segments: list) -> None:
         try:
@@ -163,7 +235,7 @@ class _Attempt:
 
         async def one(part: list) -> tuple[list[DecodedClip], float]:
             started = time.perf_counter()
-            clips = await self.p.pool.run(sample_chunk, self.p.ctx, self.job.spec.source, part,
+            clips = await self.p.pool.run(sample_chunk, self.p.ctx, self.video.source, part,
                                           self.num_frames, self.size, self.crop)
             return clips, time.perf_counter() - started
 
@@ -203,8 +275,9 @@ class _Attempt:
                 batch.append(item)
             QUEUE_DEPTH.labels("decoded").dec(len(batch))
             started = time.perf_counter()
-            vectors, model_id = await self.p.encoder.encode_frames(
+            vectors, model_id = await self.clients.encoder.encode_frames(
                 [c.frames for c in batch], timeout_s=self.p.limits.rpc_timeout_s)
+            self.clients.check_model(model_id)
             STAGE_SECONDS.labels("encode").observe(time.perf_counter() - started)
             if len(vectors) != len(batch):
                 raise DependencyDown(f"encoder returned {len(vectors)} embeddings for {len(batch)} clips")
@@ -215,7 +288,7 @@ class _Attempt:
         await self.encoded.put(None)
 
     async def _index(self) -> None:
-        shard = self.p.shards.for_video(self.job.video_id)
+        shard = self.clients.shards.for_video(self.video.video_id)
         done = 0
         while (item := await self.encoded.get()) is not None:
             batch, vectors, model_id = item
@@ -224,7 +297,9 @@ class _Attempt:
             records = [self._record(clip, vector, model_id) for clip, vector in zip(batch, vectors, strict=True)]
             # Record the ids before writing them: a cancel or failure must be able to find every clip.
             await self.report({}, [r.clip_id for r in records])
-            await asyncio.to_thread(self._put_thumbnails, batch)
+            self._check_generation()
+            if self.video.thumbnails:
+                await asyncio.to_thread(self._put_thumbnails, batch)
             write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
             try:
                 await asyncio.shield(write)
@@ -238,23 +313,28 @@ class _Attempt:
             done += len(records)
             await self.report({"clips_done": done, "stage": self._stage()}, None)
 
+    def _check_generation(self) -> None:
+        """A job writes only while its generation is still the one it was meant for: the active one (or,
+        for a filler that named its generation, that one while it exists). After a switch it stops and
+        its retry writes to the new generation, so the old one gets no write later than one routing poll
+        plus one batch after the switch, which the migration's grace period covers."""
+        name = self.clients.name
+        routing = self.p.generations.routing
+        if self.follow_active and routing.active != name:
+            raise DependencyDown(f"the active index generation changed from {name} to {routing.active} while "
+                                 "the job ran; its retry writes to the new one")
+        if self.p.generations.get(name) is None:
+            raise DependencyDown(f"index generation {name} was dropped while the job ran")
+
     def _record(self, clip: DecodedClip, vector: np.ndarray, model_id: str) -> common_pb2.ClipRecord:
-        video_id = self.job.video_id
-        return common_pb2.ClipRecord(
-            clip_id=clip_id_for(video_id, clip.start_s),
-            video_id=video_id,
-            start_seconds=clip.start_s,
-            end_seconds=clip.end_s,
-            vector=packed_vector(vector),
-            tags=list(self.job.spec.meta.tags),
-            thumbnail_ref=thumbnail_key(video_id, clip.start_s),
-            model_id=model_id,
-            metadata=self.metadata,
-        )
+        record = self.video.template(clip)
+        record.vector.CopyFrom(packed_vector(vector))
+        record.model_id = model_id
+        return record
 
     def _put_thumbnails(self, batch: list[DecodedClip]) -> None:
         for clip in batch:
-            self.p.media.put(thumbnail_key(self.job.video_id, clip.start_s), clip.thumbnail)
+            self.p.media.put(thumbnail_key(self.video.video_id, clip.start_s), clip.thumbnail)
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

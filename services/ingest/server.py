@@ -41,18 +41,19 @@ async def wait_for_redis(queue: JobQueue) -> None:
 async def run(cfg: IngestSettings) -> None:
     runtime = Runtime.build(cfg, decode=cfg.workers > 0)
     events = JobEvents(runtime.queue.redis, runtime.queue.events)
-    core = IngestCore(cfg, runtime.queue, runtime.media, runtime.shards, events)
+    core = IngestCore(cfg, runtime.queue, runtime.media, runtime.generations, events)
     servicer = IngestServicer(cfg, core)
     stopping = asyncio.Event()
     tasks: list[asyncio.Task] = []
 
     async def start() -> None:
         await wait_for_redis(runtime.queue)
+        routing = await runtime.generations.start()
         tasks.append(asyncio.create_task(events.run(), name="job-events"))
         tasks.append(asyncio.create_task(backlog.poll(runtime.queue), name="backlog-metrics"))
         tasks.extend(asyncio.create_task(runtime.worker(i).run(stopping), name=f"worker-{i}")
                      for i in range(cfg.workers))
-        log.info("redis ready; %d in-process workers", cfg.workers)
+        log.info("redis ready; generation %s; %d in-process workers", routing.active, cfg.workers)
 
     async def stop() -> None:
         stopping.set()

@@ -51,6 +51,9 @@ class IngestSettings:
         0, "Replicas of a shard that must store a write before it counts; 0: all of them. Below all, a replica "
         "that was down catches up from a peer before it serves again (VIDSEARCH_INDEX_PEERS), but a write is "
         "lost if every replica that stored it fails for good, or the whole shard restarts before it is copied.")
+    routing_poll_s: float = setting(
+        1.0, "How often the routing document (<key_prefix>:routing: the active index generation) is read; "
+        "without it, encoder and index_shards are the one generation.")
     rpc_timeout_seconds: float = setting(120.0, "Deadline of every call to the encoder and the index.")
     thumbnail_max_side: int = setting(320, "Longest side of a clip's thumbnail JPEG, in pixels.")
     job_ttl_seconds: int = setting(7 * 24 * 3600, "How long a finished job's record stays readable in Redis.")
@@ -103,6 +106,8 @@ class IngestSettings:
             raise SettingsError(f"claim_idle_ms must be >= 300, got {self.claim_idle_ms}")
         if self.retry_base_seconds < 0 or self.retry_max_seconds < self.retry_base_seconds:
             raise SettingsError("retry_base_seconds must be >= 0 and <= retry_max_seconds")
+        if self.routing_poll_s <= 0:
+            raise SettingsError(f"routing_poll_s must be > 0, got {self.routing_poll_s}")
         if self.rpc_timeout_seconds <= 0:
             raise SettingsError("rpc_timeout_seconds must be > 0")
         if not 0 < self.window_seconds <= 3600:

@@ -28,11 +28,11 @@ from prometheus_client import Counter, start_http_server
 
 from services.common import logs, settings
 from services.common.clip_ids import ClipId
-from services.common.encoder_client import EncoderClient
 from services.common.errors import InvalidInput, NotFound, VidsearchError
-from services.common.index_client import ShardSet
+from services.common.generations import GenerationPool, client_factory
+from services.common.routing import Routing, RoutingStore
 from services.ingest import jobs
-from services.ingest.decoding import DecodeContext, DecodePool
+from services.ingest.decoding import DecodePool
 from services.ingest.jobs import (
     Claim,
     ClaimKind,
@@ -42,7 +42,7 @@ from services.ingest.jobs import (
     Renewal,
     Superseded,
 )
-from services.ingest.pipeline import Outcome, Pipeline, PipelineLimits
+from services.ingest.pipeline import Outcome, Pipeline
 from services.ingest.records import JobState
 from services.ingest.settings import IngestSettings, load_or_exit
 from services.media.store import MediaStore
@@ -58,13 +58,13 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
 
 @dataclass
 class Runtime:
-    """Everything workers of one process share: Redis, the encoder and index clients, the decode pool."""
+    """Everything workers of one process share: Redis, the clients of every index generation (encoder
+    and shards, following the routing document), the decode pool."""
 
     cfg: IngestSettings
     queue: JobQueue
-    shards: ShardSet
+    generations: GenerationPool
     media: MediaStore
-    encoder: EncoderClient
     pool: DecodePool | None
     pipeline: Pipeline | None
 
@@ -73,26 +73,20 @@ class Runtime:
         """Clients for the API server (``decode=False``) or for workers (with a decode pool)."""
         client = jobs.connect(cfg.redis_url, settings.read_secret(cfg.redis_password_file))
         queue = JobQueue(client, cfg.key_prefix, ttl_s=cfg.job_ttl_seconds)
-        shards = ShardSet(cfg.index_shards, timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum)
+        generations = GenerationPool(
+            RoutingStore(client, cfg.key_prefix), Routing.static(cfg.encoder, cfg.index_shards),
+            client_factory(timeout_s=cfg.rpc_timeout_seconds, write_quorum=cfg.index_write_quorum),
+            poll_interval_s=cfg.routing_poll_s, close_delay_s=cfg.rpc_timeout_seconds)
         media = MediaStore(cfg.media_root)
-        encoder = EncoderClient(cfg.encoder, timeout_s=cfg.rpc_timeout_seconds)
-        pool = pipeline = None
-        if decode:
-            pool = DecodePool(cfg.n_decode_processes)
-            ctx = DecodeContext(cfg.allowed_roots, media.root, pool.threads, cfg.min_clip_seconds,
-                                cfg.min_shot_seconds, cfg.shot_threshold, cfg.thumbnail_max_side)
-            limits = PipelineLimits(cfg.decode_chunk_clips, cfg.encode_batch_clips, cfg.queue_clips,
-                                    cfg.rpc_timeout_seconds)
-            pipeline = Pipeline(encoder, shards, media, pool, ctx, limits)
-        return cls(cfg, queue, shards, media, encoder, pool, pipeline)
+        pipeline = Pipeline.from_settings(cfg, generations, media) if decode else None
+        return cls(cfg, queue, generations, media, pipeline.pool if pipeline else None, pipeline)
 
     def worker(self, index: int = 0) -> IngestWorker:
         consumer = f"{socket.gethostname()}-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
         return IngestWorker(self, consumer)
 
     async def close(self) -> None:
-        await self.encoder.close()
-        await self.shards.close()
+        await self.generations.close()
         await self.queue.redis.aclose()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
@@ -275,15 +269,19 @@ class IngestWorker:
                 return renewal
 
     async def _remove_written(self, job_id: str) -> str:
-        """Deletes the clips (and thumbnails) a job wrote; returns a note if some could not be removed."""
+        """Deletes the clips (and thumbnails) a job wrote; returns a note if some could not be removed.
+
+        From every generation in the routing: the job wrote to the one active when it started.
+        """
         clip_ids = await self.queue.written_clips(job_id)
         if not clip_ids:
             return ""
         video_id = (await self.queue.get(job_id)).video_id
         try:
-            shard = self.rt.shards.for_video(video_id)
-            for i in range(0, len(clip_ids), 1000):
-                await shard.delete(clip_ids=clip_ids[i:i + 1000])
+            for clients in self.rt.generations.oldest_first():
+                shard = clients.shards.for_video(video_id)
+                for i in range(0, len(clip_ids), 1000):
+                    await shard.delete(clip_ids=clip_ids[i:i + 1000])
             await asyncio.to_thread(self._remove_thumbnails, video_id, clip_ids)
         except VidsearchError as exc:
             log.warning("job %s: could not remove its %d clips: %s", job_id, len(clip_ids), exc)
@@ -304,6 +302,7 @@ async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
 
 async def run_workers(cfg: IngestSettings) -> None:
     runtime = Runtime.build(cfg, decode=True)
+    await runtime.generations.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

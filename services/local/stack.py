@@ -4,18 +4,31 @@ Used by ``vidsearch up``, ``make demo``, the system tests and the benchmarks, so
 the same topology: N index shards (each with R replicas), the encoder, ingest (API + workers) and
 the gateway, plus a local redis-server when one is installed (the gateway then caches in Redis;
 ingest needs it), and the web app when asked for.
+
+The shards and encoder started first are index generation ``g0`` (``services.common.routing``);
+``start_generation`` starts another one beside it (its shards under
+``<data-dir>/generations/<name>/``, and an encoder of its own when its checkpoint differs) for a
+migration to fill, ``activate`` makes it the stack's view once the routing has switched to it, and
+``stop_generation`` stops the one left behind.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+import redis
+
 from services.common.channels import ClientTLS
+from services.common.routing import STATIC_NAME, Generation, Routing, routing_key
 from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess, free_port
+from vidsearch.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +74,34 @@ class StackConfig:
     web_port: int | None = None
 
 
+@dataclass
+class LocalGeneration:
+    """The processes of one index generation on this stack."""
+
+    name: str
+    checkpoint: Path
+    encoder: ServiceProcess
+    #: replicas[i][r]: replica r of shard i.
+    replicas: list[list[ServiceProcess]]
+    #: Where its shards keep their data (the stack's root for g0).
+    data_root: Path
+
+    @property
+    def shard_targets(self) -> str:
+        return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
+
+    @property
+    def shard_processes(self) -> list[ServiceProcess]:
+        return [p for replicas in self.replicas for p in replicas]
+
+
+def encoder_model_id(address: str, timeout_s: float = 30.0) -> str:
+    """The model id an encoder serves (its Info)."""
+    with grpc.insecure_channel(address) as channel:
+        reply = encoder_pb2_grpc.EncoderServiceStub(channel).Info(encoder_pb2.InfoRequest(), timeout=timeout_s)
+    return reply.model_id
+
+
 class LocalStack:
     """Starts, stops and restarts the services of one local deployment."""
 
@@ -71,12 +112,19 @@ class LocalStack:
         self.redis: RedisServer | None = None
         #: replicas[i][r]: replica r of shard i.
         self.replicas: list[list[ServiceProcess]] = []
-        #: replica_ports[i][r]: the port of replica r of shard i, fixed before any starts (they are peers).
-        self.replica_ports: list[list[int]] = []
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
         self.web: HttpServiceProcess | None = None
+        #: The stack's view: the generation whose shards and encoder ``replicas`` and ``encoder`` are.
+        self.active = STATIC_NAME
+        #: Generations other than the active one (being built, or retiring), by name.
+        self.others: dict[str, LocalGeneration] = {}
+        self._data_root = self.root
+        self._checkpoint = Path(config.checkpoint)
+        #: (shards, replicas) of the active generation.
+        self._shape = config.n_shards, config.replicas
+        self._planned_ports: list[list[int]] = []
 
     @property
     def media_root(self) -> Path:
@@ -85,6 +133,11 @@ class LocalStack:
     @property
     def redis_url(self) -> str | None:
         return self.redis.url if self.redis else None
+
+    @property
+    def key_prefix(self) -> str:
+        """The Redis key prefix of ingest and the gateway (the routing document is under it)."""
+        return self.config.extra_env.get("VIDSEARCH_INGEST_KEY_PREFIX", "vidsearch")
 
     @property
     def has_ingest(self) -> bool:
@@ -106,35 +159,46 @@ class LocalStack:
         """The ``index_shards`` setting of gateway and ingest: shards by comma, replicas by ``|``."""
         return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
 
-    def _ports(self) -> list[list[int]]:
-        """``replica_ports``, chosen on first use and kept when the stack starts again: the shards'
-        addresses, which are each other's peers and the gateway's and ingest's targets, stay the same."""
-        if not self.replica_ports:
-            self.replica_ports = [[free_port() for _ in range(self.config.replicas)]
-                                  for _ in range(self.config.n_shards)]
-        return self.replica_ports
-
     def _shard(self, i: int, replica: int = 0) -> ServiceProcess:
-        ports = self._ports()[i]
-        peers = "|".join(f"127.0.0.1:{p}" for r, p in enumerate(ports) if r != replica)
+        """Replica ``replica`` of the active generation's shard ``i``, on the port it had (or was given)."""
+        ports = [r.port for r in self.replicas[i]] if i < len(self.replicas) else self._ports()[i]
         # Replica 0 keeps the single-copy layout, so a data directory works with and without replicas.
+        return self._shard_process(self._data_root, self.active, i, replica, ports)
+
+    def _ports(self) -> list[list[int]]:
+        """Ports of the active generation's shards before they start, chosen once for all of them, since
+        replicas are each other's peers (a restart keeps each process's port, so addresses stay the same)."""
+        n_shards, replicas = self._shape
+        if [len(p) for p in self._planned_ports] != [replicas] * n_shards:
+            self._planned_ports = [[free_port() for _ in range(replicas)] for _ in range(n_shards)]
+        return self._planned_ports
+
+    def _shard_process(self, data_root: Path, generation: str, i: int, replica: int,
+                       ports: list[int]) -> ServiceProcess:
+        """Replica ``replica`` of shard ``i`` of a generation; ``ports`` are that shard's replicas' ports."""
         name = f"shard-{i}" if replica == 0 else f"shard-{i}-replica-{replica}"
+        log_name = name if generation == STATIC_NAME else f"{generation}-{name}"
+        peers = "|".join(f"127.0.0.1:{p}" for r, p in enumerate(ports) if r != replica)
         return ServiceProcess("services.index", self._env(
-            "VIDSEARCH_INDEX", data_dir=self.root / name, shard_name=f"shard-{i}",
+            "VIDSEARCH_INDEX", data_dir=data_root / name, shard_name=f"shard-{i}",
             seal_threshold=self.config.seal_threshold, peers=peers or None, replica=replica if peers else None),
-            self.logs / f"{name}.log", port=ports[replica], env_prefix="VIDSEARCH_INDEX")
+            self.logs / f"{log_name}.log", port=ports[replica], env_prefix="VIDSEARCH_INDEX")
 
     def _encoder(self) -> ServiceProcess:
         port = self.encoder.port if self.encoder is not None else None
+        return self._encoder_process(self._checkpoint, "encoder", port)
+
+    def _encoder_process(self, checkpoint: Path, log_name: str, port: int | None = None) -> ServiceProcess:
         return ServiceProcess("services.encoder", self._env(
-            "VIDSEARCH_ENCODER", checkpoint=self.config.checkpoint), self.logs / "encoder.log", port=port,
+            "VIDSEARCH_ENCODER", checkpoint=checkpoint), self.logs / f"{log_name}.log", port=port,
             env_prefix="VIDSEARCH_ENCODER")
 
     def _gateway(self) -> ServiceProcess:
         assert self.encoder is not None, "start the encoder first"
         return ServiceProcess("services.gateway", {**self._tls_env("VIDSEARCH_GATEWAY"), **self._env(
             "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=self.shard_targets,
-            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file)},
+            redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file,
+            key_prefix=self.key_prefix)},
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY",
             probe_tls=self._probe_tls)
 
@@ -170,9 +234,12 @@ class LocalStack:
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):
             self.redis = RedisServer(self.root / "redis").start()
-        self.replicas = [[self._shard(i, r).start() for r in range(self.config.replicas)]
-                         for i in range(self.config.n_shards)]
+        self._shape = n_shards, replicas = self._resume_generation()
+        ports = self._ports()
+        self.replicas = [[self._shard_process(self._data_root, self.active, i, r, ports[i]).start()
+                          for r in range(replicas)] for i in range(n_shards)]
         self.encoder = self._encoder().start()
+        self._publish_routing(timeout_s)
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
         self.gateway = self._gateway().start()
@@ -186,9 +253,132 @@ class LocalStack:
         return self
 
     @property
+    def _active_record(self) -> Path:
+        return self.root / "generations" / "active.json"
+
+    def _resume_generation(self) -> tuple[int, int]:
+        """The shape to start: the configured one, or that of the generation a migration left active."""
+        try:
+            record = json.loads(self._active_record.read_text())
+        except FileNotFoundError:
+            return self.config.n_shards, self.config.replicas
+        self.active, self._checkpoint = record["name"], Path(record["checkpoint"])
+        self._data_root = self.root / "generations" / self.active
+        log.info("starting generation %s (left active by a migration): %d shards", self.active, record["n_shards"])
+        return int(record["n_shards"]), int(record["replicas"])
+
+    def _publish_routing(self, timeout_s: float) -> None:
+        """A routing document left in Redis by a migration names the ports of the last run: rewrite it with
+        this run's, before gateway and ingest read it (without one, their settings are the routing)."""
+        if self.redis is None:
+            return
+        client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            key = routing_key(self.key_prefix)
+            stored = client.get(key)
+            if stored is None:
+                return
+            assert self.encoder is not None
+            self.encoder.wait_serving(timeout=timeout_s)
+            generation = self.describe_generation()
+            client.set(key, Routing(Routing.from_json(stored).version + 1, generation.name,
+                                    {generation.name: generation}).to_json())
+        finally:
+            client.close()
+
+    def _record_active(self) -> None:
+        """Remembers the active generation's shape, so the next start of the stack starts it."""
+        if self.active == STATIC_NAME:
+            self._active_record.unlink(missing_ok=True)
+            return
+        self._active_record.parent.mkdir(parents=True, exist_ok=True)
+        self._active_record.write_text(json.dumps({
+            "name": self.active, "checkpoint": str(self._checkpoint), "n_shards": len(self.replicas),
+            "replicas": len(self.replicas[0])}))
+
+    @property
     def processes(self) -> list[ServiceProcess]:
         shards = [p for replicas in self.replicas for p in replicas]
-        return [p for p in (*shards, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
+        others = [p for g in self.others.values() for p in (*g.shard_processes, g.encoder) if p is not self.encoder]
+        return [p for p in (*shards, *others, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
+
+    # --- index generations -----------------------------------------------------------------------
+
+    def generation(self, name: str | None = None) -> LocalGeneration:
+        """The processes of a generation (default: the active one)."""
+        name = name or self.active
+        if name == self.active:
+            assert self.encoder is not None, "start the stack first"
+            return LocalGeneration(name, self._checkpoint, self.encoder, self.replicas, self._data_root)
+        return self.others[name]
+
+    def describe_generation(self, name: str | None = None) -> Generation:
+        """A generation as the routing document names it; its model id asked from its encoder."""
+        local = self.generation(name)
+        return Generation(local.name, encoder_model_id(local.encoder.address), local.encoder.address,
+                          tuple(local.shard_targets.split(",")))
+
+    def start_generation(self, name: str, checkpoint: Path | None, n_shards: int, replicas: int | None = None,
+                         timeout_s: float = 180.0) -> Generation:
+        """Starts a new generation's shards (empty, under ``generations/<name>/``), and its own encoder when
+        ``checkpoint`` differs from the active one's (else it shares that encoder); returns it, serving."""
+        if name == self.active or name in self.others:
+            raise ValueError(f"generation {name} already runs")
+        if n_shards < 1:
+            raise ValueError(f"a generation needs at least one shard, got {n_shards}")
+        active = self.generation()
+        checkpoint = Path(checkpoint).resolve() if checkpoint is not None else active.checkpoint
+        data_root = self.root / "generations" / name
+        data_root.mkdir(parents=True, exist_ok=True)
+        own_encoder = checkpoint != active.checkpoint
+        encoder = self._encoder_process(checkpoint, f"{name}-encoder").start() if own_encoder else active.encoder
+        replicas = replicas or self.config.replicas
+        ports = [[free_port() for _ in range(replicas)] for _ in range(n_shards)]
+        shards = [[self._shard_process(data_root, name, i, r, ports[i]).start() for r in range(replicas)]
+                  for i in range(n_shards)]
+        local = LocalGeneration(name, checkpoint, encoder, shards, data_root)
+        self.others[name] = local
+        try:
+            for proc in ([encoder] if own_encoder else []) + local.shard_processes:
+                proc.wait_serving(timeout=timeout_s)
+        except BaseException:
+            self.stop_generation(name, remove_data=True)
+            raise
+        return self.describe_generation(name)
+
+    def activate(self, name: str) -> None:
+        """Makes ``name`` the stack's view (after the routing switched to it): ``replicas``, ``encoder``,
+        ``shard_targets`` and restarts then mean that generation; the one before becomes one of ``others``."""
+        if name == self.active:
+            return
+        before = self.generation()
+        local = self.others.pop(name)
+        self.others[before.name] = before
+        self.active, self.replicas, self.encoder = name, local.replicas, local.encoder
+        self._data_root, self._checkpoint = local.data_root, local.checkpoint
+        self._record_active()
+
+    def stop_generation(self, name: str, *, remove_data: bool = False) -> None:
+        """Stops a generation that is not active (its encoder too, unless another generation uses it)."""
+        if name == self.active:
+            raise ValueError(f"generation {name} is active; activate another one first")
+        local = self.others.pop(name)
+        in_use = {self.encoder, *(g.encoder for g in self.others.values())}
+        procs = local.shard_processes + ([] if local.encoder in in_use else [local.encoder])
+        for proc in procs:  # all drain at once, not one after another
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the rest whatever one did
+                log.warning("stopping %s: %s", proc.module, exc)
+        if remove_data:
+            if local.data_root == self.root:  # g0 keeps its shards at the top of the data directory
+                for path in self.root.glob("shard-*"):
+                    shutil.rmtree(path, ignore_errors=True)
+            else:
+                shutil.rmtree(local.data_root, ignore_errors=True)
 
     def describe(self) -> dict[str, object]:
         """Addresses of everything running, as ``vidsearch up`` prints and records them."""

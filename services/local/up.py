@@ -1,4 +1,5 @@
-"""``vidsearch up``: the whole system on loopback until Ctrl-C."""
+"""``vidsearch up``: the whole system on loopback until Ctrl-C, carrying out the requests of commands
+such as ``vidsearch reshard`` (``services.local.requests``) meanwhile."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from services.local import reshard  # noqa: F401 - registers its request handler
+from services.local.requests import RequestInbox
 from services.local.stack import LocalStack, StackConfig
 
 DEFAULT_MODEL = Path("models/default")
@@ -47,7 +50,9 @@ def run(args) -> int:
         (stack.root / "stack.json").write_text(json.dumps(info, indent=2))
         print(json.dumps(info, indent=2))
         print(f"vidsearch is up. Open {info['web']} in a browser. Ctrl-C stops every service.")
-        stop.wait()
+        inbox = RequestInbox(stack)
+        while not stop.wait(0.5):
+            inbox.poll()
     except KeyboardInterrupt:
         pass
     finally:

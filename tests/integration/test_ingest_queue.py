@@ -16,6 +16,7 @@ import pytest
 
 from services.common.clip_ids import thumbnail_key
 from services.common.errors import DependencyDown, InvalidInput, NotFound
+from services.common.generations import GenerationPool
 from services.ingest import jobs
 from services.ingest.jobs import ClaimKind, JobCancelled, JobEvents, JobQueue, Renewal, Superseded
 from services.ingest.pipeline import Outcome
@@ -259,8 +260,8 @@ def _runtime(redis_url: str, tmp_path: Path, pipeline: ScriptedPipeline, **cfg) 
     settings = IngestSettings(redis_url=redis_url, encoder="unused:1", index_shards=("unused:1",),
                               media_root=tmp_path / "media", claim_idle_ms=cfg.pop("claim_idle_ms", 2000),
                               retry_base_seconds=0.05, retry_max_seconds=0.2, **cfg)
-    return Runtime(settings, _queue(redis_url), FakeShards(), MediaStore(settings.media_root), None, None,
-                   pipeline)
+    return Runtime(settings, _queue(redis_url), GenerationPool.fixed(None, FakeShards()),
+                   MediaStore(settings.media_root), None, pipeline)
 
 
 async def _final(queue: JobQueue, job_id: str, timeout: float = 20.0):
@@ -330,7 +331,8 @@ def test_a_poison_job_is_dead_lettered_and_the_worker_carries_on(redis_url: str,
         assert (await _final(rt.queue, after.job_id)).state is JobState.SUCCEEDED
         dead = await rt.queue.dead_letters()
         assert [d["job_id"] for d in dead] == [poison.job_id]
-        assert rt.shards.shard.deleted == ["poison:000000000"]  # a failed job leaves no clips behind
+        # A failed job leaves no clips behind.
+        assert rt.generations.snapshot().shards.shard.deleted == ["poison:000000000"]
         # Entries that name no job, or a job with no record, are dead-lettered too.
         await rt.queue.redis.xadd(rt.queue.stream, {"garbage": "1"})
         await rt.queue.redis.xadd(rt.queue.stream, {"job_id": "never-submitted"})
@@ -373,7 +375,7 @@ def test_cancel_mid_job_removes_the_clips_written(redis_url: str, tmp_path: Path
         assert (await rt.queue.cancel(job.job_id)).state is JobState.CANCELLED
         gate.set()
         await _wait_for(lambda: _forgotten(rt.queue, job.job_id))
-        assert sorted(rt.shards.shard.deleted) == ["cancelme:000000000", "cancelme:000001000"]
+        assert sorted(rt.generations.snapshot().shards.shard.deleted) == ["cancelme:000000000", "cancelme:000001000"]
         assert not (rt.media.root / "thumbs" / "cancelme").exists() or not any(
             (rt.media.root / "thumbs" / "cancelme").iterdir())
         final = await rt.queue.get(job.job_id)

@@ -423,6 +423,18 @@ CASES = [
          MALFORMED),
     Case("garbage request", "index.Stats", lambda c: c.raw("index", IDX + "Stats", b"\xff\xff\xff"), INVALID,
          MALFORMED),
+    Case("page_size 10001", "index.Scan", lambda c: list(c.index.Scan(index_pb2.ScanRequest(page_size=10_001),
+                                                                     timeout=30)), INVALID, "page_size"),
+    Case("negative limit", "index.Scan", lambda c: list(c.index.Scan(index_pb2.ScanRequest(limit=-1), timeout=30)),
+         INVALID, "limit"),
+    Case("empty video id", "index.Scan", lambda c: list(c.index.Scan(index_pb2.ScanRequest(video_ids=[""]),
+                                                                    timeout=30)), INVALID, "must not be empty"),
+    Case("501 video ids", "index.Scan", lambda c: list(c.index.Scan(index_pb2.ScanRequest(
+        video_ids=[f"v{i}" for i in range(501)]), timeout=30)), INVALID, "at most 500"),
+    Case("past the last clip", "index.Scan", lambda c: list(c.index.Scan(index_pb2.ScanRequest(
+        after_clip_id="\U0010ffff"), timeout=30)), "OK", check=lambda r: r == []),
+    Case("non-UTF-8 resume id", "index.Scan", lambda c: c.raw_stream_out("index", IDX + "Scan", wire(1, NOT_UTF8)),
+         INVALID, "bad UTF-8"),
     # ---------------------------------------------------------------- ingest.IngestService
     Case("empty uri", "ingest.SubmitVideo", submit(""), INVALID, "uri must not be empty"),
     Case("path traversal", "ingest.SubmitVideo", submit("{library}/../../../etc/passwd"), INVALID, "'..'"),

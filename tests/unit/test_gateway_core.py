@@ -16,6 +16,7 @@ import pytest
 
 from services.common.clip_ids import clip_id_for
 from services.common.errors import DependencyDown, InvalidInput, NotFound
+from services.common.generations import GenerationPool
 from services.common.shards import shard_for_video
 from services.gateway.cache import LocalLRUCache, cache_key, normalise_text
 from services.gateway.search import DEFAULT_MAX_TEXT_CHARS, MAX_TOP_K, Query, SearchCore, SearchOptions
@@ -66,8 +67,9 @@ def _hit(video_id: str, start_s: float, score: float, shard: str = "") -> common
 class FakeShard:
     """Answers every query with its fixed hits (best first), or raises ``error``; records each search."""
 
-    def __init__(self, name: str, hits=(), error: BaseException | None = None) -> None:
+    def __init__(self, name: str, hits=(), error: BaseException | None = None, model_id: str = "") -> None:
         self.name = name
+        self.model_id = model_id  # the model the shard says it holds; empty: a shard too old to say
         self.hits = sorted(hits, key=lambda h: -h.score)
         for h in self.hits:
             h.shard = name
@@ -79,7 +81,8 @@ class FakeShard:
         self.searches.append(SimpleNamespace(queries=np.array(queries), top_k=top_k, filter=flt, timeout_s=timeout_s))
         if self.error is not None:
             raise self.error
-        return index_pb2.SearchResponse(results=[index_pb2.QueryHits(hits=self.hits[:top_k]) for _ in queries])
+        return index_pb2.SearchResponse(results=[index_pb2.QueryHits(hits=self.hits[:top_k]) for _ in queries],
+                                        model_id=self.model_id)
 
     async def get(self, clip_ids, include_vectors=False, timeout_s=None):
         found = [self.clips[c] for c in clip_ids if c in self.clips]
@@ -105,7 +108,7 @@ class FakeShardSet:
 
 def _core(*shards: FakeShard, encoder: FakeEncoder | None = None) -> SearchCore:
     shards = shards or (FakeShard("shard-0", [_hit("v0", 0, 0.5)]),)
-    return SearchCore(encoder or FakeEncoder(), FakeShardSet(list(shards)), LocalLRUCache())
+    return SearchCore(GenerationPool.fixed(encoder or FakeEncoder(), FakeShardSet(list(shards))), LocalLRUCache())
 
 
 def _search(core: SearchCore, *queries: Query, top_k: int = 10, **options):
@@ -319,7 +322,7 @@ def test_a_clip_id_query_searches_with_the_clips_stored_vector_and_leaves_the_cl
                                    vector=common_pb2.Vector(values=[0.5, 0.5, 0.5, 0.5]))
     shard_set.store(stored)
     encoder = FakeEncoder()
-    core = SearchCore(encoder, shard_set, LocalLRUCache())
+    core = SearchCore(GenerationPool.fixed(encoder, shard_set), LocalLRUCache())
     result = asyncio.run(core.search(Query(clip_id=me.clip.clip_id), SearchOptions(top_k=3)))
     assert encoder.encoded == []  # the vector comes from the index, not the encoder
     assert not result.cache_hit
@@ -354,3 +357,23 @@ def test_the_text_limit_is_the_encoders() -> None:
 
     asyncio.run(go())
     assert encoder.encoded == [("text", b"x" * 20)]
+
+
+# --- index generations -------------------------------------------------------------------------
+
+def test_hits_of_a_shard_holding_another_model_are_never_merged() -> None:
+    good = FakeShard("shard-0", [_hit("v0", 0, 0.5)], model_id="model-a")
+    stale = FakeShard("shard-1", [_hit("v1", 0, 0.9)], model_id="model-old")
+    result = _search(_core(good, stale), Query(text="a red car"))[0]
+    assert _ids(result) == [clip_id_for("v0", 0)]
+    assert result.failed_shards == ["shard-1"]
+    assert result.model_id == "model-a"
+
+
+def test_an_encoder_serving_another_model_than_its_generation_fails_the_search() -> None:
+    shard = FakeShard("shard-0", [_hit("v0", 0, 0.5)], model_id="model-b")
+    core = SearchCore(GenerationPool.fixed(FakeEncoder("model-a"), FakeShardSet([shard]), model_id="model-b"),
+                      LocalLRUCache())
+    with pytest.raises(DependencyDown, match="model-a"):
+        _search(core, Query(text="a red car"))
+    assert shard.searches == []

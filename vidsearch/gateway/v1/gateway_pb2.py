@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vidsearch.common.v1 import common_pb2 as vidsearch_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"vidsearch/gateway/v1/gateway.proto\x12\x14vidsearch.gateway.v1\x1a vidsearch/common/v1/common.proto\"+\n\tTextQuery\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"F\n\nVideoQuery\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x15\n\rstart_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x03 \x01(\x01\"\xfd\x01\n\rSearchRequest\x12/\n\x04text\x18\x01 \x01(\x0b\x32\x1f.vidsearch.gateway.v1.TextQueryH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x31\n\x05video\x18\x03 \x01(\x0b\x32 .vidsearch.gateway.v1.VideoQueryH\x00\x12\x11\n\x07\x63lip_id\x18\x04 \x01(\tH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x31\n\x06\x66ilter\x18\x06 \x01(\x0b\x32!.vidsearch.common.v1.SearchFilter\x12\x19\n\x11\x63ollapse_by_video\x18\x07 \x01(\x08\x42\x07\n\x05query\"T\n\x07Timings\x12\x11\n\tencode_ms\x18\x01 \x01(\x01\x12\x11\n\tsearch_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"\x82\x03\n\tSearchHit\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x12\x16\n\x0estart_timecode\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0f\n\x07\x63\x61ption\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12\x15\n\rthumbnail_ref\x18\t \x01(\t\x12\r\n\x05shard\x18\n \x01(\t\x12?\n\x08metadata\x18\x0b \x03(\x0b\x32-.vidsearch.gateway.v1.SearchHit.MetadataEntry\x12\x17\n\x0fsource_timecode\x18\x0c \x01(\t\x12\x1b\n\x13source_end_timecode\x18\r \x01(\t\x12\x12\n\nframe_rate\x18\x0e \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x0eSearchResponse\x12-\n\x04hits\x18\x01 \x03(\x0b\x32\x1f.vidsearch.gateway.v1.SearchHit\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x15\n\rfailed_shards\x18\x04 \x03(\t\x12.\n\x07timings\x18\x05 \x01(\x0b\x32\x1d.vidsearch.gateway.v1.Timings\"K\n\x12\x42\x61tchSearchRequest\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.vidsearch.gateway.v1.SearchRequest\"N\n\x13\x42\x61tchSearchResponse\x12\x37\n\tresponses\x18\x01 \x03(\x0b\x32$.vidsearch.gateway.v1.SearchResponse\"\x92\x01\n\x14SearchByVideoRequest\x12\x35\n\x06search\x18\x01 \x01(\x0b\x32#.vidsearch.gateway.v1.SearchRequestH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x42\x06\n\x04part\"M\n\x15SearchByVideoResponse\x12\x34\n\x06result\x18\x01 \x01(\x0b\x32$.vidsearch.gateway.v1.SearchResponse\"&\n\x13GetThumbnailRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\";\n\x14GetThumbnailResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"!\n\x0eGetClipRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\"a\n\x0fGetClipResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x32\xf5\x03\n\rSearchService\x12S\n\x06Search\x12#.vidsearch.gateway.v1.SearchRequest\x1a$.vidsearch.gateway.v1.SearchResponse\x12\x62\n\x0b\x42\x61tchSearch\x12(.vidsearch.gateway.v1.BatchSearchRequest\x1a).vidsearch.gateway.v1.BatchSearchResponse\x12j\n\rSearchByVideo\x12*.vidsearch.gateway.v1.SearchByVideoRequest\x1a+.vidsearch.gateway.v1.SearchByVideoResponse(\x01\x12\x65\n\x0cGetThumbnail\x12).vidsearch.gateway.v1.GetThumbnailRequest\x1a*.vidsearch.gateway.v1.GetThumbnailResponse\x12X\n\x07GetClip\x12$.vidsearch.gateway.v1.GetClipRequest\x1a%.vidsearch.gateway.v1.GetClipResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"vidsearch/gateway/v1/gateway.proto\x12\x14vidsearch.gateway.v1\x1a vidsearch/common/v1/common.proto\"+\n\tTextQuery\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"F\n\nVideoQuery\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x15\n\rstart_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x03 \x01(\x01\"\xfd\x01\n\rSearchRequest\x12/\n\x04text\x18\x01 \x01(\x0b\x32\x1f.vidsearch.gateway.v1.TextQueryH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x31\n\x05video\x18\x03 \x01(\x0b\x32 .vidsearch.gateway.v1.VideoQueryH\x00\x12\x11\n\x07\x63lip_id\x18\x04 \x01(\tH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x31\n\x06\x66ilter\x18\x06 \x01(\x0b\x32!.vidsearch.common.v1.SearchFilter\x12\x19\n\x11\x63ollapse_by_video\x18\x07 \x01(\x08\x42\x07\n\x05query\"T\n\x07Timings\x12\x11\n\tencode_ms\x18\x01 \x01(\x01\x12\x11\n\tsearch_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"\x94\x03\n\tSearchHit\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x12\x16\n\x0estart_timecode\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0f\n\x07\x63\x61ption\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12\x15\n\rthumbnail_ref\x18\t \x01(\t\x12\r\n\x05shard\x18\n \x01(\t\x12?\n\x08metadata\x18\x0b \x03(\x0b\x32-.vidsearch.gateway.v1.SearchHit.MetadataEntry\x12\x17\n\x0fsource_timecode\x18\x0c \x01(\t\x12\x1b\n\x13source_end_timecode\x18\r \x01(\t\x12\x12\n\nframe_rate\x18\x0e \x01(\t\x12\x10\n\x08model_id\x18\x0f \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x0eSearchResponse\x12-\n\x04hits\x18\x01 \x03(\x0b\x32\x1f.vidsearch.gateway.v1.SearchHit\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x15\n\rfailed_shards\x18\x04 \x03(\t\x12.\n\x07timings\x18\x05 \x01(\x0b\x32\x1d.vidsearch.gateway.v1.Timings\"K\n\x12\x42\x61tchSearchRequest\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.vidsearch.gateway.v1.SearchRequest\"N\n\x13\x42\x61tchSearchResponse\x12\x37\n\tresponses\x18\x01 \x03(\x0b\x32$.vidsearch.gateway.v1.SearchResponse\"\x92\x01\n\x14SearchByVideoRequest\x12\x35\n\x06search\x18\x01 \x01(\x0b\x32#.vidsearch.gateway.v1.SearchRequestH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x42\x06\n\x04part\"M\n\x15SearchByVideoResponse\x12\x34\n\x06result\x18\x01 \x01(\x0b\x32$.vidsearch.gateway.v1.SearchResponse\"&\n\x13GetThumbnailRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\";\n\x14GetThumbnailResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"!\n\x0eGetClipRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\"a\n\x0fGetClipResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x01\x32\xf5\x03\n\rSearchService\x12S\n\x06Search\x12#.vidsearch.gateway.v1.SearchRequest\x1a$.vidsearch.gateway.v1.SearchResponse\x12\x62\n\x0b\x42\x61tchSearch\x12(.vidsearch.gateway.v1.BatchSearchRequest\x1a).vidsearch.gateway.v1.BatchSearchResponse\x12j\n\rSearchByVideo\x12*.vidsearch.gateway.v1.SearchByVideoRequest\x1a+.vidsearch.gateway.v1.SearchByVideoResponse(\x01\x12\x65\n\x0cGetThumbnail\x12).vidsearch.gateway.v1.GetThumbnailRequest\x1a*.vidsearch.gateway.v1.GetThumbnailResponse\x12X\n\x07GetClip\x12$.vidsearch.gateway.v1.GetClipRequest\x1a%.vidsearch.gateway.v1.GetClipResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,27 +43,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMINGS']._serialized_start=467
   _globals['_TIMINGS']._serialized_end=551
   _globals['_SEARCHHIT']._serialized_start=554
-  _globals['_SEARCHHIT']._serialized_end=940
-  _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=893
-  _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=940
-  _globals['_SEARCHRESPONSE']._serialized_start=943
-  _globals['_SEARCHRESPONSE']._serialized_end=1112
-  _globals['_BATCHSEARCHREQUEST']._serialized_start=1114
-  _globals['_BATCHSEARCHREQUEST']._serialized_end=1189
-  _globals['_BATCHSEARCHRESPONSE']._serialized_start=1191
-  _globals['_BATCHSEARCHRESPONSE']._serialized_end=1269
-  _globals['_SEARCHBYVIDEOREQUEST']._serialized_start=1272
-  _globals['_SEARCHBYVIDEOREQUEST']._serialized_end=1418
-  _globals['_SEARCHBYVIDEORESPONSE']._serialized_start=1420
-  _globals['_SEARCHBYVIDEORESPONSE']._serialized_end=1497
-  _globals['_GETTHUMBNAILREQUEST']._serialized_start=1499
-  _globals['_GETTHUMBNAILREQUEST']._serialized_end=1537
-  _globals['_GETTHUMBNAILRESPONSE']._serialized_start=1539
-  _globals['_GETTHUMBNAILRESPONSE']._serialized_end=1598
-  _globals['_GETCLIPREQUEST']._serialized_start=1600
-  _globals['_GETCLIPREQUEST']._serialized_end=1633
-  _globals['_GETCLIPRESPONSE']._serialized_start=1635
-  _globals['_GETCLIPRESPONSE']._serialized_end=1732
-  _globals['_SEARCHSERVICE']._serialized_start=1735
-  _globals['_SEARCHSERVICE']._serialized_end=2236
+  _globals['_SEARCHHIT']._serialized_end=958
+  _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=911
+  _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=958
+  _globals['_SEARCHRESPONSE']._serialized_start=961
+  _globals['_SEARCHRESPONSE']._serialized_end=1130
+  _globals['_BATCHSEARCHREQUEST']._serialized_start=1132
+  _globals['_BATCHSEARCHREQUEST']._serialized_end=1207
+  _globals['_BATCHSEARCHRESPONSE']._serialized_start=1209
+  _globals['_BATCHSEARCHRESPONSE']._serialized_end=1287
+  _globals['_SEARCHBYVIDEOREQUEST']._serialized_start=1290
+  _globals['_SEARCHBYVIDEOREQUEST']._serialized_end=1436
+  _globals['_SEARCHBYVIDEORESPONSE']._serialized_start=1438
+  _globals['_SEARCHBYVIDEORESPONSE']._serialized_end=1515
+  _globals['_GETTHUMBNAILREQUEST']._serialized_start=1517
+  _globals['_GETTHUMBNAILREQUEST']._serialized_end=1555
+  _globals['_GETTHUMBNAILRESPONSE']._serialized_start=1557
+  _globals['_GETTHUMBNAILRESPONSE']._serialized_end=1616
+  _globals['_GETCLIPREQUEST']._serialized_start=1618
+  _globals['_GETCLIPREQUEST']._serialized_end=1651
+  _globals['_GETCLIPRESPONSE']._serialized_start=1653
+  _globals['_GETCLIPRESPONSE']._serialized_end=1750
+  _globals['_SEARCHSERVICE']._serialized_start=1753
+  _globals['_SEARCHSERVICE']._serialized_end=2254
 # @@protoc_insertion_point(module_scope)

@@ -56,7 +56,7 @@ class Timings(_message.Message):
     def __init__(self, encode_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("clip_id", "video_id", "start_seconds", "end_seconds", "start_timecode", "score", "caption", "tags", "thumbnail_ref", "shard", "metadata", "source_timecode", "source_end_timecode", "frame_rate")
+    __slots__ = ("clip_id", "video_id", "start_seconds", "end_seconds", "start_timecode", "score", "caption", "tags", "thumbnail_ref", "shard", "metadata", "source_timecode", "source_end_timecode", "frame_rate", "model_id")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class SearchHit(_message.Message):
     SOURCE_TIMECODE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_END_TIMECODE_FIELD_NUMBER: _ClassVar[int]
     FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     clip_id: str
     video_id: str
     start_seconds: float
@@ -92,7 +93,8 @@ class SearchHit(_message.Message):
     source_timecode: str
     source_end_timecode: str
     frame_rate: str
-    def __init__(self, clip_id: _Optional[str] = ..., video_id: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., start_timecode: _Optional[str] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., thumbnail_ref: _Optional[str] = ..., shard: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_timecode: _Optional[str] = ..., source_end_timecode: _Optional[str] = ..., frame_rate: _Optional[str] = ...) -> None: ...
+    model_id: str
+    def __init__(self, clip_id: _Optional[str] = ..., video_id: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., start_timecode: _Optional[str] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., thumbnail_ref: _Optional[str] = ..., shard: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_timecode: _Optional[str] = ..., source_end_timecode: _Optional[str] = ..., frame_rate: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "model_id", "partial", "failed_shards", "timings")
