@@ -56,7 +56,11 @@ async def migrate_stack(stack: LocalStack, *, checkpoint: Path | None, n_shards:
         source = routing.current
         name = routing.next_name()
         target = await asyncio.to_thread(stack.start_generation, name, checkpoint, n_shards, replicas)
-        fill, close = make_filler(source, target)
+        try:
+            fill, close = make_filler(source, target)
+        except BaseException:
+            await _abandon(stack, store, name)
+            raise
 
         def tell(state: Progress) -> None:
             if state.phase == "draining" and stack.active != name:
