@@ -115,9 +115,8 @@ def exact_search(vectors: np.ndarray):
 def shard_options(args: argparse.Namespace, n: int) -> dict:
     rows = args.segment_rows if 0 < args.segment_rows < n else n + 1
     return {"seal_threshold": rows, "max_segment_rows": rows, "search_threads": args.search_threads,
-            "n_trees": args.n_trees,
-            "annoy_dim": args.annoy_dim, "rerank": args.rerank, "recall_target": args.recall_target,
-            "seed": args.seed}
+            "segment_engine": args.engine, "n_trees": args.n_trees, "annoy_dim": args.annoy_dim,
+            "rerank": args.rerank or None, "recall_target": args.recall_target, "seed": args.seed}
 
 
 def _rss_bytes() -> int:
@@ -157,8 +156,9 @@ def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) ->
         "segments": len(segments),
         "search_k": [s.search_k for s in segments] if len(segments) > 1 else segment.search_k,
         "calibrated_recall": round(min(s.manifest["calibration"]["recall"] for s in segments), 4),
-        "n_trees": segment.n_trees,
-        "annoy_dim": segment.annoy_dim,
+        "engine": segment.engine,
+        **{key: segment.manifest[key] for key in ("n_trees", "annoy_dim", "m", "ef_construction")
+           if key in segment.manifest},
         "rerank": segment.rerank,
         "ingest_seconds": round(ingest_s, 2),
         "build_seconds": round(build_s, 2),
@@ -276,9 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
     p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
     p.add_argument("--spread", type=float, default=1.0, help="noise norm around a unit cluster centre")
-    p.add_argument("--n-trees", type=int, default=64)
+    p.add_argument("--engine", default="annoy", help="segment engine: hnsw or annoy")
+    p.add_argument("--n-trees", type=int, default=64, help="Annoy trees per segment")
     p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
-    p.add_argument("--rerank", type=int, default=200, help="candidates re-ranked exactly per query")
+    p.add_argument("--rerank", type=int, default=0,
+                   help="least candidates re-ranked exactly per query (0: the engine's default)")
     p.add_argument("--segment-rows", type=int, default=0,
                    help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
     p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
