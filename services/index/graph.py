@@ -99,5 +99,6 @@ class GraphSegment(Segment):
         return min(super().effective_search_k(n, search_k), max(self.n_items, 1))
 
     def visits(self, n: int, search_k: int | None = None) -> int:
-        # A walk scores the links of about every node on its candidate list: efSearch * 2m at layer 0.
-        return self.effective_search_k(n, search_k) * 2 * self.m
+        # A walk scores the unseen links of about every node on its candidate list: of the 2m links
+        # a node has at layer 0, about half are new.
+        return self.effective_search_k(n, search_k) * self.m

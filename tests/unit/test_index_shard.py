@@ -342,10 +342,10 @@ def test_compaction_drops_tombstones_and_preserves_results(tmp_path: Path, corpu
 # ---------------------------------------------------------------------------- recovery
 
 
-def _damage_first_segment(path: Path, how: str) -> None:
+def _damage_first_segment(path: Path, how: str, engine_file: str) -> None:
     manifest = json.loads((path / "segments.json").read_text())
     name = manifest["segments"][0]["name"]
-    target = path / "segments" / f"{name}.ann"
+    target = path / "segments" / f"{name}{engine_file}"
     if how == "delete":
         target.unlink()
     elif how == "truncate":
@@ -354,18 +354,20 @@ def _damage_first_segment(path: Path, how: str) -> None:
         (path / "segments.json").write_text("{ broken")
 
 
+@pytest.mark.parametrize(("engine", "engine_file"), [("annoy", ".ann"), ("hnsw", ".hnsw")])
 @pytest.mark.parametrize("how", ["delete", "truncate", "manifest"])
-def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dict, how: str, caplog) -> None:
+def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dict, how: str, engine: str,
+                                                      engine_file: str, caplog) -> None:
     recs = corpus["records"][:6000]
-    shard = ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=3000, n_trees=4)
+    shard = ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=3000, n_trees=4, segment_engine=engine)
     shard.upsert(recs[:3000])
     shard.upsert(recs[3000:])
     shard.delete([recs[10].clip_id])
     shard.close()
-    _damage_first_segment(tmp_path, how)
+    _damage_first_segment(tmp_path, how, engine_file)
     by_id = {r.clip_id: r.vector for r in recs if r.clip_id != recs[10].clip_id}
     with caplog.at_level(logging.WARNING, logger="services.index.shard"):
-        reopened = ShardIndex(tmp_path, seal_threshold=3000, n_trees=4)
+        reopened = ShardIndex(tmp_path, seal_threshold=3000, n_trees=4, segment_engine=engine)
     with reopened:
         assert any("rebuild" in r.getMessage() for r in caplog.records)
         assert reopened.stats()["live"] == 5999  # nothing dropped, even before the rebuild lands
@@ -376,6 +378,7 @@ def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dic
         # A lost manifest puts every row back in the fresh buffer, sealed as one new segment.
         assert stats["live"] == 5999 and stats["fresh"] == 0
         assert stats["segments"] == (1 if how == "manifest" else 2)
+        assert {p.segment.engine for p in reopened._segments} == {engine}
         assert_same_hits(reopened.search(q[None], 10, search_k=10**7)[0], brute_force(by_id, q, 10))
 
 
@@ -547,3 +550,49 @@ def test_segments_searched_on_threads_give_the_same_hits(tmp_path: Path, corpus:
         assert three.stats()["segments"] == 3
         for a, b in zip(one.search(corpus["queries"], 10), three.search(corpus["queries"], 10), strict=True):
             assert [(h.clip_id, h.score) for h in a] == [(h.clip_id, h.score) for h in b]
+
+
+# ---------------------------------------------------------------------------- graph engine
+
+
+def test_graph_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, segment_engine="hnsw") as shard:
+        assert [p.segment.engine for p in shard._segments] == ["hnsw"] * 3
+        # Large enough that the graph, not the small-segment exact scan, answers.
+        assert all(p.segment.visits(10) * 4 < p.size for p in shard._segments)
+        truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
+        results = shard.search(corpus["queries"], 10)
+        by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
+        found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
+                    for hits, t in zip(results, truth, strict=True))
+        assert found / truth.size >= 0.95
+        q = corpus["queries"][5]
+        np.testing.assert_allclose([h.score for h in results[5]],
+                                   [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+
+
+def test_a_shard_switched_to_the_graph_engine_keeps_its_forests_until_compaction(tmp_path: Path,
+                                                                                 corpus: dict) -> None:
+    recs = corpus["records"][:8000]
+    live = {r.clip_id: r.vector for r in recs if r.clip_id != recs[3].clip_id}
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4) as shard:
+        shard.upsert(recs[:4000])
+        shard.upsert(recs[4000:])
+        shard.delete([recs[3].clip_id])
+        shard.wait_for_builds()
+    with ShardIndex(tmp_path, seal_threshold=4000, segment_engine="hnsw") as shard:
+        assert [p.segment.engine for p in shard._segments] == ["annoy", "annoy"]
+        q = corpus["queries"][2]
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
+        shard.compact(wait=True, max_dead_fraction=0.0)
+        assert [p.segment.engine for p in shard._segments] == ["hnsw", "annoy"]
+        assert shard.stats()["live"] == 7999 and shard._store.held_vector_count() == 0
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
+    with ShardIndex(tmp_path, segment_engine="hnsw") as reopened:
+        assert [p.segment.engine for p in reopened._segments] == ["hnsw", "annoy"]
+        assert reopened.get([recs[5].clip_id]) == [recs[5]]
+
+
+def test_unknown_segment_engine_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="segment_engine"):
+        ShardIndex(tmp_path, model_id=MODEL, dim=DIM, segment_engine="ivf")
