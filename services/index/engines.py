@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from services.index.graph import GraphSegment
+from services.index.ivf import IvfSegment
 from services.index.segment import AnnoySegment, Segment, SegmentCorrupt, read_manifest
 
-ENGINES: dict[str, type[Segment]] = {AnnoySegment.engine: AnnoySegment, GraphSegment.engine: GraphSegment}
+ENGINES: dict[str, type[Segment]] = {AnnoySegment.engine: AnnoySegment, IvfSegment.engine: IvfSegment}
 
 
 def load_segment(directory: str | os.PathLike[str], name: str, *, dim: int | None = None) -> Segment:

@@ -5,8 +5,8 @@ A segment is a set of files named after it in one directory:
 - ``<name>.vectors.npy``     the unit vectors as float32, memory-mapped: exact scores come from
                              here, and once the segment is listed it is the rows' only vector copy
 - ``<name>.ids.json``        local id -> clip id and the store sequence number of that row
-- the engine's own files     the index that proposes candidates (an Annoy forest here, an HNSW
-                             graph in ``services.index.graph``)
+- the engine's own files     the index that proposes candidates (an Annoy forest here, faiss
+                             inverted lists in ``services.index.ivf``)
 - ``<name>.json``            manifest, written last: engine, counts, sizes, build parameters and
                              the calibrated ``search_k``; a segment without it does not exist
 
@@ -111,7 +111,7 @@ class Segment:
     @property
     def search_k(self) -> int:
         """Calibrated search effort for recall@``calibration_k`` >= the recall target (the engine's
-        unit: nodes Annoy inspects, or the graph's ``efSearch``)."""
+        unit: nodes Annoy inspects, or the IVF lists probed)."""
         return int(self.manifest["search_k"])
 
     @property
@@ -302,12 +302,17 @@ class Segment:
         """Least search effort that can return ``candidates`` ids."""
         return candidates
 
+    def _effort_resolution(self, k: int) -> int:
+        """The calibration stops narrowing the effort within this many units."""
+        return 1
+
     def _effort_bounds(self, k: int) -> tuple[int, int]:
         """(first, exhaustive) effort tried by the calibration for recall@``k``."""
         return self._least_effort(max(k + 1, self.rerank)), self.n_items
 
-    def visits(self, n: int, search_k: int | None = None) -> int:
-        """About how many vectors one query for ``n`` compares itself with (to weigh an exact scan)."""
+    def cost_in_rows(self, n: int, search_k: int | None = None) -> int:
+        """About how many rows an exact scan scores for the price of one query for ``n`` here (a
+        segment with no more rows than that is cheaper to scan exactly)."""
         return self.effective_search_k(n, search_k)
 
     # ------------------------------------------------------------------ search
@@ -450,6 +455,13 @@ class AnnoySegment(Segment):
     def _least_effort(self, candidates: int) -> int:
         return 2 * candidates
 
+    def _effort_resolution(self, k: int) -> int:
+        return k
+
+    def cost_in_rows(self, n: int, search_k: int | None = None) -> int:
+        # A contiguous matrix-vector product scores a row for a fraction of Annoy's per-node work.
+        return 4 * self.effective_search_k(n, search_k)
+
     def _effort_bounds(self, k: int) -> tuple[int, int]:
         # A projected forest re-ranks at least ``rerank`` candidates, so it starts from what that needs.
         first = 2 * max(k + 1, self.rerank) if self.rerank else max(k * self.n_trees, 2 * (k + 1))
@@ -498,7 +510,7 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
         if not ok and segment.rerank and hi_recall < before + 0.002:
             return hi, hi_recall, m  # the candidate pool, not search_k, limits recall: caller widens it
     # Narrow the last doubling step down to ~10% so we do not inspect up to twice the nodes needed.
-    while lo and hi - lo > max(k, hi // 10):
+    while lo and hi - lo > max(segment._effort_resolution(k), hi // 10):
         mid = (lo + hi) // 2
         mid_ok, mid_recall = recall(mid)
         if mid_ok:

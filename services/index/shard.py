@@ -4,7 +4,7 @@ Data directory layout::
 
     clips.sqlite3      ShardStore: every live record, and the vectors of rows not yet sealed
     segments.json      which sealed segments exist and which store sequence numbers each covers
-    segments/          segment files (Annoy or HNSW engine); a listed segment's vector file is its
+    segments/          segment files (IVF or Annoy engine); a listed segment's vector file is its
                        rows' one vector copy
 
 New rows land in the *fresh buffer*, searched exactly. At ``seal_threshold`` rows (or on ``seal()``)
@@ -49,9 +49,6 @@ MAX_K = 1000
 _STORE = "clips.sqlite3"
 _SEGMENT_DIR = "segments"
 _QUERY_CHUNK = 256
-# Scan a segment exactly when its engine would compare a query with at least 1/_EXACT_SCAN_RATIO of
-# its rows: a contiguous matrix-vector product costs a fraction of the engine's per-node work.
-_EXACT_SCAN_RATIO = 4
 
 
 class ShardStats(TypedDict):
@@ -85,10 +82,10 @@ class ShardIndex:
             takes the binding from its store, or, when new, from its first write; opening with a
             model or dimension other than the stored one is WrongState.
         seal_threshold: fresh-buffer rows that trigger a background segment build.
-        segment_engine: what proposes a sealed segment's candidates: ``"hnsw"`` (a faiss HNSW graph over
-            8-bit codes; its cost grows gently with the segment's rows) or ``"annoy"`` (a forest on
-            projected vectors). Segments built by the other engine are still opened and searched;
-            compaction rebuilds them with this one.
+        segment_engine: what proposes a sealed segment's candidates: ``"ivf"`` (faiss k-means lists of
+            about 256 rows as 8-bit codes; its cost grows gently with the segment's rows) or
+            ``"annoy"`` (a forest on projected vectors). Segments built by the other engine are still
+            opened and searched; compaction rebuilds them with this one.
         n_trees: Annoy trees per segment. More trees cost build time and ~1-2% index size each but
             cut the nodes a query must inspect for a given recall; at dim 512 and 200k rows, 64
             trees reach recall@10 0.95 with a fraction of the search_k that 16 trees need.
@@ -100,7 +97,7 @@ class ShardIndex:
             axes); candidates are re-ranked exactly, so the forest only has to find them. Below the
             vectors' dimension it cuts the forest's bytes and per-node work by ``dim / annoy_dim``.
         rerank: least candidates a segment re-ranks exactly per query (None: the engine's default,
-            200 for a projected Annoy forest, 32 for the graph's 8-bit codes); widened at build time
+            200 for a projected Annoy forest, 32 for the IVF lists' 8-bit codes); widened at build time
             when the recall target needs it.
         max_segment_rows: compaction never merges segments into one of more live rows than this
             (nor than ``seal_threshold``, if that is larger), which keeps each segment's calibrated
@@ -283,7 +280,7 @@ class ShardIndex:
     ) -> list[list[Hit]]:
         """Top-``k`` clips by cosine similarity for each row of ``queries`` ``[q, dim]``, best first.
 
-        ``search_k`` overrides the segments' calibrated value (nodes Annoy inspects, or the graph's efSearch);
+        ``search_k`` overrides the segments' calibrated value (nodes Annoy inspects, or IVF lists probed);
         ``candidate_factor`` sets how many candidates per wanted hit are fetched from each segment
         before tombstones and the filter are applied (at least 40), grown until ``k`` survive.
         """
@@ -498,7 +495,8 @@ class ShardIndex:
     def _scan_exactly(part: Part, size: int, k: int, search_k: int | None) -> bool:
         if part.exact:
             return True
-        return part.segment.visits(k, search_k) * _EXACT_SCAN_RATIO >= size
+        # Scan a segment exactly when that costs no more than asking its engine.
+        return part.segment.cost_in_rows(k, search_k) >= size
 
     def _part_top(self, part: Part, size: int, query: np.ndarray, full: np.ndarray | None, k: int,
                   n_cand: int, accept: Callable[[Part, np.ndarray], np.ndarray],

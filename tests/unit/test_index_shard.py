@@ -95,7 +95,7 @@ def test_segments_give_high_recall_against_exact_search(sealed: ShardIndex, corp
     stats = sealed.stats()
     assert stats["segments"] == 3 and stats["fresh"] == 0
     # Large enough that Annoy, not the small-segment exact scan, answers.
-    assert all(p.segment.search_k * 4 < p.size for p in sealed._segments)
+    assert all(p.segment.cost_in_rows(10) < p.size for p in sealed._segments)
     truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
     results = sealed.search(corpus["queries"], 10)
     found = sum(len({h.clip_id for h in hits} & {clip_id(i) for i in t}) for hits, t in zip(results, truth,
@@ -354,7 +354,7 @@ def _damage_first_segment(path: Path, how: str, engine_file: str) -> None:
         (path / "segments.json").write_text("{ broken")
 
 
-@pytest.mark.parametrize(("engine", "engine_file"), [("annoy", ".ann"), ("hnsw", ".hnsw")])
+@pytest.mark.parametrize(("engine", "engine_file"), [("annoy", ".ann"), ("ivf", ".ivf")])
 @pytest.mark.parametrize("how", ["delete", "truncate", "manifest"])
 def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dict, how: str, engine: str,
                                                       engine_file: str, caplog) -> None:
@@ -552,14 +552,14 @@ def test_segments_searched_on_threads_give_the_same_hits(tmp_path: Path, corpus:
             assert [(h.clip_id, h.score) for h in a] == [(h.clip_id, h.score) for h in b]
 
 
-# ---------------------------------------------------------------------------- graph engine
+# ---------------------------------------------------------------------------- IVF engine
 
 
-def test_graph_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
-    with loaded_shard(tmp_path, corpus, segment_engine="hnsw") as shard:
-        assert [p.segment.engine for p in shard._segments] == ["hnsw"] * 3
-        # Large enough that the graph, not the small-segment exact scan, answers.
-        assert all(p.segment.visits(10) * 4 < p.size for p in shard._segments)
+def test_ivf_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, seal_threshold=6000, segment_engine="ivf") as shard:
+        assert [p.segment.engine for p in shard._segments] == ["ivf"] * 2
+        # Large enough that the lists, not the small-segment exact scan, answer.
+        assert all(p.segment.cost_in_rows(10) < p.size for p in shard._segments)
         truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
         results = shard.search(corpus["queries"], 10)
         by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
@@ -571,8 +571,8 @@ def test_graph_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus
                                    [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
 
 
-def test_a_shard_switched_to_the_graph_engine_keeps_its_forests_until_compaction(tmp_path: Path,
-                                                                                 corpus: dict) -> None:
+def test_a_shard_switched_to_the_ivf_engine_keeps_its_forests_until_compaction(tmp_path: Path,
+                                                                               corpus: dict) -> None:
     recs = corpus["records"][:8000]
     live = {r.clip_id: r.vector for r in recs if r.clip_id != recs[3].clip_id}
     with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4) as shard:
@@ -580,19 +580,19 @@ def test_a_shard_switched_to_the_graph_engine_keeps_its_forests_until_compaction
         shard.upsert(recs[4000:])
         shard.delete([recs[3].clip_id])
         shard.wait_for_builds()
-    with ShardIndex(tmp_path, seal_threshold=4000, segment_engine="hnsw") as shard:
+    with ShardIndex(tmp_path, seal_threshold=4000, segment_engine="ivf") as shard:
         assert [p.segment.engine for p in shard._segments] == ["annoy", "annoy"]
         q = corpus["queries"][2]
         assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
         shard.compact(wait=True, max_dead_fraction=0.0)
-        assert [p.segment.engine for p in shard._segments] == ["hnsw", "annoy"]
+        assert [p.segment.engine for p in shard._segments] == ["ivf", "annoy"]
         assert shard.stats()["live"] == 7999 and shard._store.held_vector_count() == 0
         assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
-    with ShardIndex(tmp_path, segment_engine="hnsw") as reopened:
-        assert [p.segment.engine for p in reopened._segments] == ["hnsw", "annoy"]
+    with ShardIndex(tmp_path, segment_engine="ivf") as reopened:
+        assert [p.segment.engine for p in reopened._segments] == ["ivf", "annoy"]
         assert reopened.get([recs[5].clip_id]) == [recs[5]]
 
 
 def test_unknown_segment_engine_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="segment_engine"):
-        ShardIndex(tmp_path, model_id=MODEL, dim=DIM, segment_engine="ivf")
+        ShardIndex(tmp_path, model_id=MODEL, dim=DIM, segment_engine="hnsw")
