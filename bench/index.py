@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
     p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
     p.add_argument("--spread", type=float, default=1.0, help="noise norm around a unit cluster centre")
-    p.add_argument("--engine", default="annoy", help="segment engine: ivf or annoy")
+    p.add_argument("--engine", default="ivf", help="segment engine: ivf or annoy")
     p.add_argument("--n-trees", type=int, default=64, help="Annoy trees per segment")
     p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
     p.add_argument("--rerank", type=int, default=0,

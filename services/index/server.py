@@ -33,7 +33,7 @@ class IndexSettings:
     seal_threshold: int = setting(
         50_000, "Rows in the exactly-searched fresh buffer before it is built into a segment.")
     segment_engine: str = setting(
-        "annoy", "What proposes a sealed segment's candidates: ivf (faiss k-means lists of about 256 rows as 8-bit "
+        "ivf", "What proposes a sealed segment's candidates: ivf (faiss k-means lists of about 256 rows as 8-bit "
         "codes; query cost grows gently with the segment's rows) or annoy (forest on annoy_dim projected dimensions). "
         "Segments of the other engine stay searchable; compaction rebuilds them with this one.")
     recall_target: float = setting(0.95, "Recall the per-segment search_k is calibrated for at build time.")

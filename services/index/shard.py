@@ -114,7 +114,7 @@ class ShardIndex:
         model_id: str | None = None,
         dim: int | None = None,
         seal_threshold: int = 50_000,
-        segment_engine: str = "annoy",
+        segment_engine: str = "ivf",
         n_trees: int = 64,
         recall_target: float = 0.95,
         exact_filter_rows: int = 20_000,

@@ -13,7 +13,7 @@ import pytest
 
 from services.common.errors import InvalidInput, StorageFull, WrongState
 from services.index.records import ClipRecord, SearchFilter, validate_records
-from services.index.segment import AnnoySegment, exact_top_k
+from services.index.segment import AnnoySegment, Segment, exact_top_k
 from services.index.shard import ShardIndex
 
 DIM = 32
@@ -258,14 +258,14 @@ def sealed_copy(tmp_path: Path, corpus: dict):
 
 def test_search_does_not_wait_for_a_build(tmp_path: Path, corpus: dict, monkeypatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real_build = AnnoySegment.build.__func__
+    real_build = Segment.build.__func__
 
     def slow_build(cls, *args, **kwargs):
         started.set()
         assert release.wait(timeout=30)
         return real_build(cls, *args, **kwargs)
 
-    monkeypatch.setattr(AnnoySegment, "build", classmethod(slow_build))
+    monkeypatch.setattr(Segment, "build", classmethod(slow_build))
     recs = corpus["records"][:2000]
     by_id = {r.clip_id: r.vector for r in recs}
     q = corpus["queries"][0]
@@ -477,7 +477,7 @@ def test_closed_shard_refuses_work(tmp_path: Path, corpus: dict) -> None:
 
 def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict) -> None:
     recs = corpus["records"][:5000]
-    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4, annoy_dim=16) as shard:
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000) as shard:
         shard.upsert(recs[:4000])
         shard.upsert(recs[4000:])
         shard.wait_for_builds()
@@ -497,7 +497,7 @@ def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict)
 
 
 def test_projected_segments_keep_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
-    with loaded_shard(tmp_path, corpus, annoy_dim=16) as shard:
+    with loaded_shard(tmp_path, corpus, annoy_dim=16, segment_engine="annoy") as shard:
         assert all(p.segment.annoy_dim == 16 for p in shard._segments)
         truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
         results = shard.search(corpus["queries"], 10)
@@ -575,7 +575,8 @@ def test_a_shard_switched_to_the_ivf_engine_keeps_its_forests_until_compaction(t
                                                                                corpus: dict) -> None:
     recs = corpus["records"][:8000]
     live = {r.clip_id: r.vector for r in recs if r.clip_id != recs[3].clip_id}
-    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4) as shard:
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4,
+                    segment_engine="annoy") as shard:
         shard.upsert(recs[:4000])
         shard.upsert(recs[4000:])
         shard.delete([recs[3].clip_id])
