@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
                                            "--runtime", "onnx-int8"]),
     "gateway": ("bench.gateway", ["--json"]),
     "ingest": ("bench.ingest", ["--json"]),
+    "web": ("bench.web", ["--json"]),
 }
 
 # (benchmark, figure, baseline figure or None, ratio figure or None, target text)
@@ -55,6 +56,11 @@ ROWS = [
     ("ingest", "sample_realtime_factor", "ffmpeg_decode_realtime_factor", "sample_vs_ffmpeg", ">= 0.8"),
     ("ingest", "end_to_end_realtime_factor_tiny", None, None, ""),
     ("ingest", "end_to_end_realtime_factor_vitb32", None, None, ""),
+    ("web", "http_p50_ms", "grpc_p50_ms", "overhead_p50_ms", "overhead <= 5 ms at 16 clients"),
+    ("web", "http_qps", "grpc_qps", None, ""),
+    ("web", "web_cpu_ms_per_request", None, None, "(the web process's CPU per search)"),
+    ("web", "extra_cpu_ms_per_request", None, None, "(all processes, HTTP minus gRPC; x 16 / cores ~ overhead)"),
+    ("web", "errors", None, None, "= 0"),
 ]
 
 
@@ -124,6 +130,9 @@ def render(results: dict[str, dict]) -> str:
         )
     for name, result in results.items():
         lines += render_cases(name, result)
+    for name, result in results.items():
+        if result.get("note") and not render_cases(name, result):
+            lines += ["", f"`{name}`: {result['note']}"]
     return "\n".join(lines) + "\n"
 
 

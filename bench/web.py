@@ -6,6 +6,10 @@ into each shard, warms the cache, then runs ``--clients`` concurrent closed-loop
 ``--seconds`` against the gateway over gRPC and against ``GET /api/v1/search`` over HTTP, in turn.
 ``overhead_p50_ms`` is the difference of the two medians: what JSON, HTTP and the extra hop cost
 under load; ``serial_overhead_p50_ms`` the same one request at a time (the cost per request).
+The HTTP load comes from aiohttp (``--http-client httpx`` for the other), whose CPU per request is
+that of the gRPC client; ``cpu_ms_per_request`` says where each load's CPU went (this driver, the
+web app, the rest of the stack), as every process shares the same cores and a closed loop's latency
+is its CPU per request times the clients over the cores it gets.
 It also times cutting a 20-second clip for playback: stream copy behind an edit list (H.264
 source) against re-encoding (an MPEG-2 MXF source), at 1280x720.
 """
@@ -15,10 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 from grpc import aio as grpc_aio
@@ -50,7 +58,7 @@ async def _closed_loop(call, clients: int, seconds: float, texts: list[str]) -> 
             t = time.perf_counter()
             try:
                 ok = await call(texts[i % len(texts)])
-            except (grpc_aio.AioRpcError, httpx.HTTPError):
+            except (TimeoutError, grpc_aio.AioRpcError, httpx.HTTPError, aiohttp.ClientError):
                 ok = False
             if ok:
                 latencies.append(time.perf_counter() - t)
@@ -74,23 +82,45 @@ async def _grpc_loop(address: str, clients: int, seconds: float, texts: list[str
         return await _closed_loop(call, clients, seconds, texts)
 
 
-async def _http_loop(url: str, clients: int, seconds: float, texts: list[str]) -> dict:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+Search = Callable[[str], Awaitable[bool]]
+
+
+@asynccontextmanager
+async def _http_search(url: str, clients: int, kind: str) -> AsyncIterator[Search]:
+    """``GET /api/v1/search`` through a pool of ``clients`` kept-alive connections; the call returns
+    True for a 200 with its JSON read."""
+    if kind == "httpx":
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+
+            async def call(text: str) -> bool:
+                reply = await http.get("/api/v1/search", params={"q": text, "k": 10})
+                reply.json()
+                return reply.status_code == 200
+
+            yield call
+        return
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients),
+                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
 
         async def call(text: str) -> bool:
-            reply = await http.get("/api/v1/search", params={"q": text, "k": 10})
-            reply.json()
-            return reply.status_code == 200
+            async with session.get("/api/v1/search", params={"q": text, "k": 10}) as reply:
+                await reply.json()
+                return reply.status == 200
 
+        yield call
+
+
+async def _http_loop(url: str, clients: int, seconds: float, texts: list[str], kind: str) -> dict:
+    async with _http_search(url, clients, kind) as call:
         return await _closed_loop(call, clients, seconds, texts)
 
 
-async def _serial(address: str, url: str, texts: list[str], n: int = 200) -> dict:
+async def _serial(address: str, url: str, texts: list[str], kind: str, n: int = 200) -> dict:
     """One request at a time: the app's own cost per request, without queueing behind others."""
     grpc_times, http_times = [], []
     async with grpc_aio.insecure_channel(address, options=client_options()) as channel, \
-            httpx.AsyncClient(base_url=url, timeout=10) as http:
+            _http_search(url, 1, kind) as http_call:
         stub = gateway_pb2_grpc.SearchServiceStub(channel)
         for i in range(n):
             text = texts[i % len(texts)]
@@ -98,11 +128,26 @@ async def _serial(address: str, url: str, texts: list[str], n: int = 200) -> dic
             await stub.Search(gateway_pb2.SearchRequest(text=gateway_pb2.TextQuery(text=text), top_k=10), timeout=10)
             grpc_times.append(time.perf_counter() - t)
             t = time.perf_counter()
-            (await http.get("/api/v1/search", params={"q": text, "k": 10})).json()
+            await http_call(text)
             http_times.append(time.perf_counter() - t)
     g, h = float(np.median(grpc_times)) * 1000, float(np.median(http_times)) * 1000
     return {"serial_grpc_p50_ms": round(g, 2), "serial_http_p50_ms": round(h, 2),
             "serial_overhead_p50_ms": round(h - g, 2)}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(run: Callable[[], dict], pids: dict[str, list[int]]) -> dict:
+    """``run()``'s summary plus the CPU milliseconds per request each group of processes spent on it."""
+    before = {name: sum(_cpu_seconds(p) for p in group) for name, group in pids.items()}
+    result = run()
+    spent = {name: sum(_cpu_seconds(p) for p in group) - before[name] for name, group in pids.items()}
+    cpu = {name: round(1000 * s / max(1, result["requests"]), 3) for name, s in spent.items()}
+    return {**result, "cpu_ms": {**cpu, "total": round(sum(cpu.values()), 3)}}
 
 
 def _clip_costs(tmp: Path) -> dict:
@@ -131,7 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-shard", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--http-client", choices=("aiohttp", "httpx"), default="aiohttp",
+                        help="the HTTP load's client; httpx spends about 4x the CPU per request of gRPC's")
     args = parser.parse_args(argv)
+    kind = args.http_client
     from services.model.checkpoint import build_model, save_checkpoint
     from services.model.config import tiny
 
@@ -145,19 +193,29 @@ def main(argv: list[str] | None = None) -> None:
                 model_id = http.get("/api/v1/search", params={"q": "probe", "k": 1}).json()["model_id"]
             _load(stack, args.per_shard, 64, model_id)
             texts = [_text(i) for i in range(64)]
+            web_pid = stack.web.proc.pid
+            pids = {"driver": [os.getpid()], "web": [web_pid],
+                    "stack": [p.proc.pid for p in stack.processes if p.proc.pid != web_pid]
+                    + ([stack.redis.proc.pid] if stack.redis else [])}
             asyncio.run(_grpc_loop(stack.gateway.address, args.clients, 3.0, texts))  # fills the cache
-            asyncio.run(_http_loop(stack.web.url, args.clients, 3.0, texts))  # warms the web app
-            grpc_run = asyncio.run(_grpc_loop(stack.gateway.address, args.clients, args.seconds, texts))
-            http_run = asyncio.run(_http_loop(stack.web.url, args.clients, args.seconds, texts))
-            serial = asyncio.run(_serial(stack.gateway.address, stack.web.url, texts))
+            asyncio.run(_http_loop(stack.web.url, args.clients, 3.0, texts, kind))  # warms the web app
+            grpc_run = _measured(lambda: asyncio.run(
+                _grpc_loop(stack.gateway.address, args.clients, args.seconds, texts)), pids)
+            http_run = _measured(lambda: asyncio.run(
+                _http_loop(stack.web.url, args.clients, args.seconds, texts, kind)), pids)
+            serial = asyncio.run(_serial(stack.gateway.address, stack.web.url, texts, kind))
         clips = _clip_costs(root)
     result = {
-        "clients": args.clients, "vectors_per_shard": args.per_shard,
+        "clients": args.clients, "vectors_per_shard": args.per_shard, "http_client": kind,
         "http_p50_ms": http_run["p50_ms"], "grpc_p50_ms": grpc_run["p50_ms"],
         "overhead_p50_ms": round(http_run["p50_ms"] - grpc_run["p50_ms"], 2),
         "http_p99_ms": http_run["p99_ms"], "grpc_p99_ms": grpc_run["p99_ms"],
         "http_qps": http_run["qps"], "grpc_qps": grpc_run["qps"],
         "errors": http_run["errors"] + grpc_run["errors"],
+        "cpu_ms_per_request": {"grpc": grpc_run["cpu_ms"], "http": http_run["cpu_ms"]},
+        "web_cpu_ms_per_request": http_run["cpu_ms"]["web"],
+        # What the HTTP path costs beyond gRPC in CPU, whatever share of the cores other jobs take.
+        "extra_cpu_ms_per_request": round(http_run["cpu_ms"]["total"] - grpc_run["cpu_ms"]["total"], 3),
         **serial, **clips,
     }
     print(json.dumps(result, indent=2))

@@ -232,46 +232,84 @@ def network_policies(docs: list[Manifest]) -> list[str]:
                            f"namespace to {target or 'every pod'} on ports {sorted(map(str, ports)) or 'all'}")
     for workload in workloads(docs):
         name = component(workload)
-        admitted = [p for p in policies if p["spec"].get("ingress") and
-                    p["spec"].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == name]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        admitted = [p for p in policies if p["spec"].get("ingress") and (selector := p["spec"].get(
+                    "podSelector", {}).get("matchLabels", {})) and selector.items() <= labels.items()]
         if name != "ingest-worker" and not admitted:
             out.append(f"{workload['kind']}/{workload['metadata']['name']}: no NetworkPolicy admits its callers")
     return out
 
 
-def index_statefulset(docs: list[Manifest]) -> list[str]:
-    """Shards: a StatefulSet with a volumeClaimTemplate and headless Service; names from the ordinal."""
+def index_replicas(docs: list[Manifest]) -> list[Manifest]:
+    """The StatefulSets of the shards' replicas in replica order: index, index-replica-1, ..."""
+    sets = by_kind(docs, "StatefulSet")
     out = []
-    index = by_kind(docs, "StatefulSet").get("index")
-    if index is None:
+    while (name := "index" if not out else f"index-replica-{len(out)}") in sets:
+        out.append(sets[name])
+    return out
+
+
+def _peers(replica: int, replicas: list[Manifest]) -> str:
+    """What VIDSEARCH_INDEX_PEERS of a replica must be: the same ordinal in every other replica set."""
+    return "|".join(f"dns:///{s['metadata']['name']}-$(SHARD_ORDINAL).{s['spec']['serviceName']}.$(POD_NAMESPACE)"
+                    f".svc.cluster.local:{GRPC_PORT}" for r, s in enumerate(replicas) if r != replica)
+
+
+def index_statefulset(docs: list[Manifest]) -> list[str]:
+    """Shards: StatefulSets (one per replica) with a volumeClaimTemplate and headless Service; names
+    from the ordinal; with replicas, as many pods in each, and each pod names the same ordinal of
+    the others as its peers (defined after the variables the address uses)."""
+    out = []
+    replicas = index_replicas(docs)
+    if not replicas:
         return ["no StatefulSet named index"]
-    spec = index["spec"]
-    if not spec.get("volumeClaimTemplates"):
-        out.append("StatefulSet/index has no volumeClaimTemplates")
-    service = by_kind(docs, "Service").get(spec.get("serviceName", ""))
-    if service is None or service["spec"].get("clusterIP") != "None":
-        out.append("StatefulSet/index needs a headless governing Service (clusterIP: None)")
-    container = pod_spec(index)["containers"][0]
-    env = container_env(docs, Container(index, pod_spec(index), container))
-    if env.get("VIDSEARCH_INDEX_SHARD_NAME"):
-        out.append("VIDSEARCH_INDEX_SHARD_NAME is set: every pod would claim the same shard; "
-                   "leave it unset so each derives shard-N from its ordinal")
-    data_dir = env.get("VIDSEARCH_INDEX_DATA_DIR", "")
-    claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", ())}
-    if not any(m["name"] in claims and data_dir.startswith(m["mountPath"]) for m in container.get("volumeMounts", ())):
-        out.append(f"VIDSEARCH_INDEX_DATA_DIR {data_dir!r} is not on the claim template's volume")
+    for r, index in enumerate(replicas):
+        where = f"StatefulSet/{index['metadata']['name']}"
+        spec = index["spec"]
+        if not spec.get("volumeClaimTemplates"):
+            out.append(f"{where} has no volumeClaimTemplates")
+        service = by_kind(docs, "Service").get(spec.get("serviceName", ""))
+        if service is None or service["spec"].get("clusterIP") != "None":
+            out.append(f"{where} needs a headless governing Service (clusterIP: None)")
+        container = pod_spec(index)["containers"][0]
+        env = container_env(docs, Container(index, pod_spec(index), container))
+        if env.get("VIDSEARCH_INDEX_SHARD_NAME"):
+            out.append("VIDSEARCH_INDEX_SHARD_NAME is set: every pod would claim the same shard; "
+                       "leave it unset so each derives shard-N from its ordinal")
+        data_dir = env.get("VIDSEARCH_INDEX_DATA_DIR", "")
+        claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", ())}
+        if not any(m["name"] in claims and data_dir.startswith(m["mountPath"])
+                   for m in container.get("volumeMounts", ())):
+            out.append(f"{where}: VIDSEARCH_INDEX_DATA_DIR {data_dir!r} is not on the claim template's volume")
+        if len(replicas) == 1:
+            continue
+        if spec.get("replicas", 1) != replicas[0]["spec"].get("replicas", 1):
+            out.append(f"{where} has {spec.get('replicas', 1)} pods, StatefulSet/index has "
+                       f"{replicas[0]['spec'].get('replicas', 1)}: every shard needs each replica")
+        if service is not None and not service["spec"].get("publishNotReadyAddresses"):
+            out.append(f"Service/{service['metadata']['name']} must publishNotReadyAddresses: a replica "
+                       "catching up takes writes before it is ready")
+        names = [v["name"] for v in container.get("env", ())]
+        if (env.get("VIDSEARCH_INDEX_PEERS") != _peers(r, replicas) or env.get("VIDSEARCH_INDEX_REPLICA") != str(r)
+                or names[-2:] != ["VIDSEARCH_INDEX_REPLICA", "VIDSEARCH_INDEX_PEERS"]
+                or not {"SHARD_ORDINAL", "POD_NAMESPACE"} <= set(names)):
+            out.append(f"{where}: VIDSEARCH_INDEX_REPLICA must be {r} and VIDSEARCH_INDEX_PEERS "
+                       f"{_peers(r, replicas)!r}, after SHARD_ORDINAL and POD_NAMESPACE")
     return out
 
 
 def addresses(docs: list[Manifest]) -> list[str]:
-    """Gateway and ingest list exactly the StatefulSet's shards, in order, via headless DNS."""
+    """Gateway and ingest list exactly the StatefulSets' shards, in order, each shard's replicas
+    separated by |, via headless DNS."""
     out = []
-    index = by_kind(docs, "StatefulSet").get("index")
-    if index is None:
+    replicas = index_replicas(docs)
+    if not replicas:
         return ["no StatefulSet named index"]
+    index = replicas[0]
     namespace = index["metadata"].get("namespace", "")
     n = index["spec"].get("replicas", 1)
-    wanted = [f"dns:///index-{i}.index.{namespace}.svc.cluster.local:{GRPC_PORT}" for i in range(n)]
+    wanted = ["|".join(f"dns:///{s['metadata']['name']}-{i}.{s['spec']['serviceName']}.{namespace}.svc.cluster.local:"
+                       f"{GRPC_PORT}" for s in replicas) for i in range(n)]
     encoder_service = by_kind(docs, "Service").get("encoder", {})
     if encoder_service.get("spec", {}).get("clusterIP") != "None":
         out.append("Service/encoder must be headless so clients round-robin over every replica")

@@ -19,14 +19,14 @@ def _serve(args) -> int:
 
 def _commands() -> list[Callable[[argparse._SubParsersAction], object]]:
     """Every subcommand's registration, in help order. Each registers its parsers and their ``run``."""
-    from services.cli import search
+    from services.cli import replicas, search
     from services.ingest import cli as ingest_cli
     from services.local import demo, up
     from services.model.importers import cli as model_cli
     from services.training import cli as training_cli
     from services.training import synth
 
-    return [up.add_parser, search.add_parser, ingest_cli.add_parser, training_cli.add_parsers,
+    return [up.add_parser, search.add_parser, ingest_cli.add_parser, replicas.add_parser, training_cli.add_parsers,
             synth.add_parser, demo.add_parser, model_cli.add_parsers]
 
 

@@ -46,7 +46,8 @@ class ClientTLS:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
-def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple[str, ...] = ()) -> str:
+def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple[str, ...] = (),
+                         health_checked: bool = True) -> str:
     """Retries UNAVAILABLE with backoff; only for services whose calls are idempotent.
 
     Methods named in ``fail_fast`` (``"package.Service/Method"``) are never retried: a search fanned
@@ -56,7 +57,9 @@ def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple
     Client-side health checking (the first service's name) keeps calls off a server that is up but
     not SERVING: one still loading its model or opening its index, or draining on SIGTERM. Calls
     then fail UNAVAILABLE (retried here, retryable by callers) without reaching the servicer (which
-    would answer UNAVAILABLE "still loading" too), and round_robin skips such a replica.
+    would answer UNAVAILABLE "still loading" too), and round_robin skips such a replica. Without
+    ``health_checked`` calls reach a server whatever its health says (an index replica catching up
+    takes writes before it serves reads).
     """
     method_config: list[dict[str, Any]] = [{
         "name": [{"service": s} for s in services],
@@ -72,16 +75,16 @@ def retry_service_config(*services: str, max_attempts: int = 4, fail_fast: tuple
         # A name with a method is more specific than the service-wide one, so it wins: no retryPolicy.
         method_config.append({"name": [dict(zip(("service", "method"), m.split("/"), strict=True))
                                        for m in fail_fast]})
-    return json.dumps({
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "healthCheckConfig": {"serviceName": services[0]},
-        "methodConfig": method_config,
-    })
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": method_config}
+    if health_checked:
+        config["healthCheckConfig"] = {"serviceName": services[0]}
+    return json.dumps(config)
 
 
 def open_channel(target: str, services: tuple[str, ...], tls: ClientTLS | None = None,
-                 max_message_bytes: int = 64 * 1024 * 1024, fail_fast: tuple[str, ...] = ()) -> grpc.aio.Channel:
-    config = retry_service_config(*services, fail_fast=fail_fast)
+                 max_message_bytes: int = 64 * 1024 * 1024, fail_fast: tuple[str, ...] = (),
+                 health_checked: bool = True) -> grpc.aio.Channel:
+    config = retry_service_config(*services, fail_fast=fail_fast, health_checked=health_checked)
     options = [*client_options(max_message_bytes), ("grpc.service_config", config), ("grpc.enable_retries", 1)]
     if tls is not None:
         return grpc.aio.secure_channel(target, tls.credentials(), options=[*options, *tls.channel_options()])

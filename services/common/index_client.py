@@ -10,8 +10,9 @@ policy); searches are not: a replica that is down is skipped at once (its channe
 or its circuit breaker is open), and a shard with no replica left fails at once, so the caller
 answers with the other shards' hits, marked partial.
 
-A replica that was down while writes were acknowledged without it (``write_quorum`` below the
-replica count) is not caught up here: keep the default, all, until replicas catch up.
+Writes and health probes travel on a second channel that does not wait for SERVING: a replica
+that restarted takes writes while it catches up from a peer, before it serves reads
+(services/index/catchup.py), so it misses none of the writes made meanwhile.
 """
 
 from __future__ import annotations
@@ -55,10 +56,15 @@ class ReplicaClient:
         self.target = target
         self.timeout_s = timeout_s
         self.probe_timeout_s = probe_timeout_s
+        # Reads: only while the replica reports SERVING (client-side health checking).
         self._channel = open_channel(target, (SERVICE,), tls, fail_fast=(SEARCH,))
         self.stub = index_pb2_grpc.IndexServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
-        self.breaker = CircuitBreaker(f"index {name} at {target}", self._serving)
+        # Writes, health probes and calls that must reach a replica that is not SERVING (a peer's
+        # catch-up probes): whenever the replica listens.
+        self._direct_channel = open_channel(target, (SERVICE,), tls, health_checked=False)
+        self.direct_stub = index_pb2_grpc.IndexServiceStub(self._direct_channel)
+        self._health = health_pb2_grpc.HealthStub(self._direct_channel)
+        self.breaker = CircuitBreaker(f"index {name} at {target}", self.serving)
 
     @property
     def _what(self) -> str:
@@ -67,8 +73,9 @@ class ReplicaClient:
     async def _call(self, method: Callable[..., Awaitable[Any]], request: Message, timeout_s: float | None) -> Any:
         return await call(method, request, timeout_s or self.timeout_s, self._what)
 
-    async def _serving(self) -> bool:
-        """The breaker's probe: whether the shard's health service says SERVING."""
+    async def serving(self) -> bool:
+        """Whether the replica's health service says SERVING (the breaker's probe); raises when it
+        does not answer."""
         check: Callable[..., Awaitable[health_pb2.HealthCheckResponse]] = self._health.Check  # type: ignore[attr-defined]
         reply = await check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=self.probe_timeout_s)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -96,13 +103,13 @@ class ReplicaClient:
 
     async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
         request = index_pb2.UpsertRequest(clips=list(clips))
-        reply: index_pb2.UpsertResponse = await self._call(self.stub.Upsert, request, timeout_s)
+        reply: index_pb2.UpsertResponse = await self._call(self.direct_stub.Upsert, request, timeout_s)
         return reply.upserted
 
     async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
                      timeout_s: float | None = None) -> int:
         request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids))
-        reply: index_pb2.DeleteResponse = await self._call(self.stub.Delete, request, timeout_s)
+        reply: index_pb2.DeleteResponse = await self._call(self.direct_stub.Delete, request, timeout_s)
         return reply.deleted
 
     async def search(self, queries: npt.ArrayLike, top_k: int, flt: common_pb2.SearchFilter | None = None,
@@ -120,8 +127,13 @@ class ReplicaClient:
         reply: index_pb2.GetResponse = await self._call(self.stub.Get, request, timeout_s)
         return reply
 
-    async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
-        reply: index_pb2.StatsResponse = await self._call(self.stub.Stats, index_pb2.StatsRequest(), timeout_s)
+    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False,
+                    serving_or_not: bool = False) -> index_pb2.StatsResponse:
+        """The replica's statistics; with ``serving_or_not`` also from a replica that is not SERVING
+        (catching up from a peer), which a plain read would skip."""
+        request = index_pb2.StatsRequest(content_checksum=content_checksum)
+        stub = self.direct_stub if serving_or_not else self.stub
+        reply: index_pb2.StatsResponse = await self._call(stub.Stats, request, timeout_s)
         return reply
 
     async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
@@ -151,6 +163,7 @@ class ReplicaClient:
     async def close(self) -> None:
         await self.breaker.close()
         await self._channel.close()
+        await self._direct_channel.close()
 
 
 class ShardClient:
@@ -218,8 +231,9 @@ class ShardClient:
                   timeout_s: float | None = None) -> index_pb2.GetResponse:
         return await self._read(lambda r, left: r.get(clip_ids, include_vectors, left), timeout_s)
 
-    async def stats(self, timeout_s: float | None = None) -> index_pb2.StatsResponse:
-        return await self._read(lambda r, left: r.stats(left), timeout_s)
+    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False
+                    ) -> index_pb2.StatsResponse:
+        return await self._read(lambda r, left: r.stats(left, content_checksum=content_checksum), timeout_s)
 
     async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
                    video_ids: Sequence[str] = (), timeout_s: float | None = None

@@ -1,11 +1,11 @@
-"""The shard's Prometheus metrics: its size, read from ``ShardIndex.stats`` at every scrape, and
-search time per part (sealed segment or exactly scanned buffer)."""
+"""The shard's Prometheus metrics: its size, read from ``ShardIndex.stats`` at every scrape, search
+time per part (sealed segment or exactly scanned buffer), and a replica's catch-up."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -15,6 +15,18 @@ PART_SEARCH = Histogram(
     "buffer of fresh rows (and segments small enough to scan exactly) searched exactly.",
     ["part"],
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+
+CATCHING_UP = Gauge(
+    "vidsearch_index_catching_up",
+    "1 while this replica catches up from a peer (or waits for one to serve): NOT_SERVING, taking writes.",
+    ["shard"],
+)
+CATCHUP_CLIPS = Counter(
+    "vidsearch_index_catchup_clips",
+    "Clips a replica's catch-up copied from its peer, deleted (the peer no longer has them), or left to "
+    "the live writes that touched them meanwhile.",
+    ["shard", "action"],
 )
 
 #: (metric name, help, key of ShardIndex.stats())

@@ -5,6 +5,7 @@ Everything here is plain data; the store, segments and shard engine build on the
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,15 @@ class ClipRecord:
     def without_vector(self) -> ClipRecord:
         return replace(self, vector=None)
 
+    def content_bytes(self) -> bytes:
+        """Every field and the vector's little-endian float32 bytes, unambiguously encoded: what two
+        replicas holding the same clip agree on byte for byte (the shard checksum hashes these)."""
+        fields = json.dumps([self.clip_id, self.video_id, float(self.start_s), float(self.end_s), self.caption,
+                             list(self.tags), self.thumbnail_ref, self.model_id, sorted(self.metadata.items())],
+                            ensure_ascii=False, separators=(",", ":")).encode()
+        vector = b"" if self.vector is None else np.ascontiguousarray(self.vector, dtype="<f4").tobytes()
+        return b"%d:%s%d:%s" % (len(fields), fields, len(vector), vector)
+
 
 @dataclass(frozen=True)
 class SearchFilter:
@@ -154,8 +164,13 @@ class Hit:
     record: ClipRecord
 
 
+# float32 rounding moves a normalised vector's norm by about 1e-7; anything this close to 1 is unit.
+_UNIT_TOLERANCE = 1e-6
+
+
 def validate_records(records: Iterable[ClipRecord], dim: int, model_id: str) -> list[ClipRecord]:
-    """Check a write batch against the shard and return it with L2-normalised float32 vectors.
+    """Check a write batch against the shard and return it with L2-normalised float32 vectors (a vector
+    already of unit length, within float32 rounding, is returned unchanged).
 
     Raises InvalidInput for malformed records and WrongState when a record was embedded by a
     different model than the one the shard is bound to. Records without a model id inherit it.
@@ -199,7 +214,12 @@ def validate_records(records: Iterable[ClipRecord], dim: int, model_id: str) -> 
         norm = float(np.linalg.norm(vector.astype(np.float64)))
         if norm == 0.0:
             raise InvalidInput(f"vector for clip {cid!r} is all zeros; cosine similarity is undefined")
-        unit = (vector.astype(np.float64) / norm).astype(np.float32)
+        # A vector that is already unit length is kept byte for byte, so normalising is idempotent: a
+        # stored vector copied to another replica (catch-up) or shard is stored unchanged there.
+        if abs(norm - 1.0) <= _UNIT_TOLERANCE:
+            unit = np.asarray(vector, dtype=np.float32)
+        else:
+            unit = (vector.astype(np.float64) / norm).astype(np.float32)
         clean.append(replace(record, vector=unit, model_id=model_id))
     return clean
 

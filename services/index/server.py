@@ -1,4 +1,5 @@
-"""Index shard process: settings, start-up (open the shard, rebuild what is missing) and serving."""
+"""Index shard process: settings, start-up (open the shard, rebuild what is missing, catch a replica up
+from its peers) and serving."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import socket
 from pathlib import Path
 
 from services.common import logs, settings
+from services.common.index_client import REPLICA_SEPARATOR, ShardClient
 from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
+from services.index.catchup import CatchUp, catch_up
 from services.index.engines import ENGINES
 from services.index.metrics import export_shard
 from services.index.servicer import IndexServicer
@@ -45,6 +48,18 @@ class IndexSettings:
     max_store_bytes: int = setting(
         0, "Disk quota of the clip store in bytes (0: none). Past it, upserts get RESOURCE_EXHAUSTED and nothing "
         "is written, as on a full disk; deletes still free space.")
+    peers: str = setting(
+        "", "Addresses of the other replicas of this shard in replica order, separated by |. A replica with "
+        "peers takes writes but reports SERVING only once it has caught up from a SERVING peer "
+        "(services/index/catchup.py). Empty: no replicas.")
+    replica: int = setting(
+        0, "This replica's number within its shard. When no peer is SERVING (the whole shard restarted), the "
+        "lowest-numbered replica that opened with clips (replica 0 if none did) serves without catching up "
+        "and the others catch up from it.")
+    alone_after_s: float = setting(
+        10.0, "How long replica 0, opened with clips, looks for a SERVING peer, while some peer does not "
+        "answer, before it serves without catching up.")
+    catchup_page_size: int = setting(1000, "Clips per Scan page read from the peer while catching up.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -61,6 +76,16 @@ class IndexSettings:
             raise settings.SettingsError(f"max_segment_rows must be >= 1, got {self.max_segment_rows}")
         if self.max_store_bytes < 0:
             raise settings.SettingsError(f"max_store_bytes must be >= 0, got {self.max_store_bytes}")
+        if self.peers.strip() and not all(self.peer_addresses):
+            raise settings.SettingsError(f"peers has an empty address: {self.peers!r}")
+        if self.replica < 0:
+            raise settings.SettingsError(f"replica must be >= 0, got {self.replica}")
+        if not 1 <= self.catchup_page_size <= 10_000:
+            raise settings.SettingsError(f"catchup_page_size must be 1..10000, got {self.catchup_page_size}")
+
+    @property
+    def peer_addresses(self) -> list[str]:
+        return [a.strip() for a in self.peers.split(REPLICA_SEPARATOR)] if self.peers.strip() else []
 
 
 def shard_name_from_host(hostname: str) -> str:
@@ -72,7 +97,9 @@ def shard_name_from_host(hostname: str) -> str:
 async def run(cfg: IndexSettings) -> None:
     name = cfg.shard_name or shard_name_from_host(os.environ.get("HOSTNAME", socket.gethostname()))
     shard_slot: Pending[ShardIndex] = Pending(f"index {name} is still opening")
-    servicer = IndexServicer(name, shard_slot)
+    # Created before the shard opens: every write it takes is recorded from its first one.
+    catchup = CatchUp(name) if cfg.peer_addresses else None
+    servicer = IndexServicer(name, shard_slot, catchup)
 
     async def start() -> None:
         shard = await asyncio.to_thread(
@@ -81,9 +108,18 @@ async def run(cfg: IndexSettings) -> None:
             annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
             max_store_bytes=cfg.max_store_bytes or None,
         )
+        if catchup is not None:
+            catchup.live_at_open = shard.stats()["live"]
         shard_slot.set(shard)
         log.info("shard %s open: %s", name, shard.stats())
         export_shard(name, shard.stats)
+        if catchup is not None:
+            peers = ShardClient(f"{name} peers", REPLICA_SEPARATOR.join(cfg.peer_addresses), timeout_s=60)
+            try:
+                await catch_up(name, shard, catchup, peers, replica=cfg.replica, alone_after_s=cfg.alone_after_s,
+                               page_size=cfg.catchup_page_size)
+            finally:
+                await peers.close()
 
     async def stop() -> None:
         shard = shard_slot.take()

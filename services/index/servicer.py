@@ -1,18 +1,22 @@
 """The IndexService servicer: validates request shape, calls the shard core, maps results.
 
 The core (``ShardIndex``) is synchronous and CPU- or disk-bound, so every call runs in a
-worker thread and the event loop stays free for health checks and other RPCs.
+worker thread and the event loop stays free for health checks and other RPCs. While a replica
+catches up from a peer (``CatchUp``), writes are recorded and applied, and reads are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterable
 
 import numpy as np
 
 from services.common.errors import InvalidInput
 from services.common.readiness import Pending
 from services.index import convert
+from services.index.catchup import CatchUp
 from services.index.shard import ShardIndex
 from vidsearch.index.v1 import index_pb2, index_pb2_grpc
 
@@ -24,11 +28,25 @@ MAX_SCAN_VIDEOS = 500
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
-    """Serves one shard once start-up has opened its index."""
+    """Serves one shard once start-up has opened its index (and, for a replica, caught it up)."""
 
-    def __init__(self, name: str, shard: Pending[ShardIndex]) -> None:
+    def __init__(self, name: str, shard: Pending[ShardIndex], catchup: CatchUp | None = None) -> None:
         self.name = name
         self.shard = shard
+        self.catchup = catchup
+
+    def _live_write(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()
+                    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Marks the clips a write touches for a catch-up under way (CatchUp.writing)."""
+        if self.catchup is None:
+            return contextlib.nullcontext()
+        return self.catchup.writing(clip_ids, video_ids)
+
+    def _readable(self) -> ShardIndex:
+        shard = self.shard.get()
+        if self.catchup is not None:
+            self.catchup.check_readable()
+        return shard
 
     async def Upsert(self, request, context):
         shard = self.shard.get()
@@ -37,7 +55,8 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         if len(request.clips) > MAX_CLIPS_PER_REQUEST:
             raise InvalidInput(f"Upsert takes at most {MAX_CLIPS_PER_REQUEST} clips, got {len(request.clips)}")
         records = [convert.record_from_proto(c) for c in request.clips]
-        await asyncio.to_thread(shard.upsert, records)
+        async with self._live_write(clip_ids=[r.clip_id for r in records]):
+            await asyncio.to_thread(shard.upsert, records)
         return index_pb2.UpsertResponse(upserted=len(records))
 
     async def Delete(self, request, context):
@@ -46,11 +65,12 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             raise InvalidInput("Delete needs clip_ids or video_ids")
         if any(not i for i in request.clip_ids) or any(not v for v in request.video_ids):
             raise InvalidInput("Delete ids must not be empty strings")
-        deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids))
+        async with self._live_write(clip_ids=request.clip_ids, video_ids=request.video_ids):
+            deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids))
         return index_pb2.DeleteResponse(deleted=deleted)
 
     async def Search(self, request, context):
-        shard = self.shard.get()
+        shard = self._readable()
         if not request.queries:
             raise InvalidInput("Search needs at least one query vector")
         if len(request.queries) > MAX_QUERIES_PER_REQUEST:
@@ -80,7 +100,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         )
 
     async def Get(self, request, context):
-        shard = self.shard.get()
+        shard = self._readable()
         if len(request.clip_ids) > MAX_CLIPS_PER_REQUEST:
             raise InvalidInput(f"Get takes at most {MAX_CLIPS_PER_REQUEST} ids, got {len(request.clip_ids)}")
         records = await asyncio.to_thread(shard.get, list(request.clip_ids))
@@ -103,6 +123,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     async def Stats(self, request, context):
         shard = self.shard.get()
         s = await asyncio.to_thread(shard.stats)
+        checksum = await asyncio.to_thread(shard.checksum) if request.content_checksum else ""
         return index_pb2.StatsResponse(
             records=s["records"],
             live=s["live"],
@@ -113,10 +134,13 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             model_id=s["model_id"] or "",
             dimension=s["dim"] or 0,
             shard=self.name,
+            checksum=checksum,
+            catching_up=self.catchup is not None and not self.catchup.done,
+            live_at_open=self.catchup.live_at_open if self.catchup is not None and not self.catchup.done else 0,
         )
 
     async def Scan(self, request, context):
-        shard = self.shard.get()
+        shard = self._readable()
         if not 0 <= request.page_size <= MAX_SCAN_PAGE:
             raise InvalidInput(f"page_size must be 0..{MAX_SCAN_PAGE}, got {request.page_size}")
         if request.limit < 0:

@@ -19,6 +19,7 @@ the fresh buffer, so nothing acknowledged is dropped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -256,6 +257,19 @@ class ShardIndex:
             return []
         records = self._store.page(after_clip_id, limit, video_ids=video_ids, with_vectors=with_vectors)
         return self._segment_vectors(records, with_vectors)
+
+    def checksum(self, page_size: int = 1000) -> str:
+        """Hex SHA-256 over every stored clip's ``content_bytes`` in clip-id order: equal on replicas
+        that hold the same clips, whatever order they were written in or how they are segmented."""
+        digest = hashlib.sha256()
+        after = ""
+        while True:
+            page = self.scan(after, page_size, with_vectors=True)
+            for record in page:
+                digest.update(record.content_bytes())
+            if len(page) < page_size:
+                return digest.hexdigest()
+            after = page[-1].clip_id
 
     def _segment_vectors(self, records: list[ClipRecord], with_vectors: bool) -> list[ClipRecord]:
         """``records`` with the vectors the store released to sealed segments put back."""

@@ -94,7 +94,10 @@ class ShardStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        # Guards the reader list and the count of reads under way; close() waits on _idle for none.
         self._readers_lock = threading.Lock()
+        self._idle = threading.Condition(self._readers_lock)
+        self._active = 0
         self._closed = False
 
     # ------------------------------------------------------------------ opening
@@ -284,12 +287,12 @@ class ShardStore:
         """
         ids = list(dict.fromkeys(clip_ids))
         found: dict[str, ClipRecord] = {}
-        conn = self._reader()
         columns, source = (_COLUMNS + ", v.vector", _FROM) if with_vectors else (_COLUMNS, "clips AS c")
-        for chunk in _chunks(ids, _IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT {columns} FROM {source} WHERE c.clip_id IN ({marks})", chunk):
-                found[row[0]] = self._record(row)
+        with self._reading() as conn:
+            for chunk in _chunks(ids, _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT {columns} FROM {source} WHERE c.clip_id IN ({marks})", chunk):
+                    found[row[0]] = self._record(row)
         return [found[cid] for cid in ids if cid in found]
 
     def iter_records(
@@ -301,12 +304,12 @@ class ShardStore:
         read transaction is held open between batches (writes may proceed meanwhile).
         """
         columns, source = (_COLUMNS + ", v.vector", _FROM) if with_vectors else (_COLUMNS, "clips AS c")
-        conn = self._reader()
         cursor_seq = after_seq
         while True:
-            rows = conn.execute(
-                f"SELECT {columns} FROM {source} WHERE c.seq > ? ORDER BY c.seq LIMIT ?", (cursor_seq, batch_size)
-            ).fetchall()
+            with self._reading() as conn:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM {source} WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+                    (cursor_seq, batch_size)).fetchall()
             for row in rows:
                 yield row[1], self._record(row)
             if len(rows) < batch_size:
@@ -329,9 +332,10 @@ class ShardStore:
                 raise InvalidInput(f"at most {_IN_CHUNK} video ids per page, got {len(videos)}")
             where += f" AND c.video_id IN ({','.join('?' * len(videos))})"
             params += videos
-        rows = self._reader().execute(
-            f"SELECT {columns} FROM {source} WHERE {where} ORDER BY c.clip_id LIMIT ?", (*params, limit))
-        return [self._record(row) for row in rows]
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {columns} FROM {source} WHERE {where} ORDER BY c.clip_id LIMIT ?", (*params, limit))
+            return [self._record(row) for row in rows]
 
     def vectors_for(self, clip_ids: Sequence[str]) -> np.ndarray:
         """Float32 matrix ``[len(clip_ids), dim]`` of the named clips' stored vectors, in order.
@@ -351,24 +355,27 @@ class ShardStore:
     def held_vectors(self, clip_ids: Sequence[str]) -> dict[str, bytes]:
         """Raw little-endian float32 vectors of those named clips whose vector the store holds."""
         blobs: dict[str, bytes] = {}
-        conn = self._reader()
-        for chunk in _chunks(list(dict.fromkeys(clip_ids)), _IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            blobs.update(conn.execute(
-                f"SELECT c.clip_id, v.vector FROM clips AS c JOIN vectors AS v ON v.seq = c.seq"
-                f" WHERE c.clip_id IN ({marks})", chunk))
+        with self._reading() as conn:
+            for chunk in _chunks(list(dict.fromkeys(clip_ids)), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                blobs.update(conn.execute(
+                    f"SELECT c.clip_id, v.vector FROM clips AS c JOIN vectors AS v ON v.seq = c.seq"
+                    f" WHERE c.clip_id IN ({marks})", chunk))
         return blobs
 
     def held_vector_count(self) -> int:
         """How many vectors the store holds itself (rows not released to a segment)."""
-        return self._reader().execute("SELECT count(*) FROM vectors").fetchone()[0]
+        with self._reading() as conn:
+            return conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
 
     def count(self) -> int:
-        return self._reader().execute("SELECT count(*) FROM clips").fetchone()[0]
+        with self._reading() as conn:
+            return conn.execute("SELECT count(*) FROM clips").fetchone()[0]
 
     def last_seq(self) -> int:
         """The sequence number of the latest write (0 for a new shard)."""
-        return self._last_seq(self._reader())
+        with self._reading() as conn:
+            return self._last_seq(conn)
 
     def bytes_on_disk(self) -> int:
         total = 0
@@ -377,11 +384,18 @@ class ShardStore:
                 total += os.stat(f"{self._path}{suffix}").st_size
         return total
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def close(self, wait_s: float = 10.0) -> None:
+        """Refuses new reads, lets reads under way in other threads finish (interrupting any still
+        running after ``wait_s``: a connection closed under a running query crashes the process),
+        then closes every connection."""
         with self._readers_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._idle.wait_for(lambda: self._active == 0, timeout=wait_s):
+                for conn in self._readers:
+                    conn.interrupt()
+                self._idle.wait_for(lambda: self._active == 0, timeout=wait_s)
             readers, self._readers = self._readers, []
         for conn in readers:
             conn.close()
@@ -400,8 +414,20 @@ class ShardStore:
         if self._closed:
             raise WrongState(f"shard store {self._path} is closed")
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """This thread's reader connection, counted as in use until the block ends (see ``close``)."""
+        with self._readers_lock:
+            self._check_open()
+            self._active += 1
+        try:
+            yield self._reader()
+        finally:
+            with self._readers_lock:
+                self._active -= 1
+                self._idle.notify_all()
+
     def _reader(self) -> sqlite3.Connection:
-        self._check_open()
         conn = getattr(self._local, "conn", None)
         if conn is None:
             # check_same_thread=False only so close() may close it from another thread;

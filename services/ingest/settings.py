@@ -49,7 +49,8 @@ class IngestSettings:
         32, "Clips waiting between pipeline stages; bounds memory, and a slow stage holds back the others.")
     index_write_quorum: int = setting(
         0, "Replicas of a shard that must store a write before it counts; 0: all of them. Below all, a replica "
-        "that was down misses acknowledged writes, and nothing catches it up yet.")
+        "that was down catches up from a peer before it serves again (VIDSEARCH_INDEX_PEERS), but a write is "
+        "lost if every replica that stored it fails for good, or the whole shard restarts before it is copied.")
     rpc_timeout_seconds: float = setting(120.0, "Deadline of every call to the encoder and the index.")
     thumbnail_max_side: int = setting(320, "Longest side of a clip's thumbnail JPEG, in pixels.")
     job_ttl_seconds: int = setting(7 * 24 * 3600, "How long a finished job's record stays readable in Redis.")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.channels import ClientTLS
-from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess
+from services.local.processes import HttpServiceProcess, RedisServer, ServiceProcess, free_port
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class StackConfig:
     data_dir: Path
     checkpoint: Path
     n_shards: int = 2
-    # Copies of each shard, each its own process and data directory; writes go to all of them.
+    # Copies of each shard, each its own process and data directory; writes go to all of them, and
+    # each replica knows the others as its peers, to catch up from when it (re)starts.
     replicas: int = 1
     ingest_workers: int = 1
     with_ingest: bool = True
@@ -70,6 +71,8 @@ class LocalStack:
         self.redis: RedisServer | None = None
         #: replicas[i][r]: replica r of shard i.
         self.replicas: list[list[ServiceProcess]] = []
+        #: replica_ports[i][r]: the port of replica r of shard i, fixed before any starts (they are peers).
+        self.replica_ports: list[list[int]] = []
         self.encoder: ServiceProcess | None = None
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
@@ -103,15 +106,23 @@ class LocalStack:
         """The ``index_shards`` setting of gateway and ingest: shards by comma, replicas by ``|``."""
         return ",".join("|".join(r.address for r in replicas) for replicas in self.replicas)
 
+    def _ports(self) -> list[list[int]]:
+        """``replica_ports``, chosen on first use and kept when the stack starts again: the shards'
+        addresses, which are each other's peers and the gateway's and ingest's targets, stay the same."""
+        if not self.replica_ports:
+            self.replica_ports = [[free_port() for _ in range(self.config.replicas)]
+                                  for _ in range(self.config.n_shards)]
+        return self.replica_ports
+
     def _shard(self, i: int, replica: int = 0) -> ServiceProcess:
-        known = i < len(self.replicas) and replica < len(self.replicas[i])
-        port = self.replicas[i][replica].port if known else None
+        ports = self._ports()[i]
+        peers = "|".join(f"127.0.0.1:{p}" for r, p in enumerate(ports) if r != replica)
         # Replica 0 keeps the single-copy layout, so a data directory works with and without replicas.
         name = f"shard-{i}" if replica == 0 else f"shard-{i}-replica-{replica}"
         return ServiceProcess("services.index", self._env(
             "VIDSEARCH_INDEX", data_dir=self.root / name, shard_name=f"shard-{i}",
-            seal_threshold=self.config.seal_threshold), self.logs / f"{name}.log", port=port,
-            env_prefix="VIDSEARCH_INDEX")
+            seal_threshold=self.config.seal_threshold, peers=peers or None, replica=replica if peers else None),
+            self.logs / f"{name}.log", port=ports[replica], env_prefix="VIDSEARCH_INDEX")
 
     def _encoder(self) -> ServiceProcess:
         port = self.encoder.port if self.encoder is not None else None
@@ -195,7 +206,8 @@ class LocalStack:
         }
 
     def restart_shard(self, i: int, timeout_s: float = 60.0, replica: int = 0) -> ServiceProcess:
-        """Starts shard ``i`` (one replica of it) again on its old port (after a kill), and waits until it serves."""
+        """Starts shard ``i`` (one replica of it) again on its old port (after a kill), and waits until it
+        serves (for a replica: until it has caught up from a peer)."""
         self.replicas[i][replica] = self._shard(i, replica).start()
         self.replicas[i][replica].wait_serving(timeout=timeout_s)
         return self.replicas[i][replica]

@@ -27,6 +27,12 @@ def test_shard_addresses_follow_the_statefulset_dns_names() -> None:
         "dns:///index-2.index.ns.svc.cluster.local:50051",
     ]
     assert addresses.encoder_address("ns") == "dns:///encoder.ns.svc.cluster.local:50051"
+    assert addresses.shard_addresses("ns", 2, replicas=2) == [
+        "dns:///index-0.index.ns.svc.cluster.local:50051|"
+        "dns:///index-replica-1-0.index-replica-1.ns.svc.cluster.local:50051",
+        "dns:///index-1.index.ns.svc.cluster.local:50051|"
+        "dns:///index-replica-1-1.index-replica-1.ns.svc.cluster.local:50051",
+    ]
 
 
 @pytest.mark.parametrize("version", validate.K8S_VERSIONS)
@@ -57,10 +63,10 @@ def test_prod_runs_eight_shards_on_gpus_with_budgets(rendered) -> None:
     assert len(shards["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")) == 8
     encoder = _container(docs, "Deployment", "encoder")
     assert encoder["resources"]["limits"]["nvidia.com/gpu"] == 1
-    budgets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
-               for p in policy.by_kind(docs, "PodDisruptionBudget").values()}
-    assert budgets == {"index", "gateway", "encoder", "ingest", "ingest-worker", "web", "redis"}
-    assert policy.by_kind(docs, "PodDisruptionBudget")["index"]["spec"]["maxUnavailable"] == 1
+    budgets = {p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name", name)
+               for name, p in policy.by_kind(docs, "PodDisruptionBudget").items()}
+    assert budgets == {"gateway", "encoder", "ingest", "ingest-worker", "web", "redis",
+                       *(f"index-shard-{i}" for i in range(8))}
     hpa = policy.by_kind(docs, "HorizontalPodAutoscaler")["encoder"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
     assert policy.by_kind(docs, "Deployment")["gateway"]["spec"]["replicas"] >= 2
@@ -90,9 +96,104 @@ def test_prod_serves_the_web_app_behind_an_ingress_with_tls(rendered) -> None:
     assert policy.by_kind(docs, "Deployment")["web"]["spec"]["replicas"] >= 2
 
 
+def _pods(docs: list[dict]) -> list[dict[str, str]]:
+    """The labels of every index pod the StatefulSets make (the controller adds the ordinal's)."""
+    return [{**s["spec"]["template"]["metadata"]["labels"], "apps.kubernetes.io/pod-index": str(i),
+             "statefulset.kubernetes.io/pod-name": f"{s['metadata']['name']}-{i}"}
+            for s in policy.index_replicas(docs) for i in range(s["spec"]["replicas"])]
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    return selector.get("matchLabels", {}).items() <= labels.items() and not selector.get("matchExpressions")
+
+
+def test_prod_runs_two_replicas_of_every_shard_apart_with_a_budget_each(rendered) -> None:
+    docs = rendered["prod"].docs
+    replicas = policy.index_replicas(docs)
+    assert [s["metadata"]["name"] for s in replicas] == ["index", "index-replica-1"]
+    assert [s["spec"]["replicas"] for s in replicas] == [8, 8]
+    pods = _pods(docs)
+    # Each StatefulSet owns only its own pods, and each has its own headless Service and volumes.
+    for s in replicas:
+        mine = [p for p in pods if _selects(s["spec"]["selector"], p)]
+        assert {p["statefulset.kubernetes.io/pod-name"] for p in mine} == {
+            f"{s['metadata']['name']}-{i}" for i in range(8)}
+        service = policy.by_kind(docs, "Service")[s["spec"]["serviceName"]]["spec"]
+        assert service["clusterIP"] == "None" and service["publishNotReadyAddresses"] is True
+        assert [p for p in pods if _selects({"matchLabels": service["selector"]}, p)] == mine
+        # Replicas of a shard on different nodes and zones: the constraints count the pods of the
+        # incoming pod's ordinal across both StatefulSets.
+        constraints = {(c["topologyKey"], c["whenUnsatisfiable"]): c
+                       for c in policy.pod_spec(s)["topologySpreadConstraints"]}
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone"):
+            c = constraints[(key, "DoNotSchedule")]
+            assert c["maxSkew"] == 1 and c["matchLabelKeys"] == ["apps.kubernetes.io/pod-index"]
+            assert all(_selects(c["labelSelector"], p) for p in pods)
+    # One budget per shard, covering exactly its two replicas, one away at a time; no pod has two.
+    budgets = [b["spec"] for b in policy.by_kind(docs, "PodDisruptionBudget").values()]
+    for pod in pods:
+        (budget,) = [b for b in budgets if _selects(b["selector"], pod)]
+        shard = [p for p in pods if _selects(budget["selector"], p)]
+        assert {p["apps.kubernetes.io/pod-index"] for p in shard} == {pod["apps.kubernetes.io/pod-index"]}
+        assert len(shard) == 2 and budget["minAvailable"] == 1
+    # Gateway and ingest write to both replicas of a shard; the network lets the replicas reach each other.
+    for name in ("gateway", "ingest"):
+        env = policy.container_env(docs, next(c for c in policy.containers(docs) if c.spec["name"] == name))
+        shards = next(v for k, v in env.items() if k.endswith("_INDEX_SHARDS")).split(",")
+        assert [s.count("|") for s in shards] == [1] * 8
+    ingress = policy.by_kind(docs, "NetworkPolicy")["index-ingress"]["spec"]
+    assert all(_selects(ingress["podSelector"], p) for p in pods)
+    assert any(_selects(peer["podSelector"], p) for peer in ingress["ingress"][0]["from"] for p in pods)
+
+
+def test_prod_replica_peers_are_the_same_ordinal_of_the_other_statefulset(rendered) -> None:
+    docs = rendered["prod"].docs
+    peers = {}
+    for s in policy.index_replicas(docs):
+        env = policy.container_env(docs, policy.Container(s, policy.pod_spec(s), policy.pod_spec(s)["containers"][0]))
+        names = [v["name"] for v in policy.pod_spec(s)["containers"][0]["env"]]
+        # Kubernetes expands $(VAR) only from variables defined earlier in the list.
+        assert names.index("SHARD_ORDINAL") < names.index("VIDSEARCH_INDEX_PEERS")
+        assert names.index("POD_NAMESPACE") < names.index("VIDSEARCH_INDEX_PEERS")
+        pod_3 = env["VIDSEARCH_INDEX_PEERS"].replace("$(SHARD_ORDINAL)", "3").replace("$(POD_NAMESPACE)", "vidsearch")
+        peers[s["metadata"]["name"]] = (env["VIDSEARCH_INDEX_REPLICA"], pod_3)
+    assert peers == {
+        "index": ("0", "dns:///index-replica-1-3.index-replica-1.vidsearch.svc.cluster.local:50051"),
+        "index-replica-1": ("1", "dns:///index-3.index.vidsearch.svc.cluster.local:50051"),
+    }
+    gateway = policy.container_env(docs, next(c for c in policy.containers(docs) if c.spec["name"] == "gateway"))
+    shard_3 = gateway["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")[3].split("|")
+    assert shard_3 == [peers["index-replica-1"][1], peers["index"][1]]
+
+
+PROD_MUTATIONS = {
+    "fewer pods in one replica set": ("index-statefulset", lambda d: policy.by_kind(d, "StatefulSet")[
+        "index-replica-1"]["spec"].update(replicas=7)),
+    "not-ready replicas have no DNS name": ("index-statefulset", lambda d: policy.by_kind(d, "Service")[
+        "index-replica-1"]["spec"].pop("publishNotReadyAddresses")),
+    "peers before the ordinal": ("index-statefulset", lambda d: policy.pod_spec(policy.by_kind(d, "StatefulSet")[
+        "index"])["containers"][0]["env"].reverse()),
+    "a replica missing from the shard list": ("addresses", lambda d: d.remove(
+        policy.by_kind(d, "StatefulSet")["index-replica-1"])),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(PROD_MUTATIONS))
+def test_rules_catch_a_broken_replica_set_up(rendered, mutation: str) -> None:
+    rule, mutate = PROD_MUTATIONS[mutation]
+    docs = copy.deepcopy(rendered["prod"].docs)
+    assert policy.RULES[rule](docs) == []
+    mutate(docs)
+    assert policy.RULES[rule](docs), f"rule {rule} did not notice: {mutation}"
+
+
 def test_dev_runs_two_shards_on_cpu(rendered) -> None:
     docs = rendered["dev"].docs
     assert _index(docs)["spec"]["replicas"] == 2
+    assert [s["metadata"]["name"] for s in policy.index_replicas(docs)] == ["index"]  # one replica per shard
+    env = policy.container_env(docs, policy.Container(_index(docs), policy.pod_spec(_index(docs)),
+                                                      policy.pod_spec(_index(docs))["containers"][0]))
+    assert "VIDSEARCH_INDEX_PEERS" not in env
     encoder = next(c for c in policy.containers(docs) if c.spec["name"] == "encoder")
     assert "nvidia.com/gpu" not in str(encoder.spec["resources"])
     assert policy.container_env(docs, encoder)["VIDSEARCH_ENCODER_DEVICE"] == "cpu"
@@ -145,11 +246,13 @@ def test_shard_names_come_from_the_pod_ordinal(rendered, overlay: str) -> None:
 
     docs = rendered[overlay].docs
     n = _index(docs)["spec"]["replicas"]
-    # Pod index-N must serve the N-th address the gateway lists.
+    sets = [s["metadata"]["name"] for s in policy.index_replicas(docs)]
+    # Pod index-N (and index-replica-R-N) must serve the N-th shard the gateway lists.
     shards = policy.container_env(docs, next(c for c in policy.containers(docs) if c.spec["name"] == "gateway"))
-    for i, address in enumerate(shards["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")):
-        pod = address.removeprefix("dns:///").split(".")[0]
-        assert (pod, shard_name_from_host(pod)) == (f"index-{i}", f"shard-{i}")
+    for i, shard in enumerate(shards["VIDSEARCH_GATEWAY_INDEX_SHARDS"].split(",")):
+        pods = [address.removeprefix("dns:///").split(".")[0] for address in shard.split("|")]
+        assert pods == [f"{s}-{i}" for s in sets]
+        assert {shard_name_from_host(pod) for pod in pods} == {f"shard-{i}"}
     assert i == n - 1
 
 

@@ -95,7 +95,8 @@ def test_two_replicas_of_a_shard(tmp_path: Path) -> None:
             got = await shard.replicas[0].get([c.clip_id for c in _clips("first", 10)])
             assert not got.missing_ids, "a replica lost acknowledged writes across its restart"
             # The write that missed the quorum is retried whole, as ingest does, and now succeeds.
-            # (The quorum-of-one write is on b only: below "all", nothing catches a replica up.)
+            # (The quorum-of-one write is on b only: these replicas have no peers set, so none catches up;
+            # tests/integration/test_replica_catchup.py covers replicas that do.)
             assert await shard.upsert(_clips("second", 4)) == 4
             assert [(await r.stats()).live for r in shard.replicas] == [14, 17]
         finally:

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -446,6 +447,39 @@ def test_validate_records_normalises_and_fills_the_model(corpus: dict) -> None:
     assert clean.model_id == MODEL
     np.testing.assert_allclose(np.linalg.norm(clean.vector), 1.0, rtol=1e-6)
     assert clean.vector.dtype == np.float32
+
+
+def test_normalising_a_stored_vector_again_keeps_its_bytes() -> None:
+    """What lets a replica or another shard store a copied clip byte for byte (equal checksums)."""
+    raw = np.random.default_rng(5).normal(size=(500, DIM)).astype(np.float32) * 3
+    once = validate_records([ClipRecord(f"c{i}", "v", 0.0, 1.0, v) for i, v in enumerate(raw)], DIM, MODEL)
+    twice = validate_records(once, DIM, MODEL)
+    assert all(a.vector.tobytes() == b.vector.tobytes() for a, b in zip(once, twice, strict=True))
+    assert not all(np.array_equal(r.vector, v) for r, v in zip(once, raw, strict=True))  # the first one did scale
+
+
+def test_the_checksum_covers_content_not_write_order_or_segments(tmp_path: Path, corpus: dict) -> None:
+    recs = corpus["records"][:300]
+    with ShardIndex(tmp_path / "a", seal_threshold=100, n_trees=2) as a, ShardIndex(tmp_path / "b") as b:
+        a.upsert(recs)
+        a.wait_for_builds()  # a's vectors now live in segments, b's in its store
+        for start in range(300, 0, -50):  # b: another order, in other batches, and a clip deleted and re-added
+            b.upsert(recs[start - 50 : start])
+        b.delete([recs[7].clip_id])
+        b.upsert([recs[7]])
+        assert a.stats()["segments"] >= 1 and b.stats()["segments"] == 0
+        assert a.checksum() == b.checksum(page_size=7)
+        changes = [
+            ("caption", {"caption": "other"}), ("tags", {"tags": ("other",)}), ("end", {"end_s": 99.0}),
+            ("metadata", {"metadata": {"programme": "x"}}), ("vector", {"vector": -recs[7].vector}),
+        ]
+        for what, change in changes:
+            b.upsert([replace(recs[7], **change)])
+            assert a.checksum() != b.checksum(), f"a different {what} left the checksum unchanged"
+        b.delete([recs[7].clip_id])
+        assert a.checksum() != b.checksum()
+        b.upsert([recs[7]])
+        assert a.checksum() == b.checksum()
 
 
 def test_first_write_must_name_a_model(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -310,3 +311,30 @@ def test_reading_writes_nothing_to_the_store(tmp_path) -> None:
         reader.start()
         reader.join()
         assert {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_close_waits_for_a_read_under_way_in_another_thread(store: ShardStore) -> None:
+    """Closing a connection under a running query crashes the process (a shard stopping while a
+    Scan page or a catch-up read is still in its worker thread): close lets the read finish."""
+    store.upsert([record(i) for i in range(20)])
+    reading, release = threading.Event(), threading.Event()
+
+    def read() -> int:
+        with store._reading() as conn:
+            reading.set()
+            release.wait(10)
+            return conn.execute("SELECT count(*) FROM clips").fetchone()[0]
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(read)
+        assert reading.wait(10)
+        closer = threading.Thread(target=store.close)
+        closer.start()
+        closer.join(0.3)
+        assert closer.is_alive(), "close did not wait for the read under way"
+        with pytest.raises(WrongState, match="closed"):
+            store.count()  # no new read starts meanwhile
+        release.set()
+        assert pending.result(10) == 20
+        closer.join(10)
+        assert not closer.is_alive()

@@ -101,7 +101,8 @@ def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> No
     from services.local.processes import RedisServer
     from services.local.stack import LocalStack, StackConfig
 
-    stack = LocalStack(StackConfig(data_dir=tmp_path, checkpoint=tmp_path / "ckpt", api_keys_file=tmp_path / "k"))
+    stack = LocalStack(StackConfig(data_dir=tmp_path, checkpoint=tmp_path / "ckpt", api_keys_file=tmp_path / "k",
+                                   replicas=2))
     stack.redis = RedisServer(tmp_path / "redis")  # built, not started: only its URL is needed
     stack.replicas = [[stack._shard(0), stack._shard(0, replica=1)]]
     stack.encoder = stack._encoder()
@@ -115,6 +116,10 @@ def test_the_local_stack_sets_only_names_its_services_read(tmp_path: Path) -> No
     for proc, cls, prefix in processes:
         given = {k for k in proc.env if k.startswith(f"{prefix}_")}
         assert len(given) >= 2 and given <= set(known_names(cls, prefix)), given - set(known_names(cls, prefix))
+    # Each replica knows the other as its peer, and its own number.
+    a, b = stack.replicas[0]
+    assert (a.env["VIDSEARCH_INDEX_PEERS"], a.env["VIDSEARCH_INDEX_REPLICA"]) == (b.address, "0")
+    assert (b.env["VIDSEARCH_INDEX_PEERS"], b.env["VIDSEARCH_INDEX_REPLICA"]) == (a.address, "1")
 
 
 def test_the_redis_password_comes_from_a_file_once(tmp_path: Path) -> None:

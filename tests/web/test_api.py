@@ -33,6 +33,7 @@ def http(web: WebStack):
 def search(http: httpx.Client, **params) -> dict:
     reply = http.get("/api/v1/search", params=params)
     assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "application/json"
     return reply.json()
 
 

@@ -104,11 +104,13 @@ class CompactResponse(_message.Message):
     def __init__(self, segments: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("content_checksum",)
+    CONTENT_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    content_checksum: bool
+    def __init__(self, content_checksum: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard")
+    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard", "checksum", "catching_up", "live_at_open")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONED_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +120,9 @@ class StatsResponse(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CATCHING_UP_FIELD_NUMBER: _ClassVar[int]
+    LIVE_AT_OPEN_FIELD_NUMBER: _ClassVar[int]
     records: int
     live: int
     tombstoned: int
@@ -127,7 +132,10 @@ class StatsResponse(_message.Message):
     model_id: str
     dimension: int
     shard: str
-    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ...) -> None: ...
+    checksum: str
+    catching_up: bool
+    live_at_open: int
+    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ..., checksum: _Optional[str] = ..., catching_up: _Optional[bool] = ..., live_at_open: _Optional[int] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("after_clip_id", "include_vectors", "page_size", "video_ids", "limit")

@@ -1,0 +1,270 @@
+"""Replica catch-up: a shard replica that missed writes copies a SERVING peer's clips before it serves.
+
+Why this is correct without sequence numbers shared between replicas. Every client writes to every
+replica, so from the moment this replica accepts writes (the moment its shard opens, before any
+catch-up starts) it receives the same live writes as its peer. It then streams the peer's clips with
+``Scan`` in clip-id order and reconciles each page against its own store: a clip the peer holds that
+it lacks or holds differently (any field, or the vector's bytes) is upserted with the peer's copy, a
+clip it holds in the page's id range that the peer does not is deleted. A clip touched by a live write
+since catch-up began (an upsert or delete of its id, or a delete of its video) is left alone: that
+write reached this replica too and is newer than, or equal to, the scanned copy. Live writes record
+what they touch under the same lock a page holds while it is compared and applied, so a live write
+is either seen by the page (and the page skips its clip) or applied after the page (and wins).
+
+A replica killed mid-catch-up starts over on restart: its own writes are durable and the reconcile
+is idempotent. A peer that dies mid-stream is replaced by the next SERVING one, resuming after the
+last clip reconciled. Until catch-up is done the replica is NOT_SERVING and refuses reads, while
+writes are accepted (clients write to it on a channel that does not wait for SERVING).
+
+When no peer is SERVING (the whole shard restarted), one replica must serve as it is and the
+others catch up from it. Each waiting replica tells its peers (Stats) how many clips it held when
+it opened (``live_at_open``, before any write of this run), and the lowest-numbered replica that
+held any serves: replica 0 when it held clips (once every peer answers NOT_SERVING, or after
+``alone_after_s``), replica 1 when replica 0 answers that it opened empty (a lost volume), and so
+on; replica 0 when every replica answers empty (a new deployment). A replica that opened empty
+never serves alone while a peer that may hold clips has not answered, so a replica whose volume was
+lost never becomes the source that empties the others. Caveat with a ``write_quorum`` below the
+replica count: a write acknowledged by replica 1 alone, while replica 0 was down, is lost if the
+whole shard then restarts before replica 0 caught up (replica 0 is taken as the truth). With the
+default quorum (all) every acknowledged write is on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.errors import DependencyDown, NotReady, VidsearchError
+from services.common.index_client import ReplicaClient, ShardClient
+from services.index import convert
+from services.index.metrics import CATCHING_UP, CATCHUP_CLIPS
+from services.index.records import ClipRecord
+from services.index.shard import ShardIndex
+
+log = logging.getLogger(__name__)
+
+_LOCAL_PAGE = 1000
+_POLL_S = 0.5
+
+
+class CatchUp:
+    """A replica's catch-up state: live writes recorded while it runs, reads refused until it is done."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        # The live clips when the shard opened: set before it takes its first write.
+        self.live_at_open = 0
+        self.lock = asyncio.Lock()
+        # How many live writes touched each clip and video (a count, so that one refused write does not
+        # unmark a clip another write changed).
+        self._clips: Counter[str] = Counter()
+        self._videos: Counter[str] = Counter()
+        self.done = False
+
+    @contextlib.asynccontextmanager
+    async def writing(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> AsyncIterator[None]:
+        """Around a live write: marks what it touches before it is applied (module docstring), and
+        unmarks it when the shard refused the write, which then changed nothing."""
+        if self.done:
+            yield
+            return
+        clips, videos = Counter(clip_ids), Counter(video_ids)
+        async with self.lock:
+            self._clips.update(clips)
+            self._videos.update(videos)
+        try:
+            yield
+        except VidsearchError:  # refused whole (bad input, wrong model, disk full); not a cancellation,
+            async with self.lock:  # after which the write may still land
+                self._clips.subtract(clips)
+                self._videos.subtract(videos)
+            raise
+
+    def touched(self, record: ClipRecord) -> bool:
+        """Whether a live write since catch-up began has touched this clip (read under ``lock``)."""
+        return self._clips[record.clip_id] > 0 or self._videos[record.video_id] > 0
+
+    def finish(self) -> None:
+        self.done = True
+        self._clips.clear()
+        self._videos.clear()
+
+    def check_readable(self) -> None:
+        if not self.done:
+            raise NotReady(f"index {self._name} is catching up from a peer replica")
+
+
+@dataclass
+class Progress:
+    """What a catch-up has done so far; ``after`` is the last peer clip id reconciled."""
+
+    after: str = ""
+    scanned: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    skipped: int = 0
+
+
+class Reconciler:
+    """Applies a peer's pages, in clip-id order, to the local shard."""
+
+    def __init__(self, name: str, shard: ShardIndex, catchup: CatchUp) -> None:
+        self.shard = shard
+        self.catchup = catchup
+        self.progress = Progress()
+        self._counted = {action: CATCHUP_CLIPS.labels(name, action) for action in ("copied", "deleted", "skipped")}
+
+    def _count(self, copied: int = 0, deleted: int = 0, skipped: int = 0) -> None:
+        self.progress.upserted += copied
+        self.progress.deleted += deleted
+        self.progress.skipped += skipped
+        for action, n in (("copied", copied), ("deleted", deleted), ("skipped", skipped)):
+            self._counted[action].inc(n)
+
+    async def apply(self, page: Sequence[ClipRecord]) -> None:
+        """Reconciles the id range (last page's end, this page's end] with the peer's ``page``.
+
+        Local clips are read a bounded page at a time, so a range the peer no longer has any of
+        (a mass delete while this replica was down) never sits in memory whole.
+        """
+        if not page:
+            return
+        upto = page[-1].clip_id
+        peer_ids = {r.clip_id for r in page}
+        held: dict[str, ClipRecord] = {}
+        after = self.progress.after
+        while True:
+            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=True)
+            in_range = [r for r in local if r.clip_id <= upto]
+            held.update((r.clip_id, r) for r in in_range if r.clip_id in peer_ids)
+            await self._delete([r for r in in_range if r.clip_id not in peer_ids])
+            if len(local) < _LOCAL_PAGE or local[-1].clip_id >= upto:
+                break
+            after = local[-1].clip_id
+        await self._copy(page, held)
+        self.progress.after = upto
+        self.progress.scanned += len(page)
+
+    async def finish(self) -> None:
+        """Deletes local clips after the peer's last one, a page at a time: the peer has none of them."""
+        after = self.progress.after
+        while True:
+            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=False)
+            await self._delete(local)
+            if len(local) < _LOCAL_PAGE:
+                return
+            after = local[-1].clip_id
+
+    async def _copy(self, page: Sequence[ClipRecord], held: dict[str, ClipRecord]) -> None:
+        """Upserts the peer's clips this replica lacks or holds differently, bar those live writes touched."""
+        changed = [r for r in page if held.get(r.clip_id) != r]
+        if not changed:
+            return
+        async with self.catchup.lock:
+            fresh = [r for r in changed if not self.catchup.touched(r)]
+            # Applied under the lock: a live write to these clips waits, then lands after the copy.
+            if fresh:
+                await asyncio.to_thread(self.shard.upsert, fresh)
+        self._count(copied=len(fresh), skipped=len(changed) - len(fresh))
+
+    async def _delete(self, missing: Sequence[ClipRecord]) -> None:
+        """Deletes local clips the peer does not have, bar those live writes touched."""
+        if not missing:
+            return
+        async with self.catchup.lock:
+            gone = [r.clip_id for r in missing if not self.catchup.touched(r)]
+            if gone:
+                await asyncio.to_thread(self.shard.delete, gone)
+        self._count(deleted=len(gone), skipped=len(missing) - len(gone))
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """What a peer answers: ``serving`` None when it does not answer; ``live_at_open`` None unless it
+    is waiting to catch up and said how many clips it opened with."""
+
+    number: int
+    serving: bool | None
+    live_at_open: int | None = None
+
+
+async def _peer_state(number: int, peer: ReplicaClient) -> PeerState:
+    try:
+        if await peer.serving():
+            return PeerState(number, True)
+    except grpc.aio.AioRpcError:
+        return PeerState(number, None)
+    try:  # Stats answers while catching up; it is UNAVAILABLE while the peer's shard still opens.
+        stats = await peer.stats(peer.probe_timeout_s, serving_or_not=True)
+    except VidsearchError:
+        return PeerState(number, False)
+    return PeerState(number, False, stats.live_at_open if stats.catching_up else None)
+
+
+def serves_alone(replica: int, live_at_open: int, peers: Sequence[PeerState], waited_s: float,
+                 alone_after_s: float) -> bool:
+    """With no peer SERVING: whether this replica is the one that serves as it is (module docstring)."""
+    lower = [p for p in peers if p.number < replica]
+    if live_at_open > 0:
+        if replica == 0:
+            return all(p.serving is False for p in peers) or waited_s >= alone_after_s
+        return all(p.live_at_open == 0 for p in lower)
+    return replica == 0 and all(p.live_at_open == 0 for p in peers)
+
+
+async def _wait_for_source(name: str, peers: ShardClient, replica: int, live_at_open: int,
+                           alone_after_s: float) -> bool:
+    """Whether to catch up (a peer serves) or not (this replica serves first, see ``serves_alone``).
+
+    Peers are listed in replica order, without this one: the j-th is replica j, or j + 1 from ours on.
+    """
+    started = time.monotonic()
+    last_log = started
+    numbers = [j if j < replica else j + 1 for j in range(len(peers.replicas))]
+    while True:
+        states = list(await asyncio.gather(*(_peer_state(n, p) for n, p in zip(numbers, peers.replicas,
+                                                                                strict=True))))
+        if any(s.serving for s in states):
+            return True
+        if serves_alone(replica, live_at_open, states, time.monotonic() - started, alone_after_s):
+            log.warning("index %s replica %d (opened with %d clips): no peer is SERVING (%s); serving "
+                        "without catching up", name, replica, live_at_open, ", ".join(
+                            f"replica {s.number} serving={s.serving} live_at_open={s.live_at_open}"
+                            for s in states))
+            return False
+        if time.monotonic() - last_log >= 30:
+            log.info("index %s replica %d: waiting for a SERVING peer to catch up from (%s)", name, replica,
+                     states)
+            last_log = time.monotonic()
+        await asyncio.sleep(_POLL_S)
+
+
+async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardClient, *, replica: int,
+                   alone_after_s: float, page_size: int = 1000) -> Progress:
+    """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads."""
+    reconciler = Reconciler(name, shard, catchup)
+    t0 = time.monotonic()
+    CATCHING_UP.labels(name).set(1)
+    while await _wait_for_source(name, peers, replica, catchup.live_at_open, alone_after_s):
+        try:
+            async for page in peers.scan(reconciler.progress.after, include_vectors=True, page_size=page_size):
+                await reconciler.apply([convert.record_from_proto(c) for c in page])
+            await reconciler.finish()
+            break
+        except DependencyDown as exc:
+            log.warning("index %s: catch-up interrupted after %s (%s); resuming", name,
+                        reconciler.progress.after or "the start", exc)
+            await asyncio.sleep(_POLL_S)
+    catchup.finish()
+    CATCHING_UP.labels(name).set(0)
+    p = reconciler.progress
+    log.info("index %s caught up in %.1f s: %d peer clips scanned, %d copied, %d deleted, %d left to live "
+             "writes", name, time.monotonic() - t0, p.scanned, p.upserted, p.deleted, p.skipped)
+    return p

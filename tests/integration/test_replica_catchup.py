@@ -1,0 +1,329 @@
+"""Replica catch-up with real index servers: a replica that missed writes copies its SERVING peer
+before it serves, live writes made during the copy are never overwritten by the peer's older
+copies, and a replica killed mid-catch-up still ends equal to its peer (row count and checksum)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2
+from prometheus_client import REGISTRY
+
+from services import cli
+from services.common.errors import WrongState
+from services.common.index_client import ShardClient
+from services.common.readiness import Pending
+from services.common.server import Registration, RunningServer, start_server
+from services.common.settings import ServerSettings
+from services.index import convert
+from services.index.catchup import CatchUp, catch_up
+from services.index.servicer import IndexServicer
+from services.index.shard import ShardIndex
+from tests.procs import ServiceProcess, free_port, health_status
+from vidsearch.common.v1 import common_pb2
+from vidsearch.index.v1 import index_pb2, index_pb2_grpc
+
+DIM = 8
+SERVICE = "vidsearch.index.v1.IndexService"
+
+
+def _clips(video: str, n: int, seed: int = 0, caption: str = "") -> list[common_pb2.ClipRecord]:
+    vectors = np.random.default_rng([seed, len(video)]).normal(size=(n, DIM)).astype(np.float32)
+    return [common_pb2.ClipRecord(clip_id=f"{video}:{i * 1000:09d}", video_id=video, start_seconds=float(i),
+                                  end_seconds=i + 1.0, vector=common_pb2.Vector(values=v), model_id="m",
+                                  caption=caption, tags=["t"], metadata={"k": video})
+            for i, v in enumerate(vectors.tolist())]
+
+
+class GatedPeer(IndexServicer):
+    """A SERVING peer whose Scan, once armed, holds each page it has read until the test lets it go:
+    the window in which a live write makes that page stale."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_read = asyncio.Event()
+        self.release = asyncio.Event()
+        self.armed = False
+
+    async def Scan(self, request, context):
+        async for page in super().Scan(request, context):
+            if self.armed:
+                self.armed = False
+                self.page_read.set()
+                await self.release.wait()
+            yield page
+
+
+async def _server(servicer: IndexServicer, serving: bool) -> RunningServer:
+    running = await start_server(ServerSettings(grace_seconds=0), [Registration(
+        index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, SERVICE)])
+    await running.set_serving(serving)
+    return running
+
+
+def test_live_writes_during_catch_up_win_over_the_peers_older_copies(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        peer = GatedPeer("shard-0", Pending("opening", ShardIndex(tmp_path / "a")))
+        a = await _server(peer, serving=True)
+        # Replica b as services/index/server.py starts it: open, take writes, catch up, then serve.
+        b_shard = ShardIndex(tmp_path / "b")
+        # What b held from before it went down: a clip a has deleted since, and an older copy of v2.
+        b_shard.upsert([convert.record_from_proto(c) for c in _clips("v0", 2) + _clips("v2", 5, seed=9)])
+        catchup = CatchUp("shard-0")
+        b_servicer = IndexServicer("shard-0", Pending("opening", b_shard), catchup)
+        b = await _server(b_servicer, serving=False)
+        both = ShardClient("shard-0", f"127.0.0.1:{a.port}|127.0.0.1:{b.port}", timeout_s=10)
+        peers = ShardClient("peers", f"127.0.0.1:{a.port}", timeout_s=10)
+        try:
+            for video in ("v1", "v2", "v3"):  # written while b was down
+                await both.replicas[0].upsert(_clips(video, 5))
+            peer.armed = True
+            task = asyncio.create_task(catch_up("shard-0", b_servicer.shard.get(), catchup, peers, replica=1,
+                                                alone_after_s=1, page_size=8))
+            await asyncio.wait_for(peer.page_read.wait(), 10)
+            # The first page (v0 is not on a: v1's 5 clips and 3 of v2's) is read, not yet applied.
+            # Live writes now reach both replicas (b takes writes while it is NOT_SERVING):
+            new_v1 = _clips("v1", 5, seed=1, caption="re-encoded")[:2]
+            await both.upsert(new_v1)  # overwrite two clips of the stale page
+            await both.delete(clip_ids=["v1:000004000"])  # delete one clip of the stale page
+            await both.delete(video_ids=["v2"])  # delete a video, some clips on the stale page
+            await both.upsert(_clips("v15", 1))  # a new clip in the page's id range (v1 < v15 < v2)
+            wrong_model = _clips("v3", 1)
+            wrong_model[0].model_id = "another-model"
+            with pytest.raises(WrongState):  # refused by both, so it must not keep b from copying v3:0
+                await both.upsert(wrong_model)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as plain:
+                stub = index_pb2_grpc.IndexServiceStub(plain)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:  # b serves no read yet
+                    await stub.Get(index_pb2.GetRequest(clip_ids=["v1:000000000"]), timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "catching up" in refused.value.details()
+                assert (await stub.Stats(index_pb2.StatsRequest(), timeout=5)).catching_up
+            peer.release.set()
+            progress = await asyncio.wait_for(task, 30)
+            await b.set_serving(True)
+
+            assert (progress.skipped, progress.deleted) == (7, 2), progress
+            sample = REGISTRY.get_sample_value
+            assert sample("vidsearch_index_catching_up", {"shard": "shard-0"}) == 0
+            assert sample("vidsearch_index_catchup_clips_total", {"shard": "shard-0", "action": "skipped"}) >= 7
+            stats = [await r.stats(content_checksum=True) for r in both.replicas]
+            assert stats[0].live == stats[1].live == 4 + 1 + 5  # v1 (2 new, 2 old), v15, v3
+            assert stats[0].checksum == stats[1].checksum and len(stats[0].checksum) == 64
+            assert not stats[1].catching_up
+            got = await both.replicas[1].get([c.clip_id for c in new_v1] + ["v1:000004000", "v2:000000000",
+                                                                             "v0:000000000", "v15:000000000"])
+            assert [c.caption for c in got.clips] == ["re-encoded", "re-encoded", ""]
+            assert sorted(got.missing_ids) == ["v0:000000000", "v1:000004000", "v2:000000000"]
+        finally:
+            await both.close()
+            await peers.close()
+            for running, servicer in ((a, peer), (b, b_servicer)):
+                await running.server.stop(0)
+                servicer.shard.get().close()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- replicas as processes
+
+def _replica(tmp: Path, name: str, peer_port: int, port: int, replica: int, **env: str) -> ServiceProcess:
+    return ServiceProcess("services.index", {
+        "VIDSEARCH_INDEX_DATA_DIR": str(tmp / name), "VIDSEARCH_INDEX_SHARD_NAME": "shard-0",
+        "VIDSEARCH_INDEX_PEERS": f"127.0.0.1:{peer_port}", "VIDSEARCH_INDEX_REPLICA": str(replica),
+        "VIDSEARCH_INDEX_ALONE_AFTER_S": "1", **env,
+    }, tmp / f"{name}.log", port=port, env_prefix="VIDSEARCH_INDEX").start()
+
+
+def _pair(tmp: Path, **env_b: str) -> tuple[ServiceProcess, ServiceProcess]:
+    port_a, port_b = free_port(), free_port()
+    a = _replica(tmp, "a", port_b, port_a, 0)
+    b = _replica(tmp, "b", port_a, port_b, 1, **env_b)
+    a.wait_serving()
+    b.wait_serving()
+    return a, b
+
+
+def _stats(address: str) -> index_pb2.StatsResponse:
+    with grpc.insecure_channel(address) as channel:
+        return index_pb2_grpc.IndexServiceStub(channel).Stats(index_pb2.StatsRequest(content_checksum=True), timeout=60)
+
+
+def _write(target: str, quorum: int, write) -> None:
+    async def go() -> None:
+        shard = ShardClient("shard-0", target, timeout_s=30, write_quorum=quorum)
+        try:
+            await write(shard)
+        finally:
+            await shard.close()
+
+    asyncio.run(go())
+
+
+def _restart(proc: ServiceProcess, **env: str) -> ServiceProcess:
+    """The same replica (port, data directory) started again, with ``env`` on top of its settings."""
+    return ServiceProcess(proc.module, {**proc.env, **env}, proc.log_path, port=proc.port,
+                          env_prefix="VIDSEARCH_INDEX").start()
+
+
+def _wait_catching_up(b: ServiceProcess, timeout: float = 60) -> None:
+    """Until b has opened its shard and takes writes (it is catching up, not serving yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if health_status(b.address, SERVICE, timeout=1) is not None:
+            try:
+                if _stats(b.address).catching_up:
+                    return
+            except grpc.RpcError:  # still opening its shard
+                pass
+        time.sleep(0.02)
+    raise TimeoutError(f"b never started catching up:\n{b.log_tail()}")
+
+
+def _wait_caught_up(b: ServiceProcess, timeout: float = 120) -> list[int | None]:
+    """b's health until it reports SERVING, checking on the way that it never serves a read before."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = health_status(b.address, SERVICE, timeout=1)
+        seen.append(status)
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            return seen
+        time.sleep(0.05)
+    raise TimeoutError(f"b never caught up:\n{b.log_tail()}")
+
+
+@pytest.mark.slow
+def test_a_replica_that_was_down_catches_up_before_it_serves(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    target = f"{a.address}|{b.address}"
+    try:
+        _write(target, 0, lambda s: s.upsert(_clips("both", 50)))
+        b.kill(signal.SIGKILL)
+
+        async def while_b_is_down(shard: ShardClient) -> None:
+            await shard.upsert([c for v in range(20) for c in _clips(f"only-a-{v:02d}", 50)])
+            await shard.upsert(_clips("both", 10, seed=3, caption="overwritten"))
+            await shard.delete(video_ids=["only-a-05"])
+            await shard.delete(clip_ids=["both:000049000"])
+
+        _write(target, 1, while_b_is_down)  # acknowledged by a alone
+        assert cli.main(["replicas", "--shards", target, "--timeout", "5"]) == 1  # b is down
+        # One page per Scan message: the catch-up of ~1,000 clips takes long enough to watch.
+        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="5")
+        seen = _wait_caught_up(b)
+        assert health_pb2.HealthCheckResponse.NOT_SERVING in seen, "b served before catching up"
+        sa, sb = _stats(a.address), _stats(b.address)
+        assert sa.live == sb.live == 50 + 19 * 50 - 1
+        assert sa.checksum == sb.checksum
+        with grpc.insecure_channel(b.address) as channel:
+            got = index_pb2_grpc.IndexServiceStub(channel).Get(index_pb2.GetRequest(
+                clip_ids=["both:000000000", "only-a-05:000000000", "both:000049000", "only-a-19:000049000"]),
+                timeout=10)
+        assert [c.caption for c in got.clips] == ["overwritten", ""]
+        assert sorted(got.missing_ids) == ["both:000049000", "only-a-05:000000000"]
+        assert "caught up" in b.log_tail(200)
+        assert cli.main(["replicas", "--shards", target]) == 0
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_catch_up_ends_equal_after_restart(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    target = f"{a.address}|{b.address}"
+    try:
+        b.kill(signal.SIGKILL)
+
+        _write(target, 1, lambda s: s.upsert([c for v in range(40) for c in _clips(f"video-{v:02d}", 50, seed=v)]))
+        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="2")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill b once it has copied part of a's 2,000 clips
+            if health_status(b.address, timeout=1) is not None and _stats(b.address).live >= 200:
+                break
+            time.sleep(0.05)
+        stats = _stats(b.address)
+        assert stats.catching_up and stats.live < 2000, "b finished before it could be killed mid-catch-up"
+        b.kill(signal.SIGKILL)
+        _write(target, 1, lambda s: s.delete(video_ids=["video-00", "video-39"]))
+        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="500")
+        _wait_caught_up(b)
+        sa, sb = _stats(a.address), _stats(b.address)
+        assert sa.live == sb.live == 38 * 50
+        assert sa.checksum == sb.checksum
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_a_shard_restarted_whole_after_replica_0_lost_its_volume_keeps_replica_1s_clips(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    try:
+        _write(f"{a.address}|{b.address}", 0, lambda s: s.upsert(_clips("kept", 300)))
+        checksum = _stats(b.address).checksum
+        a.kill(signal.SIGKILL)
+        b.kill(signal.SIGKILL)
+        shutil.rmtree(tmp_path / "a")  # replica 0 comes back on an empty volume
+        a, b = _restart(a), _restart(b)
+        _wait_caught_up(a)
+        b.wait_serving()
+        for proc in (a, b):
+            stats = _stats(proc.address)
+            assert (stats.live, stats.checksum) == (300, checksum)
+        # b served first (a had opened empty), and a copied b rather than b emptying itself from a.
+        assert b.log_tail(400).count("serving without catching up") == 1
+        assert a.log_tail(400).count("serving without catching up") == 1  # the first start only
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_writes_to_every_replica_go_on_while_one_catches_up_and_both_end_equal(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path)
+    target = f"{a.address}|{b.address}"
+    try:
+        b.kill(signal.SIGKILL)
+        _write(target, 1, lambda s: s.upsert([c for v in range(20) for c in _clips(f"video-{v:02d}", 50, seed=v)]))
+        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="3")
+        _wait_catching_up(b)
+
+        async def live_writes(shard: ShardClient) -> int:
+            """Overwrites, deletes and new clips across the whole id range, acknowledged by both
+            replicas (the default quorum) while b copies a, until b serves."""
+            acknowledged = 0
+            for round_ in range(1000):
+                if health_status(b.address, SERVICE, timeout=1) == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                v = round_ % 20
+                await shard.upsert(_clips(f"video-{v:02d}", 50, seed=100 + round_, caption=f"round {round_}")[::7])
+                await shard.delete(clip_ids=[f"video-{(v + 7) % 20:02d}:{round_ % 50 * 1000:09d}"])
+                await shard.upsert(_clips(f"new-{round_:03d}", 1))
+                acknowledged += 3
+            return acknowledged
+
+        acknowledged = asyncio.run(_written(target, live_writes))
+        assert acknowledged >= 30, "b caught up before the live writes could race it"
+        _wait_caught_up(b)
+        sa, sb = _stats(a.address), _stats(b.address)
+        assert sa.live == sb.live and sa.checksum == sb.checksum
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def _written(target: str, write):
+    shard = ShardClient("shard-0", target, timeout_s=30)
+    try:
+        return await write(shard)
+    finally:
+        await shard.close()
