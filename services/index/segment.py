@@ -237,10 +237,9 @@ class Segment:
             raise SegmentCorrupt(f"segment {name}: vectors are {vectors.dtype}{vectors.shape}, "
                                  f"expected float32({n}, {seg_dim})")
         segment = cls._open(directory, name, clip_ids, seqs, vectors, manifest)
-        # Spot-check that the engine and the re-rank vectors hold the same data.
-        for i in np.unique(np.linspace(0, n - 1, num=min(n, 8)).astype(int)).tolist():
-            if not segment._holds(i):
-                raise SegmentCorrupt(f"segment {name}: item {i} differs between the {cls.engine} index and vectors")
+        differing = segment._differing_row()
+        if differing is not None:
+            raise SegmentCorrupt(f"segment {name}: item {differing} differs between the {cls.engine} index and vectors")
         return segment
 
     @staticmethod
@@ -289,6 +288,14 @@ class Segment:
               manifest: dict) -> Segment:
         """The segment with its engine's files opened (SegmentCorrupt if they do not fit the manifest)."""
         raise NotImplementedError
+
+    def _differing_row(self) -> int | None:
+        """A row of a spot-check whose copy in the engine is not the vector file's, or None: the engine
+        and the re-rank vectors must hold the same data."""
+        for row in np.unique(np.linspace(0, self.n_items - 1, num=min(self.n_items, 8)).astype(int)).tolist():
+            if not self._holds(row):
+                return row
+        return None
 
     def _holds(self, row: int) -> bool:
         """Whether the engine's copy of ``row`` matches the vector file's."""
