@@ -41,8 +41,8 @@ class IndexSettings:
         "Segments of the other engine stay searchable; compaction rebuilds them with this one.")
     recall_target: float = setting(0.95, "Recall the per-segment search_k is calibrated for at build time.")
     annoy_dim: int = setting(
-        128, "Dimensions a segment's Annoy forest is built on (top principal axes); candidates are re-ranked "
-        "exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
+        128, "Annoy engine only: dimensions a segment's Annoy forest is built on (top principal axes); candidates "
+        "are re-ranked exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
     max_segment_rows: int = setting(
         1_000_000, "Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).")
     max_store_bytes: int = setting(

@@ -87,15 +87,15 @@ class ShardIndex:
             about 256 rows as 8-bit codes; its cost grows gently with the segment's rows) or
             ``"annoy"`` (a forest on projected vectors). Segments built by the other engine are still
             opened and searched; compaction rebuilds them with this one.
-        n_trees: Annoy trees per segment. More trees cost build time and ~1-2% index size each but
+        n_trees: Annoy trees per segment (Annoy engine only). More trees cost build time and ~1-2% index size each but
             cut the nodes a query must inspect for a given recall; at dim 512 and 200k rows, 64
             trees reach recall@10 0.95 with a fraction of the search_k that 16 trees need.
         recall_target: recall@10 each segment's ``search_k`` is calibrated to reach.
         exact_filter_rows, exact_filter_fraction: a filter estimated to match at most this many
             rows, or this fraction of live rows, is answered by an exact scan of the matching rows;
             a broader one by over-fetching from the index and post-filtering.
-        annoy_dim: dimensions the Annoy forest of a segment is built on (the vectors' top principal
-            axes); candidates are re-ranked exactly, so the forest only has to find them. Below the
+        annoy_dim: dimensions the Annoy forest of a segment is built on (Annoy engine only; the top principal
+            axes of the vectors); candidates are re-ranked exactly, so the forest only has to find them. Below the
             vectors' dimension it cuts the forest's bytes and per-node work by ``dim / annoy_dim``.
         rerank: least candidates a segment re-ranks exactly per query (None: the engine's default,
             200 for a projected Annoy forest, 32 for the IVF lists' 8-bit codes); widened at build time
