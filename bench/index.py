@@ -2,8 +2,9 @@
 
     python -m bench.index --sizes 50000,200000,800000 --dim 512 --json
 
-Each size is a fresh shard (its own data, queries and exact baseline). Growth figures compare sizes
-measured in the same run: ``qps_ratio_4x`` is the QPS at the largest size over the QPS at a quarter
+Each size is a fresh shard (its own data, queries and exact baseline); all stay open until their
+timings, taken in rounds that interleave the sizes, are done. Growth figures compare sizes measured
+in the same run: ``qps_ratio_4x`` is the QPS at the largest size over the QPS at a quarter
 of it, ``bytes_per_raw_byte`` the worst ratio over all sizes of the shard's bytes on disk (store +
 segments) to the raw float32 vectors. Start-up is the time to open the closed shard again, which is
 what the service waits for before it reports SERVING.
@@ -14,9 +15,10 @@ noise ``spread / sqrt(dim)``, then normalised), and held-out queries drawn the s
 searched one query at a time through ``search`` (filters off; hits carry their records, as the
 servicer needs). Baselines: a NumPy exact scan (matrix-vector product + argpartition) and faiss
 ``IndexHNSWFlat`` (inner product on the same unit vectors) whose ``efSearch`` is swept to the
-smallest value reaching the shard's recall.
+smallest value reaching the shard's recall. ``--engine`` picks the shard's segment engine (the
+IVF lists of 8-bit codes, or the Annoy forest), so both are measured by the same code.
 
-Threads: Annoy answers a query on one thread; faiss is pinned to one OpenMP thread for search
+Threads: a segment answers a query on one thread; faiss is pinned to one OpenMP thread for search
 (one query gains nothing from more) and may use all cores to build. The NumPy baseline is timed
 with OpenBLAS on one thread and on all cores and the faster is reported (``exact_threads``), so
 the speed-up is against the strongest exact scan this machine offers at that moment. Timings are
@@ -115,9 +117,8 @@ def exact_search(vectors: np.ndarray):
 def shard_options(args: argparse.Namespace, n: int) -> dict:
     rows = args.segment_rows if 0 < args.segment_rows < n else n + 1
     return {"seal_threshold": rows, "max_segment_rows": rows, "search_threads": args.search_threads,
-            "n_trees": args.n_trees,
-            "annoy_dim": args.annoy_dim, "rerank": args.rerank, "recall_target": args.recall_target,
-            "seed": args.seed}
+            "segment_engine": args.engine, "n_trees": args.n_trees, "annoy_dim": args.annoy_dim,
+            "rerank": args.rerank or None, "recall_target": args.recall_target, "seed": args.seed}
 
 
 def _rss_bytes() -> int:
@@ -157,8 +158,9 @@ def build_shard(args: argparse.Namespace, vectors: np.ndarray, data_dir: str) ->
         "segments": len(segments),
         "search_k": [s.search_k for s in segments] if len(segments) > 1 else segment.search_k,
         "calibrated_recall": round(min(s.manifest["calibration"]["recall"] for s in segments), 4),
-        "n_trees": segment.n_trees,
-        "annoy_dim": segment.annoy_dim,
+        "engine": segment.engine,
+        **{key: segment.manifest[key] for key in ("n_trees", "annoy_dim", "nlist", "list_rows")
+           if key in segment.manifest},
         "rerank": segment.rerank,
         "ingest_seconds": round(ingest_s, 2),
         "build_seconds": round(build_s, 2),
@@ -200,8 +202,9 @@ def build_hnsw(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarra
     }
 
 
-def run_size(args: argparse.Namespace, n: int, peer: bool) -> dict:
-    """Every figure for one shard of ``n`` clips."""
+def prepare_size(args: argparse.Namespace, n: int, peer: bool, tmp: str) -> tuple[dict, dict, ShardIndex]:
+    """Build and reopen a shard of ``n`` clips in ``tmp``; its figures so far, the searches to time
+    (name -> (function of one query, queries)) and the open shard."""
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((max(1, n // args.cluster_size), args.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -211,51 +214,71 @@ def run_size(args: argparse.Namespace, n: int, peer: bool) -> dict:
 
     result: dict = {"n": n, "dim": args.dim, "queries": args.queries, "k": K,
                     "clusters": len(centres), "spread": args.spread, "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.tmp) as tmp:
-        shard, info = build_shard(args, vectors, tmp)
-        result.update(info)
-        shard.close()
-        shard, startup = reopen(args, n, tmp)
-        result.update(startup)
-        try:
-            row = {f"c{i}": i for i in range(n)}
+    shard, info = build_shard(args, vectors, tmp)
+    result.update(info)
+    shard.close()
+    shard, startup = reopen(args, n, tmp)
+    result.update(startup)
+    row = {f"c{i}": i for i in range(n)}
 
-            def shard_search(q: np.ndarray) -> list[int]:
-                return [row[h.clip_id] for h in shard.search(q[None, :], K)[0]]
+    def shard_search(q: np.ndarray) -> list[int]:
+        return [row[h.clip_id] for h in shard.search(q[None, :], K)[0]]
 
-            started = time.perf_counter()
-            shard_search(queries[0])
-            result["first_query_ms"] = round(1000 * (time.perf_counter() - started), 2)
-            _, found = timed_qps(shard_search, queries, min_seconds=0)  # also warms the memory map
-            result["recall_at_10"] = round(recall_at_k(found, truth), 4)
-            exact = exact_search(vectors)
-            cpus = os.cpu_count() or 1
+    started = time.perf_counter()
+    shard_search(queries[0])
+    result["first_query_ms"] = round(1000 * (time.perf_counter() - started), 2)
+    _, found = timed_qps(shard_search, queries, min_seconds=0)  # also warms the memory map
+    result["recall_at_10"] = round(recall_at_k(found, truth), 4)
+    exact = exact_search(vectors)
+    cpus = os.cpu_count() or 1
 
-            def exact_1(q: np.ndarray) -> np.ndarray:
-                with blas_threads(1):
-                    return exact(q)
+    def exact_1(q: np.ndarray) -> np.ndarray:
+        with blas_threads(1):
+            return exact(q)
 
-            methods = {"qps": (shard_search, queries), f"exact_qps_{cpus}t": (exact, queries[:200]),
-                       "exact_qps_1t": (exact_1, queries[:200])}
-            if peer:
-                hnsw, peer_info = build_hnsw(args, vectors, queries, truth, result["recall_at_10"])
-                result.update(peer_info)
-                methods["peer_qps"] = (lambda q: hnsw.search(q[None, :], K), queries)
-            # Interleaved rounds, best round kept: a shared machine slows whichever runs when a
-            # neighbour is busy, and the best round is the closest to each method's own speed.
-            best = dict.fromkeys(methods, 0.0)
-            for _ in range(args.rounds):
-                for name, (fn, qs) in methods.items():
-                    best[name] = max(best[name], timed_qps(fn, qs)[0])
-            result.update({name: round(qps, 1) for name, qps in best.items()})
-            result["exact_threads"] = 1 if best["exact_qps_1t"] >= best[f"exact_qps_{cpus}t"] else cpus
-            result["exact_qps"] = round(max(best["exact_qps_1t"], best[f"exact_qps_{cpus}t"]), 1)
-        finally:
-            shard.close()
-    result["speedup_vs_exact"] = round(result["qps"] / result["exact_qps"], 2)
-    if "peer_qps" in result:
-        result["qps_vs_peer"] = round(result["qps"] / result["peer_qps"], 3)
-    return result
+    methods = {"qps": (shard_search, queries), f"exact_qps_{cpus}t": (exact, queries[:200]),
+               "exact_qps_1t": (exact_1, queries[:200])}
+    if peer:
+        hnsw, peer_info = build_hnsw(args, vectors, queries, truth, result["recall_at_10"])
+        result.update(peer_info)
+        methods["peer_qps"] = (lambda q: hnsw.search(q[None, :], K), queries)
+    return result, methods, shard
+
+
+def time_interleaved(cases: list[tuple[dict, dict]], rounds: int) -> None:
+    """Best-round QPS of every method of every size, into each size's figures.
+
+    Rounds interleave the sizes as well as the methods: a shared machine slows whichever runs when a
+    neighbour is busy, and the best round is the closest to each method's own speed, so the sizes'
+    ratio compares like with like even when the machine's load changes during the run.
+    """
+    best = [dict.fromkeys(methods, 0.0) for _, methods in cases]
+    for _ in range(rounds):
+        for (_, methods), best_of in zip(cases, best, strict=True):
+            for name, (fn, qs) in methods.items():
+                best_of[name] = max(best_of[name], timed_qps(fn, qs)[0])
+    cpus = os.cpu_count() or 1
+    for (result, _), best_of in zip(cases, best, strict=True):
+        result.update({name: round(qps, 1) for name, qps in best_of.items()})
+        result["exact_threads"] = 1 if best_of["exact_qps_1t"] >= best_of[f"exact_qps_{cpus}t"] else cpus
+        result["exact_qps"] = round(max(best_of["exact_qps_1t"], best_of[f"exact_qps_{cpus}t"]), 1)
+        result["speedup_vs_exact"] = round(result["qps"] / result["exact_qps"], 2)
+        if "peer_qps" in result:
+            result["qps_vs_peer"] = round(result["qps"] / result["peer_qps"], 3)
+
+
+def run_sizes(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
+    """Every figure for one shard per size; all stay open so their timing rounds interleave."""
+    prepared: list[tuple[dict, dict]] = []
+    with contextlib.ExitStack() as stack:
+        for n in sizes:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.tmp))
+            result, methods, shard = prepare_size(args, n, not args.no_peer and n <= args.peer_max_n, tmp)
+            stack.callback(shard.close)
+            prepared.append((result, methods))
+            print(json.dumps(result), file=sys.stderr, flush=True)
+        time_interleaved(prepared, args.rounds)
+    return [result for result, _ in prepared]
 
 
 def growth(cases: list[dict]) -> dict:
@@ -276,9 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and QPS")
     p.add_argument("--cluster-size", type=int, default=200, help="mean vectors per Gaussian cluster")
     p.add_argument("--spread", type=float, default=1.0, help="noise norm around a unit cluster centre")
-    p.add_argument("--n-trees", type=int, default=64)
+    p.add_argument("--engine", default="ivf", help="segment engine: ivf or annoy")
+    p.add_argument("--n-trees", type=int, default=64, help="Annoy trees per segment")
     p.add_argument("--annoy-dim", type=int, default=128, help="dimensions the Annoy forest is built on")
-    p.add_argument("--rerank", type=int, default=200, help="candidates re-ranked exactly per query")
+    p.add_argument("--rerank", type=int, default=0,
+                   help="least candidates re-ranked exactly per query (0: the engine's default)")
     p.add_argument("--segment-rows", type=int, default=0,
                    help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
     p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
@@ -295,10 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sizes = [args.n] if args.n else [int(s) for s in args.sizes.split(",") if s]
 
-    cases = []
-    for n in sizes:
-        cases.append(run_size(args, n, peer=not args.no_peer and n <= args.peer_max_n))
-        print(json.dumps(cases[-1]), file=sys.stderr, flush=True)
+    cases = run_sizes(args, sizes)
     result = {**cases[-1], **growth(cases), "cases": cases}
     if args.json:
         print(json.dumps(result))

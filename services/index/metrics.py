@@ -1,5 +1,5 @@
 """The shard's Prometheus metrics: its size, read from ``ShardIndex.stats`` at every scrape, search
-time per part (sealed Annoy segment or exactly scanned buffer), and a replica's catch-up."""
+time per part (sealed segment or exactly scanned buffer), and a replica's catch-up."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from prometheus_client.registry import REGISTRY, Collector
 
 PART_SEARCH = Histogram(
     "vidsearch_index_part_search_seconds",
-    "Search time of one query in one part of a shard: a sealed Annoy segment, or a buffer of fresh rows "
-    "(and segments small enough to scan exactly) searched exactly.",
+    "Search time of one query in one part of a shard: a sealed segment (IVF lists or Annoy forest), or a "
+    "buffer of fresh rows (and segments small enough to scan exactly) searched exactly.",
     ["part"],
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
@@ -33,7 +33,7 @@ CATCHUP_CLIPS = Counter(
 _GAUGES = (
     ("vidsearch_index_vectors", "Live vectors (clips) in the shard.", "live"),
     ("vidsearch_index_tombstoned_rows", "Deleted or replaced rows still held until compaction.", "tombstoned"),
-    ("vidsearch_index_segments", "Sealed Annoy segments.", "segments"),
+    ("vidsearch_index_segments", "Sealed segments.", "segments"),
     ("vidsearch_index_segments_building", "Buffers being built into segments.", "building"),
     ("vidsearch_index_fresh_rows", "Live rows searched exactly (fresh buffer and buffers being built).", "fresh"),
     ("vidsearch_index_disk_bytes", "Bytes of the clip store and segments on disk.", "bytes_on_disk"),

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from services.index.segment import AnnoySegment
+from services.index.segment import Segment
 
 
 class Part:
@@ -19,7 +19,7 @@ class Part:
     a larger array, so a search that captured ``(part, size)`` keeps a consistent view.
     """
 
-    def __init__(self, dim: int, segment: AnnoySegment | None = None,
+    def __init__(self, dim: int, segment: Segment | None = None,
                  seq_ranges: list[list[int]] | None = None) -> None:
         self.segment = segment
         self.seq_ranges: list[list[int]] = seq_ranges or []

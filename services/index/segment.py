@@ -1,26 +1,23 @@
-"""Immutable, memory-mapped Annoy segments: the approximate part of a shard's index.
+"""Immutable, memory-mapped segments: the approximate part of a shard's index.
 
 A segment is a set of files named after it in one directory:
 
 - ``<name>.vectors.npy``     the unit vectors as float32, memory-mapped: exact scores come from
                              here, and once the segment is listed it is the rows' only vector copy
-- ``<name>.ann``             Annoy forest (metric 'angular') over dense local ids 0..n-1, built on
-                             the vectors projected to ``annoy_dim`` dimensions (all of them when
-                             the segment has no projection)
-- ``<name>.projection.npy``  the ``[dim, annoy_dim]`` projection (top principal axes of a sample);
-                             absent in version-1 segments and when ``annoy_dim >= dim``
 - ``<name>.ids.json``        local id -> clip id and the store sequence number of that row
-- ``<name>.json``            manifest, written last: counts, sizes, build parameters and the
-                             calibrated ``search_k``; a segment without it does not exist
+- the engine's own files     the index that proposes candidates (an Annoy forest here, faiss
+                             inverted lists in ``services.index.ivf``)
+- ``<name>.json``            manifest, written last: engine, counts, sizes, build parameters and
+                             the calibrated ``search_k``; a segment without it does not exist
 
-A query takes ``max(n, rerank)`` candidates from the forest and re-ranks them exactly against the
-vectors, so the forest only has to bring the true neighbours into the candidate set: a projected
-forest costs a fraction of the bytes and of the per-node work of a full-dimension one.
+A query takes ``max(n, rerank)`` candidates from the engine and re-ranks them exactly against the
+vectors, so the engine only has to bring the true neighbours into the candidate set: its own copy
+of the vectors may be coarse (projected, quantised) and cost a fraction of the bytes.
 
-``search_k`` is measured at build time, not guessed: a sample of the segment's own vectors, each
-held out of its own answer, is searched (forest + re-rank) at increasing ``search_k`` and compared
-with exact search; the smallest ``search_k`` whose recall reaches the target (with 95% confidence)
-is kept.
+``search_k`` (the engine's search effort) is measured at build time, not guessed: a sample of the
+segment's own vectors, each held out of its own answer, is searched (engine + re-rank) at
+increasing effort and compared with exact search; the least effort whose recall reaches the target
+(with 95% confidence) is kept.
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from annoy import AnnoyIndex
@@ -43,7 +41,7 @@ from services.common.errors import InvalidInput, StorageFull, WrongState
 log = logging.getLogger(__name__)
 
 _MANIFEST_VERSION = 2
-_SUFFIXES = (".ann", ".vectors.npy", ".ids.json")
+_SUFFIXES = (".vectors.npy", ".ids.json")  # every engine's
 _PROJECTION = ".projection.npy"
 _PCA_SAMPLE = 20_000
 
@@ -78,22 +76,26 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = 2
     return np.concatenate(ids), np.concatenate(sims)
 
 
-class AnnoySegment:
-    """One immutable segment: an Annoy forest plus the vectors and clip ids it was built from."""
+class Segment:
+    """One immutable segment: the vectors and clip ids it holds, and a candidate generator over them.
 
-    def __init__(self, directory: Path, name: str, index: AnnoyIndex, clip_ids: list[str],
-                 seqs: np.ndarray, vectors: np.ndarray, manifest: dict,
-                 projection: np.ndarray | None = None) -> None:
+    Subclasses are the engines that propose candidates (``engine`` names one in the manifest);
+    files, checks, calibration and the exact re-rank are shared.
+    """
+
+    engine: ClassVar[str] = ""
+    _ENGINE_FILES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, directory: Path, name: str, clip_ids: list[str], seqs: np.ndarray,
+                 vectors: np.ndarray, manifest: dict) -> None:
         self.directory = directory
         self.name = name
-        self._index = index
         self.clip_ids = clip_ids
         self.seqs = seqs
         self.vectors = vectors
         # A plain ndarray view of the memory map for gathers: same pages, no np.memmap overhead.
         self._rows = vectors.view(np.ndarray)
         self.manifest = manifest
-        self.projection = projection
         self.rerank = int(manifest.get("rerank", 0))
 
     # ------------------------------------------------------------------ properties
@@ -107,12 +109,9 @@ class AnnoySegment:
         return int(self.manifest["dim"])
 
     @property
-    def n_trees(self) -> int:
-        return int(self.manifest["n_trees"])
-
-    @property
     def search_k(self) -> int:
-        """Calibrated nodes to inspect for recall@``calibration_k`` >= the recall target."""
+        """Calibrated search effort for recall@``calibration_k`` >= the recall target (the engine's
+        unit: nodes Annoy inspects, or the IVF lists probed)."""
         return int(self.manifest["search_k"])
 
     @property
@@ -123,13 +122,8 @@ class AnnoySegment:
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.files() if p.exists())
 
-    @property
-    def annoy_dim(self) -> int:
-        return int(self.manifest.get("annoy_dim", self.manifest["dim"]))
-
     def files(self) -> list[Path]:
-        suffixes = (*_SUFFIXES, _PROJECTION) if self.projection is not None else _SUFFIXES
-        return [self.directory / f"{self.name}{s}" for s in (*suffixes, ".json")]
+        return [self.directory / f"{self.name}{s}" for s in (*self.manifest["file_bytes"], ".json")]
 
     # ------------------------------------------------------------------ build and load
 
@@ -142,19 +136,15 @@ class AnnoySegment:
         vectors: np.ndarray,
         *,
         seqs: np.ndarray | Sequence[int] | None = None,
-        n_trees: int = 64,
         recall_target: float = 0.95,
         calibration_k: int = 10,
         calibration_queries: int = 500,
         seed: int = 0,
-        n_jobs: int = -1,
-        annoy_dim: int | None = None,
-        rerank: int = 200,
-    ) -> AnnoySegment:
+        **engine_options: object,
+    ) -> Segment:
         """Build, persist, reload memory-mapped and calibrate a segment over unit ``vectors``.
 
-        ``annoy_dim`` below the vectors' dimension builds the forest on a projection to that many
-        principal axes; ``rerank`` is then the least number of candidates re-ranked exactly.
+        ``engine_options`` are the engine's own build parameters (see its ``_write_engine``).
         """
         directory = Path(directory)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -166,55 +156,32 @@ class AnnoySegment:
         if not 0.0 < recall_target <= 1.0:
             raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
         seqs_arr = np.zeros(n, dtype=np.int64) if seqs is None else np.asarray(seqs, dtype=np.int64)
-        dim = vectors.shape[1]
         rng = np.random.default_rng(seed)
-        projection = _principal_axes(vectors, annoy_dim, rng) if annoy_dim and annoy_dim < dim else None
-        forest_dim = dim if projection is None else projection.shape[1]
         started = time.perf_counter()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            ann_path = directory / f"{name}.ann"
-            index = AnnoyIndex(forest_dim, "angular")
-            index.set_seed(seed)
-            for start in range(0, n, 8192):
-                block = vectors[start : start + 8192]
-                if projection is not None:
-                    block = block @ projection
-                for i, row in enumerate(block, start):
-                    index.add_item(i, row)
-            index.build(n_trees, n_jobs=n_jobs)
-            if not index.save(str(ann_path)):
-                raise OSError(f"annoy could not save {ann_path}")
-            index.unload()
-            fsync_path(ann_path)
-            suffixes = _SUFFIXES
-            if projection is not None:
-                _save_npy(directory / f"{name}{_PROJECTION}", projection)
-                suffixes = (*_SUFFIXES, _PROJECTION)
+            params, suffixes = cls._write_engine(directory, name, vectors, rng, seed, **engine_options)
             _save_npy(directory / f"{name}.vectors.npy", vectors)
             _write_json(directory / f"{name}.ids.json", {"clip_ids": clip_ids, "seqs": seqs_arr.tolist()})
-            index = _load_annoy(ann_path, forest_dim)
             build_s = time.perf_counter() - started
             manifest = {
                 "version": _MANIFEST_VERSION,
                 "name": name,
-                "metric": "angular",
+                "engine": cls.engine,
                 "n_items": n,
-                "dim": dim,
-                "annoy_dim": forest_dim,
-                "rerank": rerank if projection is not None else 0,
-                "n_trees": n_trees,
+                "dim": vectors.shape[1],
+                **params,
                 "seed": seed,
                 "build_seconds": round(build_s, 3),
-                "file_bytes": {s: (directory / f"{name}{s}").stat().st_size for s in suffixes},
+                "file_bytes": {s: (directory / f"{name}{s}").stat().st_size for s in (*suffixes, *_SUFFIXES)},
             }
             vectors_map = np.load(directory / f"{name}.vectors.npy", mmap_mode="r")
-            segment = cls(directory, name, index, clip_ids, seqs_arr, vectors_map, manifest, projection)
+            segment = cls._open(directory, name, clip_ids, seqs_arr, vectors_map, manifest)
             while True:
                 search_k, recall, sample = _calibrate(
                     segment, vectors, calibration_k, recall_target, calibration_queries, rng
                 )
-                # A projection too coarse for its candidate pool misses neighbours at any search_k:
+                # Candidates too coarse for their pool miss neighbours at any search effort:
                 # widen the pool until the re-rank reaches the target.
                 if recall >= recall_target or segment.rerank == 0 or segment.rerank >= n:
                     break
@@ -231,39 +198,37 @@ class AnnoySegment:
             if exc.errno == errno.ENOSPC:
                 raise StorageFull(f"no space left on device writing segment {name} in {directory}") from exc
             raise
-        log.info("built segment %s: %d items, %d trees on %d dims, search_k=%d (recall@%d %.3f) in %.1fs",
-                 name, n, n_trees, forest_dim, search_k, calibration_k, recall, time.perf_counter() - started)
+        log.info("built %s segment %s: %d items, search_k=%d, rerank=%d (recall@%d %.3f) in %.1fs", cls.engine,
+                 name, n, search_k, segment.rerank, calibration_k, recall, time.perf_counter() - started)
         return segment
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], name: str, *, dim: int | None = None) -> AnnoySegment:
+    def load(cls, directory: str | os.PathLike[str], name: str, *, dim: int | None = None) -> Segment:
         """Open a persisted segment, checking its files; raises SegmentCorrupt if anything is off."""
         directory = Path(directory)
+        manifest = read_manifest(directory, name)
         try:
-            manifest = json.loads((directory / f"{name}.json").read_text())
             n, seg_dim = int(manifest["n_items"]), int(manifest["dim"])
             expected_sizes = dict(manifest["file_bytes"])
             int(manifest["search_k"])
-        except FileNotFoundError:
-            raise SegmentCorrupt(f"segment {name} in {directory} has no manifest") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise SegmentCorrupt(f"segment {name} in {directory} has an unreadable manifest: {exc}") from None
+        if manifest.get("engine", AnnoySegment.engine) != cls.engine:
+            raise SegmentCorrupt(f"segment {name} is a {manifest.get('engine')!r} segment, not {cls.engine!r}")
         if dim is not None and seg_dim != dim:
             raise SegmentCorrupt(f"segment {name} has dim {seg_dim}, shard expects {dim}")
-        suffixes = (*_SUFFIXES, _PROJECTION) if _PROJECTION in expected_sizes else _SUFFIXES
-        for suffix in suffixes:
+        for suffix in dict.fromkeys((*_SUFFIXES, *cls._ENGINE_FILES, *expected_sizes)):
             path = directory / f"{name}{suffix}"
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
                 raise SegmentCorrupt(f"segment {name} is missing {path.name}") from None
-            # Checked before Annoy maps the file: a truncated forest can crash the process.
+            # Checked before the engine maps the file: a truncated index can crash the process.
             if size != expected_sizes.get(suffix):
                 raise SegmentCorrupt(f"segment {name}: {path.name} has {size} bytes, manifest says "
                                      f"{expected_sizes.get(suffix)}")
         try:
             clip_ids, seqs, vectors = _read_rows(directory, name)
-            projection = np.load(directory / f"{name}{_PROJECTION}") if _PROJECTION in suffixes else None
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise SegmentCorrupt(f"segment {name}: unreadable ids or vectors: {exc}") from None
         if len(clip_ids) != n or len(seqs) != n:
@@ -271,26 +236,16 @@ class AnnoySegment:
         if vectors.shape != (n, seg_dim) or vectors.dtype != np.float32:
             raise SegmentCorrupt(f"segment {name}: vectors are {vectors.dtype}{vectors.shape}, "
                                  f"expected float32({n}, {seg_dim})")
-        forest_dim = int(manifest.get("annoy_dim", seg_dim))
-        if projection is not None and projection.shape != (seg_dim, forest_dim):
-            raise SegmentCorrupt(f"segment {name}: projection is {projection.shape}, "
-                                 f"expected ({seg_dim}, {forest_dim})")
-        index = _load_annoy(directory / f"{name}.ann", forest_dim)
-        if index.get_n_items() != n:
-            raise SegmentCorrupt(f"segment {name}: forest has {index.get_n_items()} items, manifest says {n}")
-        # Spot-check that the forest and the re-rank vectors hold the same data.
-        for i in np.unique(np.linspace(0, n - 1, num=min(n, 8)).astype(int)):
-            item = np.asarray(index.get_item_vector(int(i)), dtype=np.float32)
-            same = (np.array_equal(item, vectors[i]) if projection is None
-                    else np.allclose(item, vectors[i] @ projection, atol=1e-4))
-            if not same:
-                raise SegmentCorrupt(f"segment {name}: item {i} differs between forest and vectors")
-        return cls(directory, name, index, clip_ids, seqs, vectors, manifest, projection)
+        segment = cls._open(directory, name, clip_ids, seqs, vectors, manifest)
+        differing = segment._differing_row()
+        if differing is not None:
+            raise SegmentCorrupt(f"segment {name}: item {differing} differs between the {cls.engine} index and vectors")
+        return segment
 
     @staticmethod
     def read_rows(directory: str | os.PathLike[str], name: str, *, dim: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-        """``(clip_ids, seqs, vectors)`` of a segment whose forest may be lost, or None if its id map
+        """``(clip_ids, seqs, vectors)`` of a segment whose index may be lost, or None if its id map
         or vector file is unusable too. Used to take a broken segment's vectors back into the store."""
         directory = Path(directory)
         try:
@@ -313,29 +268,75 @@ class AnnoySegment:
     def remove(self) -> None:
         """Delete the segment's files (manifest first, so a crash leaves no half-valid segment).
 
-        The forest stays mapped until this object is garbage-collected, so searches that still
+        The index stays mapped until this object is garbage-collected, so searches that still
         hold it finish safely.
         """
         for path in reversed(self.files()):
             path.unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------ engine hooks
+
+    @classmethod
+    def _write_engine(cls, directory: Path, name: str, vectors: np.ndarray, rng: np.random.Generator,
+                      seed: int, **options: object) -> tuple[dict, tuple[str, ...]]:
+        """Build and durably write the engine's files; returns manifest entries (``rerank`` among
+        them) and the suffixes of the files written."""
+        raise NotImplementedError
+
+    @classmethod
+    def _open(cls, directory: Path, name: str, clip_ids: list[str], seqs: np.ndarray, vectors: np.ndarray,
+              manifest: dict) -> Segment:
+        """The segment with its engine's files opened (SegmentCorrupt if they do not fit the manifest)."""
+        raise NotImplementedError
+
+    def _differing_row(self) -> int | None:
+        """A row of a spot-check whose copy in the engine is not the vector file's, or None: the engine
+        and the re-rank vectors must hold the same data."""
+        for row in np.unique(np.linspace(0, self.n_items - 1, num=min(self.n_items, 8)).astype(int)).tolist():
+            if not self._holds(row):
+                return row
+        return None
+
+    def _holds(self, row: int) -> bool:
+        """Whether the engine's copy of ``row`` matches the vector file's."""
+        raise NotImplementedError
+
+    def _candidates(self, probe: np.ndarray, n: int, search_k: int) -> np.ndarray:
+        """Up to ``n`` local ids near unit ``query`` found with ``search_k`` effort, as int64."""
+        raise NotImplementedError
+
+    def _least_effort(self, candidates: int) -> int:
+        """Least search effort that can return ``candidates`` ids."""
+        return candidates
+
+    def _effort_resolution(self, k: int) -> int:
+        """The calibration stops narrowing the effort within this many units."""
+        return 1
+
+    def _effort_bounds(self, k: int) -> tuple[int, int]:
+        """(first, exhaustive) effort tried by the calibration for recall@``k``."""
+        return self._least_effort(max(k + 1, self.rerank)), self.n_items
+
+    def cost_in_rows(self, n: int, search_k: int | None = None) -> int:
+        """About how many rows an exact scan scores for the price of one query for ``n`` here (a
+        segment with no more rows than that is cheaper to scan exactly)."""
+        return self.effective_search_k(n, search_k)
+
     # ------------------------------------------------------------------ search
 
     def effective_search_k(self, n: int, search_k: int | None = None) -> int:
-        """``search_k`` for a query wanting its top ``n`` right: the calibrated value scaled by
-        ``n / calibration_k``, never fewer nodes than twice the candidates taken."""
+        """Search effort for a query wanting its top ``n`` right: the calibrated value scaled by
+        ``n / calibration_k``, never less than the candidates taken need."""
         if search_k is None:
             search_k = math.ceil(self.search_k * max(1.0, n / self.calibration_k))
-        return max(int(search_k), 2 * max(n, self.rerank))
+        return max(int(search_k), self._least_effort(max(n, self.rerank)))
 
     def search_one(self, query: np.ndarray, n: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` nearest rows to one unit query: (local ids, exact cosine), best first.
 
-        The forest proposes ``max(n, rerank)`` candidates; their scores come from the vectors.
+        The engine proposes ``max(n, rerank)`` candidates; their scores come from the vectors.
         """
-        probe = query if self.projection is None else query @ self.projection
-        ids = np.asarray(self._index.get_nns_by_vector(probe, max(n, self.rerank), search_k=search_k),
-                         dtype=np.int64)
+        ids = self._candidates(query, max(n, self.rerank), search_k)
         scores = self._rows[ids] @ query
         order = np.argsort(-scores, kind="stable")[:n] if len(ids) <= 256 else top_k(scores[None], n)[0][0]
         return ids[order], scores[order]
@@ -359,6 +360,121 @@ class AnnoySegment:
         return ids, scores
 
 
+class AnnoySegment(Segment):
+    """A segment whose candidates come from an Annoy forest, optionally on projected vectors.
+
+    Files besides the shared ones: ``<name>.ann`` (the forest, metric 'angular', over local ids
+    0..n-1, built on the vectors projected to ``annoy_dim`` dimensions) and ``<name>.projection.npy``
+    (the ``[dim, annoy_dim]`` projection onto the top principal axes of a sample; absent in
+    version-1 segments and when ``annoy_dim >= dim``).
+    """
+
+    engine = "annoy"
+    _ENGINE_FILES = (".ann",)
+
+    def __init__(self, directory: Path, name: str, clip_ids: list[str], seqs: np.ndarray,
+                 vectors: np.ndarray, manifest: dict, index: AnnoyIndex,
+                 projection: np.ndarray | None = None) -> None:
+        super().__init__(directory, name, clip_ids, seqs, vectors, manifest)
+        self._index = index
+        self.projection = projection
+
+    @property
+    def n_trees(self) -> int:
+        return int(self.manifest["n_trees"])
+
+    @property
+    def annoy_dim(self) -> int:
+        return int(self.manifest.get("annoy_dim", self.manifest["dim"]))
+
+    @classmethod
+    def build(cls, directory: str | os.PathLike[str], name: str, clip_ids: Sequence[str], vectors: np.ndarray,
+              *, n_trees: int = 64, n_jobs: int = -1, annoy_dim: int | None = None, rerank: int = 200,
+              **options: object) -> AnnoySegment:
+        """A segment with ``n_trees`` trees (built on ``n_jobs`` threads, -1: all cores).
+
+        ``annoy_dim`` below the vectors' dimension builds the forest on a projection to that many
+        principal axes; ``rerank`` is then the least number of candidates re-ranked exactly. Other
+        options as ``Segment.build``.
+        """
+        return super().build(directory, name, clip_ids, vectors, n_trees=n_trees, n_jobs=n_jobs,
+                             annoy_dim=annoy_dim, rerank=rerank, **options)
+
+    @classmethod
+    def _write_engine(cls, directory: Path, name: str, vectors: np.ndarray, rng: np.random.Generator,
+                      seed: int, *, n_trees: int, n_jobs: int, annoy_dim: int | None, rerank: int
+                      ) -> tuple[dict, tuple[str, ...]]:
+        n, dim = vectors.shape
+        projection = _principal_axes(vectors, annoy_dim, rng) if annoy_dim and annoy_dim < dim else None
+        forest_dim = dim if projection is None else projection.shape[1]
+        ann_path = directory / f"{name}.ann"
+        index = AnnoyIndex(forest_dim, "angular")
+        index.set_seed(seed)
+        for start in range(0, n, 8192):
+            block = vectors[start : start + 8192]
+            if projection is not None:
+                block = block @ projection
+            for i, row in enumerate(block, start):
+                index.add_item(i, row)
+        index.build(n_trees, n_jobs=n_jobs)
+        if not index.save(str(ann_path)):
+            raise OSError(f"annoy could not save {ann_path}")
+        index.unload()
+        fsync_path(ann_path)
+        suffixes: tuple[str, ...] = (".ann",)
+        if projection is not None:
+            _save_npy(directory / f"{name}{_PROJECTION}", projection)
+            suffixes = (".ann", _PROJECTION)
+        params = {"metric": "angular", "annoy_dim": forest_dim, "rerank": rerank if projection is not None else 0,
+                  "n_trees": n_trees}
+        return params, suffixes
+
+    @classmethod
+    def _open(cls, directory: Path, name: str, clip_ids: list[str], seqs: np.ndarray, vectors: np.ndarray,
+              manifest: dict) -> AnnoySegment:
+        seg_dim = int(manifest["dim"])
+        forest_dim = int(manifest.get("annoy_dim", seg_dim))
+        projection = None
+        if _PROJECTION in manifest["file_bytes"]:
+            try:
+                projection = np.load(directory / f"{name}{_PROJECTION}")
+            except (ValueError, OSError) as exc:
+                raise SegmentCorrupt(f"segment {name}: unreadable projection: {exc}") from None
+            if projection.shape != (seg_dim, forest_dim):
+                raise SegmentCorrupt(f"segment {name}: projection is {projection.shape}, "
+                                     f"expected ({seg_dim}, {forest_dim})")
+        index = _load_annoy(directory / f"{name}.ann", forest_dim)
+        if index.get_n_items() != len(clip_ids):
+            raise SegmentCorrupt(f"segment {name}: forest has {index.get_n_items()} items, "
+                                 f"manifest says {len(clip_ids)}")
+        return cls(directory, name, clip_ids, seqs, vectors, manifest, index, projection)
+
+    def _holds(self, row: int) -> bool:
+        item = np.asarray(self._index.get_item_vector(row), dtype=np.float32)
+        if self.projection is None:
+            return np.array_equal(item, self.vectors[row])
+        return np.allclose(item, self.vectors[row] @ self.projection, atol=1e-4)
+
+    def _candidates(self, query: np.ndarray, n: int, search_k: int) -> np.ndarray:
+        probe = query if self.projection is None else query @ self.projection
+        return np.asarray(self._index.get_nns_by_vector(probe, n, search_k=search_k), dtype=np.int64)
+
+    def _least_effort(self, candidates: int) -> int:
+        return 2 * candidates
+
+    def _effort_resolution(self, k: int) -> int:
+        return k
+
+    def cost_in_rows(self, n: int, search_k: int | None = None) -> int:
+        # A contiguous matrix-vector product scores a row for a fraction of Annoy's per-node work.
+        return 4 * self.effective_search_k(n, search_k)
+
+    def _effort_bounds(self, k: int) -> tuple[int, int]:
+        # A projected forest re-ranks at least ``rerank`` candidates, so it starts from what that needs.
+        first = 2 * max(k + 1, self.rerank) if self.rerank else max(k * self.n_trees, 2 * (k + 1))
+        return first, self.n_items * self.n_trees
+
+
 def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float, sample: int,
                rng: np.random.Generator) -> tuple[int, float, int]:
     """Smallest ``search_k`` whose recall@k on held-out queries reaches ``target`` with 95% confidence.
@@ -370,8 +486,7 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
     holds on fresh queries rather than only on this sample.
     """
     n = len(vectors)
-    n_trees = segment.n_trees
-    exhaustive = n * n_trees
+    first, exhaustive = segment._effort_bounds(k)
     if n <= k + 1:
         return max(exhaustive, 1), 1.0, 0
     m = min(sample, n)
@@ -394,8 +509,7 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
         lower = mean - 1.645 * float(per_query.std(ddof=1)) / math.sqrt(m)
         return lower >= target, mean
 
-    # A projected forest re-ranks at least ``rerank`` candidates, so it starts from what that needs.
-    lo, hi = 0, 2 * max(k + 1, segment.rerank) if segment.rerank else max(k * n_trees, 2 * (k + 1))
+    lo, hi = 0, min(first, exhaustive)
     ok, hi_recall = recall(hi)
     while not ok and hi < exhaustive:
         lo, hi, before = hi, min(hi * 2, exhaustive), hi_recall
@@ -403,7 +517,7 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
         if not ok and segment.rerank and hi_recall < before + 0.002:
             return hi, hi_recall, m  # the candidate pool, not search_k, limits recall: caller widens it
     # Narrow the last doubling step down to ~10% so we do not inspect up to twice the nodes needed.
-    while lo and hi - lo > max(k, hi // 10):
+    while lo and hi - lo > max(segment._effort_resolution(k), hi // 10):
         mid = (lo + hi) // 2
         mid_ok, mid_recall = recall(mid)
         if mid_ok:
@@ -411,6 +525,19 @@ def _calibrate(segment: AnnoySegment, vectors: np.ndarray, k: int, target: float
         else:
             lo = mid
     return hi, hi_recall, m
+
+
+def read_manifest(directory: Path, name: str) -> dict:
+    """A segment's manifest; SegmentCorrupt if it is missing or not JSON."""
+    try:
+        manifest = json.loads((Path(directory) / f"{name}.json").read_text())
+    except FileNotFoundError:
+        raise SegmentCorrupt(f"segment {name} in {directory} has no manifest") from None
+    except (ValueError, OSError) as exc:
+        raise SegmentCorrupt(f"segment {name} in {directory} has an unreadable manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise SegmentCorrupt(f"segment {name} in {directory} has an unreadable manifest")
+    return manifest
 
 
 def _load_annoy(path: Path, dim: int) -> AnnoyIndex:

@@ -17,6 +17,7 @@ from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
 from services.index.catchup import CatchUp, catch_up
+from services.index.engines import ENGINES
 from services.index.metrics import export_shard
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
@@ -29,15 +30,19 @@ log = logging.getLogger(__name__)
 class IndexSettings:
     """Settings of one shard, from VIDSEARCH_INDEX_* variables."""
 
-    data_dir: Path = setting(doc="Directory of the shard's store (clips.sqlite3) and Annoy segments.")
+    data_dir: Path = setting(doc="Directory of the shard's store (clips.sqlite3) and sealed segments.")
     shard_name: str = setting(
         "", "Name of this shard; empty: from the pod's ordinal in a StatefulSet (HOSTNAME index-3 -> shard-3).")
     seal_threshold: int = setting(
-        50_000, "Rows in the exactly-searched fresh buffer before it is built into an Annoy segment.")
+        50_000, "Rows in the exactly-searched fresh buffer before it is built into a segment.")
+    segment_engine: str = setting(
+        "ivf", "What proposes a sealed segment's candidates: ivf (faiss k-means lists of about 256 rows as 8-bit "
+        "codes; query cost grows gently with the segment's rows) or annoy (forest on annoy_dim projected dimensions). "
+        "Segments of the other engine stay searchable; compaction rebuilds them with this one.")
     recall_target: float = setting(0.95, "Recall the per-segment search_k is calibrated for at build time.")
     annoy_dim: int = setting(
-        128, "Dimensions a segment's Annoy forest is built on (top principal axes); candidates are re-ranked "
-        "exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
+        128, "Annoy engine only: dimensions a segment's Annoy forest is built on (top principal axes); candidates "
+        "are re-ranked exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
     max_segment_rows: int = setting(
         1_000_000, "Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).")
     max_store_bytes: int = setting(
@@ -62,6 +67,9 @@ class IndexSettings:
             raise settings.SettingsError(f"seal_threshold must be >= 1, got {self.seal_threshold}")
         if not 0.0 < self.recall_target <= 1.0:
             raise settings.SettingsError(f"recall_target must be in (0, 1], got {self.recall_target}")
+        if self.segment_engine not in ENGINES:
+            raise settings.SettingsError(
+                f"segment_engine must be one of {sorted(ENGINES)}, got {self.segment_engine!r}")
         if self.annoy_dim < 1:
             raise settings.SettingsError(f"annoy_dim must be >= 1, got {self.annoy_dim}")
         if self.max_segment_rows < 1:
@@ -95,7 +103,8 @@ async def run(cfg: IndexSettings) -> None:
 
     async def start() -> None:
         shard = await asyncio.to_thread(
-            ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, recall_target=cfg.recall_target,
+            ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, segment_engine=cfg.segment_engine,
+            recall_target=cfg.recall_target,
             annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
             max_store_bytes=cfg.max_store_bytes or None,
         )

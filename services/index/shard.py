@@ -4,10 +4,11 @@ Data directory layout::
 
     clips.sqlite3      ShardStore: every live record, and the vectors of rows not yet sealed
     segments.json      which sealed segments exist and which store sequence numbers each covers
-    segments/          AnnoySegment files; a listed segment's vector file is its rows' one vector copy
+    segments/          segment files (IVF or Annoy engine); a listed segment's vector file is its
+                       rows' one vector copy
 
 New rows land in the *fresh buffer*, searched exactly. At ``seal_threshold`` rows (or on ``seal()``)
-the buffer is frozen and a background thread builds an Annoy segment from it; until the segment is
+the buffer is frozen and a background thread builds a segment from it; until the segment is
 swapped in, the frozen buffer keeps being searched exactly, so a search never waits for a build.
 Once the segment is durably listed the store releases those rows' vectors, so each vector is kept
 once on disk. Overwrites and deletes tombstone the old row wherever it lives. On open, listed
@@ -34,12 +35,13 @@ import numpy as np
 
 from services.common.errors import InvalidInput, WrongState
 from services.index import manifest
+from services.index.engines import ENGINES, load_segment
 from services.index.filters import FilterIndex
 from services.index.manifest import SegmentEntry
 from services.index.metrics import PART_SEARCH
 from services.index.parts import Part, in_ranges, union_ranges
 from services.index.records import ClipRecord, Hit, SearchFilter, validate_records
-from services.index.segment import AnnoySegment, SegmentCorrupt, top_k
+from services.index.segment import Segment, SegmentCorrupt, top_k
 from services.index.store import ShardStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,6 @@ MAX_K = 1000
 _STORE = "clips.sqlite3"
 _SEGMENT_DIR = "segments"
 _QUERY_CHUNK = 256
-# Scan a segment exactly when Annoy would inspect at least 1/_EXACT_SCAN_RATIO of its rows: a
-# contiguous matrix-vector product costs a fraction of Annoy's per-node work.
-_EXACT_SCAN_RATIO = 4
 
 
 class ShardStats(TypedDict):
@@ -84,22 +83,28 @@ class ShardIndex:
             takes the binding from its store, or, when new, from its first write; opening with a
             model or dimension other than the stored one is WrongState.
         seal_threshold: fresh-buffer rows that trigger a background segment build.
-        n_trees: Annoy trees per segment. More trees cost build time and ~1-2% index size each but
+        segment_engine: what proposes a sealed segment's candidates: ``"ivf"`` (faiss k-means lists of
+            about 256 rows as 8-bit codes; its cost grows gently with the segment's rows) or
+            ``"annoy"`` (a forest on projected vectors). Segments built by the other engine are still
+            opened and searched; compaction rebuilds them with this one.
+        n_trees: Annoy trees per segment (Annoy engine only). More trees cost build time and ~1-2% index size each but
             cut the nodes a query must inspect for a given recall; at dim 512 and 200k rows, 64
             trees reach recall@10 0.95 with a fraction of the search_k that 16 trees need.
         recall_target: recall@10 each segment's ``search_k`` is calibrated to reach.
         exact_filter_rows, exact_filter_fraction: a filter estimated to match at most this many
             rows, or this fraction of live rows, is answered by an exact scan of the matching rows;
             a broader one by over-fetching from the index and post-filtering.
-        annoy_dim: dimensions the Annoy forest of a segment is built on (the vectors' top principal
-            axes); candidates are re-ranked exactly, so the forest only has to find them. Below the
+        annoy_dim: dimensions the Annoy forest of a segment is built on (Annoy engine only; the top principal
+            axes of the vectors); candidates are re-ranked exactly, so the forest only has to find them. Below the
             vectors' dimension it cuts the forest's bytes and per-node work by ``dim / annoy_dim``.
-        rerank: least candidates a projected segment re-ranks exactly per query.
+        rerank: least candidates a segment re-ranks exactly per query (None: the engine's default,
+            200 for a projected Annoy forest, 32 for the IVF lists' 8-bit codes); widened at build time
+            when the recall target needs it.
         max_segment_rows: compaction never merges segments into one of more live rows than this
             (nor than ``seal_threshold``, if that is larger), which keeps each segment's calibrated
-            ``search_k`` in the range where Annoy is fast.
+            ``search_k`` in the range where the engine is fast.
         search_threads: threads one query's segments are searched on (1: the calling thread only).
-        build_jobs: threads an Annoy build may use (-1: all cores).
+        build_jobs: threads a segment build may use (-1: all cores).
         max_store_bytes: optional disk quota for the store (StorageFull beyond it).
     """
 
@@ -110,12 +115,13 @@ class ShardIndex:
         model_id: str | None = None,
         dim: int | None = None,
         seal_threshold: int = 50_000,
+        segment_engine: str = "ivf",
         n_trees: int = 64,
         recall_target: float = 0.95,
         exact_filter_rows: int = 20_000,
         exact_filter_fraction: float = 0.05,
         annoy_dim: int = 128,
-        rerank: int = 200,
+        rerank: int | None = None,
         max_segment_rows: int = 1_000_000,
         search_threads: int = 1,
         build_jobs: int = -1,
@@ -126,10 +132,13 @@ class ShardIndex:
             raise InvalidInput(f"seal_threshold must be >= 1, got {seal_threshold}")
         if not 0.0 < recall_target <= 1.0:
             raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
+        if segment_engine not in ENGINES:
+            raise InvalidInput(f"segment_engine must be one of {sorted(ENGINES)}, got {segment_engine!r}")
         self._dir = Path(data_dir)
         self._seg_dir = self._dir / _SEGMENT_DIR
         self._seg_dir.mkdir(parents=True, exist_ok=True)
         self._seal_threshold = seal_threshold
+        self._engine = segment_engine
         self._n_trees = n_trees
         self._recall_target = recall_target
         self._exact_filter_rows = exact_filter_rows
@@ -285,7 +294,7 @@ class ShardIndex:
     ) -> list[list[Hit]]:
         """Top-``k`` clips by cosine similarity for each row of ``queries`` ``[q, dim]``, best first.
 
-        ``search_k`` overrides the segments' calibrated value (nodes Annoy inspects);
+        ``search_k`` overrides the segments' calibrated value (nodes Annoy inspects, or IVF lists probed);
         ``candidate_factor`` sets how many candidates per wanted hit are fetched from each segment
         before tombstones and the filter are applied (at least 40), grown until ``k`` survive.
         """
@@ -473,7 +482,7 @@ class ShardIndex:
                       candidate_factor: int) -> list[tuple[list[str], np.ndarray]]:
         """Candidates from every part, accepted rows only, merged to the global top-k per query."""
         n_cand = max(k * candidate_factor, 40)
-        # Buffers, and segments so small that Annoy would inspect a good share of them anyway,
+        # Buffers, and segments so small that their engine would visit a good share of them anyway,
         # are scored exactly for the whole query chunk in one matrix product.
         full_scores, shared_s = [], []
         for part, size in parts:
@@ -481,7 +490,7 @@ class ShardIndex:
             full_scores.append(q @ part.vectors[:size].T if self._scan_exactly(part, size, k, search_k) else None)
             shared_s.append((time.perf_counter() - t0) / len(q))
         timers = [PART_SEARCH.labels("buffer" if part.exact else "segment") for part, _ in parts]
-        # Annoy releases the GIL while it walks its trees, so several segments search at once.
+        # Annoy and faiss release the GIL while they search, so several segments search at once.
         fan_out = self._search_pool is not None and sum(f is None for f in full_scores) > 1
         results = []
         for qi, query in enumerate(q):
@@ -500,7 +509,8 @@ class ShardIndex:
     def _scan_exactly(part: Part, size: int, k: int, search_k: int | None) -> bool:
         if part.exact:
             return True
-        return part.segment.effective_search_k(k, search_k) * _EXACT_SCAN_RATIO >= size
+        # Scan a segment exactly when that costs no more than asking its engine.
+        return part.segment.cost_in_rows(k, search_k) >= size
 
     def _part_top(self, part: Part, size: int, query: np.ndarray, full: np.ndarray | None, k: int,
                   n_cand: int, accept: Callable[[Part, np.ndarray], np.ndarray],
@@ -656,10 +666,14 @@ class ShardIndex:
         seqs = np.concatenate([part.seqs[rows] for part, rows in sources])
         vectors = np.concatenate([part.vectors[rows] for part, rows in sources])
         name = f"seg-{max(hi for _, hi in seq_ranges):012d}-{uuid.uuid4().hex[:8]}"
-        segment = AnnoySegment.build(
-            self._seg_dir, name, clip_ids, vectors, seqs=seqs, n_trees=self._n_trees,
-            recall_target=self._recall_target, seed=self._seed, n_jobs=self._build_jobs,
-            annoy_dim=self._annoy_dim, rerank=self._rerank,
+        options: dict = {"n_jobs": self._build_jobs}
+        if self._engine == "annoy":
+            options.update(n_trees=self._n_trees, annoy_dim=self._annoy_dim)
+        if self._rerank is not None:
+            options["rerank"] = self._rerank
+        segment = ENGINES[self._engine].build(
+            self._seg_dir, name, clip_ids, vectors, seqs=seqs, recall_target=self._recall_target,
+            seed=self._seed, **options,
         )
         return Part(self._dim, segment, seq_ranges)
 
@@ -698,7 +712,7 @@ class ShardIndex:
         to_rebuild: list[SegmentEntry] = []
         for entry in manifest.read(self._dir):
             try:
-                segment = AnnoySegment.load(self._seg_dir, entry.name, dim=self._dim)
+                segment = load_segment(self._seg_dir, entry.name, dim=self._dim)
             except SegmentCorrupt as exc:
                 log.warning("segment %s is unusable (%s); rebuilding its rows from the store",
                             entry.name, exc)
@@ -742,7 +756,7 @@ class ShardIndex:
         """Take the vectors of live rows back into the store from segments that will not be used
         (unusable, or no longer listed), before their files are deleted."""
         for name in sorted(names):
-            rows = AnnoySegment.read_rows(self._seg_dir, name, dim=self._dim)
+            rows = Segment.read_rows(self._seg_dir, name, dim=self._dim)
             if rows is None:
                 continue
             clip_ids, seqs, vectors = rows

@@ -1,4 +1,4 @@
-"""AnnoySegment: immutable memory-mapped Annoy segments with a measured search_k."""
+"""Segments: immutable memory-mapped Annoy and IVF segments with a measured search effort."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidInput
+from services.index.engines import load_segment
+from services.index.ivf import IvfSegment
 from services.index.segment import AnnoySegment, SegmentCorrupt, exact_top_k, top_k
 
 DIM = 32
@@ -229,3 +231,68 @@ def test_rows_are_readable_without_the_forest(tmp_path: Path, projected: AnnoySe
     np.testing.assert_array_equal(got, vectors)
     _truncate(tmp_path / "p1.vectors.npy")
     assert AnnoySegment.read_rows(tmp_path, "p1", dim=DIM) is None
+
+
+# ---------------------------------------------------------------------------- IVF engine
+
+
+@pytest.fixture(scope="module")
+def lists(tmp_path_factory: pytest.TempPathFactory, data) -> IvfSegment:
+    vectors, _ = data
+    ids = [f"c{i}" for i in range(len(vectors))]
+    return IvfSegment.build(tmp_path_factory.mktemp("ivf"), "g1", ids, vectors, seqs=np.arange(1, 4001), seed=3,
+                            list_rows=100)
+
+
+def test_ivf_segment_meets_the_recall_target_with_exact_scores(lists: IvfSegment, data) -> None:
+    vectors, queries = data
+    truth, _ = exact_top_k(queries, vectors, 10)
+    ids, scores = lists.search(queries, 10)
+    assert recall(ids, truth) >= 0.95
+    for q, row_ids, row_scores in zip(queries, ids, scores, strict=True):
+        np.testing.assert_allclose(row_scores, vectors[row_ids] @ q, atol=1e-6)
+        assert (np.diff(row_scores) <= 0).all()
+    # The calibrated lists are a fraction of the segment: not an exhaustive scan.
+    assert lists.nlist == 40 and lists.cost_in_rows(10) < lists.n_items // 2
+
+
+def test_ivf_segment_reopens_by_its_manifests_engine(lists: IvfSegment, built: AnnoySegment, data) -> None:
+    _, queries = data
+    loaded = load_segment(lists.directory, "g1", dim=DIM)
+    assert isinstance(loaded, IvfSegment) and isinstance(loaded.vectors, np.memmap)
+    assert loaded.search_k == lists.search_k and loaded.seqs[17] == 18
+    np.testing.assert_array_equal(loaded.search(queries[:30], 10)[0], lists.search(queries[:30], 10)[0])
+    assert isinstance(load_segment(built.directory, "s1", dim=DIM), AnnoySegment)
+    with pytest.raises(SegmentCorrupt, match="'ivf' segment, not 'annoy'"):
+        AnnoySegment.load(lists.directory, "g1", dim=DIM)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage", "message"),
+    [
+        (".ivf", Path.unlink, "missing g1.ivf"),
+        (".ivf", _truncate, "bytes"),
+        (".json", _edit_manifest("engine", "hnsw"), "needs engine 'hnsw'"),
+    ],
+)
+def test_ivf_segment_load_rejects_damage(tmp_path: Path, lists: IvfSegment, suffix, damage, message) -> None:
+    _copy(lists, tmp_path)
+    damage(tmp_path / f"g1{suffix}")
+    with pytest.raises(SegmentCorrupt, match=message):
+        load_segment(tmp_path, "g1", dim=DIM)
+
+
+def test_ivf_segment_load_rejects_lists_of_other_vectors(tmp_path: Path, lists: IvfSegment, data) -> None:
+    _copy(lists, tmp_path)
+    vectors, _ = data
+    np.save(tmp_path / "g1.vectors.npy", vectors[::-1].copy())  # same size, rows in another order
+    with pytest.raises(SegmentCorrupt, match="differs"):
+        load_segment(tmp_path, "g1", dim=DIM)
+
+
+def test_tiny_ivf_segment_returns_everything(tmp_path: Path) -> None:
+    v = np.eye(DIM, dtype=np.float32)[:3]
+    seg = IvfSegment.build(tmp_path, "tiny", ["a", "b", "c"], v)
+    ids, scores = seg.search(v[1], 10)
+    assert sorted(ids[0][:3].tolist()) == [0, 1, 2] and ids[0][0] == 1
+    assert (ids[0][3:] == -1).all() and np.isneginf(scores[0][3:]).all()

@@ -14,7 +14,7 @@ import pytest
 
 from services.common.errors import InvalidInput, StorageFull, WrongState
 from services.index.records import ClipRecord, SearchFilter, validate_records
-from services.index.segment import AnnoySegment, exact_top_k
+from services.index.segment import AnnoySegment, Segment, exact_top_k
 from services.index.shard import ShardIndex
 
 DIM = 32
@@ -96,7 +96,7 @@ def test_segments_give_high_recall_against_exact_search(sealed: ShardIndex, corp
     stats = sealed.stats()
     assert stats["segments"] == 3 and stats["fresh"] == 0
     # Large enough that Annoy, not the small-segment exact scan, answers.
-    assert all(p.segment.search_k * 4 < p.size for p in sealed._segments)
+    assert all(p.segment.cost_in_rows(10) < p.size for p in sealed._segments)
     truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
     results = sealed.search(corpus["queries"], 10)
     found = sum(len({h.clip_id for h in hits} & {clip_id(i) for i in t}) for hits, t in zip(results, truth,
@@ -259,14 +259,14 @@ def sealed_copy(tmp_path: Path, corpus: dict):
 
 def test_search_does_not_wait_for_a_build(tmp_path: Path, corpus: dict, monkeypatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real_build = AnnoySegment.build.__func__
+    real_build = Segment.build.__func__
 
     def slow_build(cls, *args, **kwargs):
         started.set()
         assert release.wait(timeout=30)
         return real_build(cls, *args, **kwargs)
 
-    monkeypatch.setattr(AnnoySegment, "build", classmethod(slow_build))
+    monkeypatch.setattr(Segment, "build", classmethod(slow_build))
     recs = corpus["records"][:2000]
     by_id = {r.clip_id: r.vector for r in recs}
     q = corpus["queries"][0]
@@ -343,10 +343,10 @@ def test_compaction_drops_tombstones_and_preserves_results(tmp_path: Path, corpu
 # ---------------------------------------------------------------------------- recovery
 
 
-def _damage_first_segment(path: Path, how: str) -> None:
+def _damage_first_segment(path: Path, how: str, engine_file: str) -> None:
     manifest = json.loads((path / "segments.json").read_text())
     name = manifest["segments"][0]["name"]
-    target = path / "segments" / f"{name}.ann"
+    target = path / "segments" / f"{name}{engine_file}"
     if how == "delete":
         target.unlink()
     elif how == "truncate":
@@ -355,18 +355,20 @@ def _damage_first_segment(path: Path, how: str) -> None:
         (path / "segments.json").write_text("{ broken")
 
 
+@pytest.mark.parametrize(("engine", "engine_file"), [("annoy", ".ann"), ("ivf", ".ivf")])
 @pytest.mark.parametrize("how", ["delete", "truncate", "manifest"])
-def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dict, how: str, caplog) -> None:
+def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dict, how: str, engine: str,
+                                                      engine_file: str, caplog) -> None:
     recs = corpus["records"][:6000]
-    shard = ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=3000, n_trees=4)
+    shard = ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=3000, n_trees=4, segment_engine=engine)
     shard.upsert(recs[:3000])
     shard.upsert(recs[3000:])
     shard.delete([recs[10].clip_id])
     shard.close()
-    _damage_first_segment(tmp_path, how)
+    _damage_first_segment(tmp_path, how, engine_file)
     by_id = {r.clip_id: r.vector for r in recs if r.clip_id != recs[10].clip_id}
     with caplog.at_level(logging.WARNING, logger="services.index.shard"):
-        reopened = ShardIndex(tmp_path, seal_threshold=3000, n_trees=4)
+        reopened = ShardIndex(tmp_path, seal_threshold=3000, n_trees=4, segment_engine=engine)
     with reopened:
         assert any("rebuild" in r.getMessage() for r in caplog.records)
         assert reopened.stats()["live"] == 5999  # nothing dropped, even before the rebuild lands
@@ -377,6 +379,7 @@ def test_damaged_segments_are_rebuilt_from_the_store(tmp_path: Path, corpus: dic
         # A lost manifest puts every row back in the fresh buffer, sealed as one new segment.
         assert stats["live"] == 5999 and stats["fresh"] == 0
         assert stats["segments"] == (1 if how == "manifest" else 2)
+        assert {p.segment.engine for p in reopened._segments} == {engine}
         assert_same_hits(reopened.search(q[None], 10, search_k=10**7)[0], brute_force(by_id, q, 10))
 
 
@@ -508,7 +511,7 @@ def test_closed_shard_refuses_work(tmp_path: Path, corpus: dict) -> None:
 
 def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict) -> None:
     recs = corpus["records"][:5000]
-    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4, annoy_dim=16) as shard:
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000) as shard:
         shard.upsert(recs[:4000])
         shard.upsert(recs[4000:])
         shard.wait_for_builds()
@@ -528,7 +531,7 @@ def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict)
 
 
 def test_projected_segments_keep_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
-    with loaded_shard(tmp_path, corpus, annoy_dim=16) as shard:
+    with loaded_shard(tmp_path, corpus, annoy_dim=16, segment_engine="annoy") as shard:
         assert all(p.segment.annoy_dim == 16 for p in shard._segments)
         truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
         results = shard.search(corpus["queries"], 10)
@@ -581,3 +584,50 @@ def test_segments_searched_on_threads_give_the_same_hits(tmp_path: Path, corpus:
         assert three.stats()["segments"] == 3
         for a, b in zip(one.search(corpus["queries"], 10), three.search(corpus["queries"], 10), strict=True):
             assert [(h.clip_id, h.score) for h in a] == [(h.clip_id, h.score) for h in b]
+
+
+# ---------------------------------------------------------------------------- IVF engine
+
+
+def test_ivf_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, seal_threshold=6000, segment_engine="ivf") as shard:
+        assert [p.segment.engine for p in shard._segments] == ["ivf"] * 2
+        # Large enough that the lists, not the small-segment exact scan, answer.
+        assert all(p.segment.cost_in_rows(10) < p.size for p in shard._segments)
+        truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
+        results = shard.search(corpus["queries"], 10)
+        by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
+        found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
+                    for hits, t in zip(results, truth, strict=True))
+        assert found / truth.size >= 0.95
+        q = corpus["queries"][5]
+        np.testing.assert_allclose([h.score for h in results[5]],
+                                   [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+
+
+def test_a_shard_switched_to_the_ivf_engine_keeps_its_forests_until_compaction(tmp_path: Path,
+                                                                               corpus: dict) -> None:
+    recs = corpus["records"][:8000]
+    live = {r.clip_id: r.vector for r in recs if r.clip_id != recs[3].clip_id}
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM, seal_threshold=4000, n_trees=4,
+                    segment_engine="annoy") as shard:
+        shard.upsert(recs[:4000])
+        shard.upsert(recs[4000:])
+        shard.delete([recs[3].clip_id])
+        shard.wait_for_builds()
+    with ShardIndex(tmp_path, seal_threshold=4000, segment_engine="ivf") as shard:
+        assert [p.segment.engine for p in shard._segments] == ["annoy", "annoy"]
+        q = corpus["queries"][2]
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
+        shard.compact(wait=True, max_dead_fraction=0.0)
+        assert [p.segment.engine for p in shard._segments] == ["ivf", "annoy"]
+        assert shard.stats()["live"] == 7999 and shard._store.held_vector_count() == 0
+        assert_same_hits(shard.search(q[None], 10, search_k=10**7)[0], brute_force(live, q, 10))
+    with ShardIndex(tmp_path, segment_engine="ivf") as reopened:
+        assert [p.segment.engine for p in reopened._segments] == ["ivf", "annoy"]
+        assert reopened.get([recs[5].clip_id]) == [recs[5]]
+
+
+def test_unknown_segment_engine_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="segment_engine"):
+        ShardIndex(tmp_path, model_id=MODEL, dim=DIM, segment_engine="hnsw")
