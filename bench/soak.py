@@ -230,6 +230,9 @@ def service_pids(stack: LocalStack) -> dict[str, int]:
     for name, proc in named:
         if proc is not None and proc.proc is not None:
             pids[name] = proc.proc.pid
+    for k, spare in enumerate(stack.encoder_spares, start=1):
+        if spare.proc is not None:
+            pids[f"encoder-{k}"] = spare.proc.pid
     if stack.redis is not None and stack.redis.proc is not None:
         pids["redis"] = stack.redis.proc.pid
     return pids
@@ -402,15 +405,20 @@ class FaultSchedule:
             assert stack.redis is not None
             stack.redis.stop(signal.SIGKILL)
             stack.redis.start()
+        elif target.startswith("encoder"):
+            copy = int(target.partition("/")[2] or 0)
+            (stack.encoder if copy == 0 else stack.encoder_spares[copy - 1]).kill()
+            stack.restart_encoder(copy=copy)
         else:
-            proc = getattr(stack, target)
-            proc.kill()
-            {"encoder": stack.restart_encoder, "ingest": stack.restart_ingest}[target]()
+            assert stack.ingest is not None
+            stack.ingest.kill()
+            stack.restart_ingest()
 
     def _run(self) -> None:
         stack = self.stack
         targets = [f"shard-{i}/{r}" for i in range(len(stack.replicas)) for r in range(len(stack.replicas[i]))]
-        targets += ["encoder", "ingest", "redis"]
+        targets += [f"encoder/{k}" if stack.encoder_spares else "encoder"
+                    for k in range(1 + len(stack.encoder_spares))] + ["ingest", "redis"]
         while not self._stopping.wait(self.rng.uniform(*self.every_s)):
             target = self.rng.choice(targets)
             event = {"target": target, "killed": time.monotonic()}
@@ -478,7 +486,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.faults:  # a killed worker's job is taken over after 5 s rather than a minute
             env["VIDSEARCH_INGEST_CLAIM_IDLE_MS"] = "5000"
         config = StackConfig(data_dir=root / "stack", checkpoint=checkpoint, n_shards=args.shards,
-                             replicas=args.replicas, log_level="WARNING", extra_env=env)
+                             replicas=args.replicas, encoders=args.encoders, log_level="WARNING", extra_env=env)
         with LocalStack(config) as stack:
             seeded: dict[str, float] = {}
             clip_ids = seed_corpus(stack, seed_video, args.seed_videos, args.window_s, seeded)
@@ -523,6 +531,7 @@ def run(args: argparse.Namespace) -> dict:
         }
     return {
         "minutes": args.minutes, "clients": args.clients, "shards": args.shards, "replicas": args.replicas,
+        "encoders": args.encoders,
         "warmup_s": warmup_s, **summarise(calls, elapsed), **faulted,
         "ingest": ingested,
         "memory": growth,
@@ -540,6 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=1, help="copies of each shard")
+    parser.add_argument("--encoders", type=int, default=1, help="copies of the encoder (a fault kills one)")
     parser.add_argument("--faults", action="store_true",
                         help="SIGKILL and restart a random replica, the encoder, ingest or Redis, again and again")
     parser.add_argument("--fault-every-s", default="30,60", help="seconds between faults, drawn uniformly")

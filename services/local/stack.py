@@ -59,6 +59,9 @@ class StackConfig:
     # Copies of each shard, each its own process and data directory; writes go to all of them, and
     # each replica knows the others as its peers, to catch up from when it (re)starts.
     replicas: int = 1
+    # Copies of the encoder: gateway and ingest spread calls over them (round_robin) and go on with
+    # the others while one is down, as with several encoder pods behind a headless Service.
+    encoders: int = 1
     ingest_workers: int = 1
     with_ingest: bool = True
     use_redis: bool = True
@@ -80,11 +83,23 @@ class LocalGeneration:
 
     name: str
     checkpoint: Path
+    #: The first copy of its encoder (``spares`` are the others).
     encoder: ServiceProcess
     #: replicas[i][r]: replica r of shard i.
     replicas: list[list[ServiceProcess]]
     #: Where its shards keep their data (the stack's root for g0).
     data_root: Path
+    #: The other copies of its encoder.
+    spares: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def encoders(self) -> list[ServiceProcess]:
+        return [self.encoder, *self.spares]
+
+    @property
+    def encoder_target(self) -> str:
+        """The encoder address gateway and ingest use: every copy's, balanced round-robin."""
+        return encoder_target(self.encoders)
 
     @property
     def shard_targets(self) -> str:
@@ -93,6 +108,13 @@ class LocalGeneration:
     @property
     def shard_processes(self) -> list[ServiceProcess]:
         return [p for replicas in self.replicas for p in replicas]
+
+
+def encoder_target(copies: list[ServiceProcess]) -> str:
+    """One copy's address, or every copy's as one gRPC target (``ipv4:a:1,a:2``) balanced round-robin."""
+    if len(copies) == 1:
+        return copies[0].address
+    return "ipv4:" + ",".join(c.address for c in copies)
 
 
 def encoder_model_id(address: str, timeout_s: float = 30.0) -> str:
@@ -113,6 +135,8 @@ class LocalStack:
         #: replicas[i][r]: replica r of shard i.
         self.replicas: list[list[ServiceProcess]] = []
         self.encoder: ServiceProcess | None = None
+        #: The other copies of the active generation's encoder (``StackConfig.encoders``).
+        self.encoder_spares: list[ServiceProcess] = []
         self.ingest: ServiceProcess | None = None
         self.gateway: ServiceProcess | None = None
         self.web: HttpServiceProcess | None = None
@@ -184,9 +208,18 @@ class LocalStack:
             seal_threshold=self.config.seal_threshold, peers=peers or None, replica=replica if peers else None),
             self.logs / f"{log_name}.log", port=ports[replica], env_prefix="VIDSEARCH_INDEX")
 
-    def _encoder(self) -> ServiceProcess:
-        port = self.encoder.port if self.encoder is not None else None
-        return self._encoder_process(self._checkpoint, "encoder", port)
+    def _encoder(self, copy: int = 0) -> ServiceProcess:
+        """Copy ``copy`` of the active generation's encoder, on the port it had."""
+        known = self.encoder if copy == 0 else (self.encoder_spares[copy - 1]
+                                                if copy <= len(self.encoder_spares) else None)
+        port = known.port if known is not None else None
+        return self._encoder_process(self._checkpoint, "encoder" if copy == 0 else f"encoder-{copy}", port)
+
+    @property
+    def encoder_target(self) -> str:
+        """The active encoder as gateway and ingest address it (every copy, when there are several)."""
+        assert self.encoder is not None, "start the encoder first"
+        return encoder_target([self.encoder, *self.encoder_spares])
 
     def _encoder_process(self, checkpoint: Path, log_name: str, port: int | None = None) -> ServiceProcess:
         return ServiceProcess("services.encoder", self._env(
@@ -196,7 +229,7 @@ class LocalStack:
     def _gateway(self) -> ServiceProcess:
         assert self.encoder is not None, "start the encoder first"
         return ServiceProcess("services.gateway", {**self._tls_env("VIDSEARCH_GATEWAY"), **self._env(
-            "VIDSEARCH_GATEWAY", encoder=self.encoder.address, index_shards=self.shard_targets,
+            "VIDSEARCH_GATEWAY", encoder=self.encoder_target, index_shards=self.shard_targets,
             redis_url=self.redis_url, media_root=self.media_root, api_keys_file=self.config.api_keys_file,
             key_prefix=self.key_prefix)},
             self.logs / "gateway.log", port=self.config.gateway_port, env_prefix="VIDSEARCH_GATEWAY",
@@ -208,7 +241,7 @@ class LocalStack:
         started; ``settings`` override VIDSEARCH_INGEST_* values (e.g. ``key_prefix``, ``workers``)."""
         assert self.encoder is not None and self.redis is not None, "start the stack first"
         values: dict[str, object] = {
-            "redis_url": self.redis_url, "encoder": self.encoder.address,
+            "redis_url": self.redis_url, "encoder": self.encoder_target,
             "index_shards": self.shard_targets, "media_root": self.media_root,
             "allowed_roots": str(self.root.anchor), "workers": self.config.ingest_workers,
             "api_keys_file": self.config.api_keys_file}
@@ -239,6 +272,7 @@ class LocalStack:
         self.replicas = [[self._shard_process(self._data_root, self.active, i, r, ports[i]).start()
                           for r in range(replicas)] for i in range(n_shards)]
         self.encoder = self._encoder().start()
+        self.encoder_spares = [self._encoder(k).start() for k in range(1, self.config.encoders)]
         self._publish_routing(timeout_s)
         if self.has_ingest:
             self.ingest = self.ingest_process(port=self.config.ingest_port).start()
@@ -299,8 +333,9 @@ class LocalStack:
     @property
     def processes(self) -> list[ServiceProcess]:
         shards = [p for replicas in self.replicas for p in replicas]
-        others = [p for g in self.others.values() for p in (*g.shard_processes, g.encoder) if p is not self.encoder]
-        return [p for p in (*shards, *others, self.encoder, self.ingest, self.gateway, self.web) if p is not None]
+        active = [self.encoder, *self.encoder_spares]
+        others = [p for g in self.others.values() for p in (*g.shard_processes, *g.encoders) if p not in active]
+        return [p for p in (*shards, *others, *active, self.ingest, self.gateway, self.web) if p is not None]
 
     # --- index generations -----------------------------------------------------------------------
 
@@ -309,13 +344,14 @@ class LocalStack:
         name = name or self.active
         if name == self.active:
             assert self.encoder is not None, "start the stack first"
-            return LocalGeneration(name, self._checkpoint, self.encoder, self.replicas, self._data_root)
+            return LocalGeneration(name, self._checkpoint, self.encoder, self.replicas, self._data_root,
+                                   self.encoder_spares)
         return self.others[name]
 
     def describe_generation(self, name: str | None = None) -> Generation:
         """A generation as the routing document names it; its model id asked from its encoder."""
         local = self.generation(name)
-        return Generation(local.name, encoder_model_id(local.encoder.address), local.encoder.address,
+        return Generation(local.name, encoder_model_id(local.encoder.address), local.encoder_target,
                           tuple(local.shard_targets.split(",")))
 
     def start_generation(self, name: str, checkpoint: Path | None, n_shards: int, replicas: int | None = None,
@@ -332,14 +368,16 @@ class LocalStack:
         data_root.mkdir(parents=True, exist_ok=True)
         own_encoder = checkpoint != active.checkpoint
         encoder = self._encoder_process(checkpoint, f"{name}-encoder").start() if own_encoder else active.encoder
+        spares = ([self._encoder_process(checkpoint, f"{name}-encoder-{k}").start()
+                   for k in range(1, self.config.encoders)] if own_encoder else active.spares)
         replicas = replicas or self.config.replicas
         ports = [[free_port() for _ in range(replicas)] for _ in range(n_shards)]
         shards = [[self._shard_process(data_root, name, i, r, ports[i]).start() for r in range(replicas)]
                   for i in range(n_shards)]
-        local = LocalGeneration(name, checkpoint, encoder, shards, data_root)
+        local = LocalGeneration(name, checkpoint, encoder, shards, data_root, spares)
         self.others[name] = local
         try:
-            for proc in ([encoder] if own_encoder else []) + local.shard_processes:
+            for proc in (local.encoders if own_encoder else []) + local.shard_processes:
                 proc.wait_serving(timeout=timeout_s)
         except BaseException:
             self.stop_generation(name, remove_data=True)
@@ -355,6 +393,7 @@ class LocalStack:
         local = self.others.pop(name)
         self.others[before.name] = before
         self.active, self.replicas, self.encoder = name, local.replicas, local.encoder
+        self.encoder_spares = local.spares
         self._data_root, self._checkpoint = local.data_root, local.checkpoint
         self._record_active()
 
@@ -364,7 +403,7 @@ class LocalStack:
             raise ValueError(f"generation {name} is active; activate another one first")
         local = self.others.pop(name)
         in_use = {self.encoder, *(g.encoder for g in self.others.values())}
-        procs = local.shard_processes + ([] if local.encoder in in_use else [local.encoder])
+        procs = local.shard_processes + ([] if local.encoder in in_use else local.encoders)
         for proc in procs:  # all drain at once, not one after another
             if proc.proc is not None and proc.proc.poll() is None:
                 proc.proc.send_signal(signal.SIGTERM)
@@ -386,7 +425,7 @@ class LocalStack:
             "gateway": self.gateway.address if self.gateway else None,
             "web": f"{self.web.url}/" if self.web else None,
             "ingest": self.ingest.address if self.ingest else None,
-            "encoder": self.encoder.address if self.encoder else None,
+            "encoder": self.encoder_target if self.encoder else None,
             "shards": self.shard_targets.split(","),
             "redis": self.redis_url,
             "data_dir": str(self.root),
@@ -409,11 +448,16 @@ class LocalStack:
         self.ingest.wait_serving(timeout=timeout_s)
         return self.ingest
 
-    def restart_encoder(self, timeout_s: float = 120.0) -> ServiceProcess:
-        """Starts the encoder again on its old port (after a stop or kill), and waits until it serves."""
-        self.encoder = self._encoder().start()
-        self.encoder.wait_serving(timeout=timeout_s)
-        return self.encoder
+    def restart_encoder(self, timeout_s: float = 120.0, copy: int = 0) -> ServiceProcess:
+        """Starts the encoder (copy ``copy`` of it) again on its old port (after a stop or kill), and waits
+        until it serves."""
+        proc = self._encoder(copy).start()
+        if copy == 0:
+            self.encoder = proc
+        else:
+            self.encoder_spares[copy - 1] = proc
+        proc.wait_serving(timeout=timeout_s)
+        return proc
 
     def stop(self) -> None:
         for proc in reversed(self.processes):

@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicas", type=int, default=1,
                    help="copies of each shard; a write is acknowledged once every copy has it, searches "
                         "use any copy that serves, so one copy of every shard may be down without partial results")
+    p.add_argument("--encoders", type=int, default=1,
+                   help="copies of the encoder; gateway and ingest balance over them and go on while one is down")
     p.add_argument("--workers", type=int, default=1, help="ingest workers")
     p.add_argument("--gateway-port", type=int, default=50051)
     p.add_argument("--ingest-port", type=int, default=50052)
@@ -37,8 +39,9 @@ def run(args) -> int:
         print(f"no model at {args.checkpoint}: run `make model` (or pass --checkpoint)")
         return 2
     config = StackConfig(data_dir=args.data_dir, checkpoint=args.checkpoint.resolve(), n_shards=args.shards,
-                         replicas=args.replicas, ingest_workers=args.workers, use_redis=not args.no_redis,
-                         gateway_port=args.gateway_port, ingest_port=args.ingest_port, web_port=args.web_port)
+                         replicas=args.replicas, encoders=args.encoders, ingest_workers=args.workers,
+                         use_redis=not args.no_redis, gateway_port=args.gateway_port, ingest_port=args.ingest_port,
+                         web_port=args.web_port)
     stop = threading.Event()
     # Both handled explicitly: a shell may start background jobs with SIGINT ignored.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -502,3 +502,30 @@ def test_a_full_disk_refuses_upserts_loses_nothing_and_recovers(tmp_path: Path) 
             assert shard.Upsert(index_pb2.UpsertRequest(clips=more), timeout=30).upserted == 100
     finally:
         proc.stop()
+
+
+# ------------------------------------------------------------------- one of two encoder copies killed
+
+
+def test_with_two_encoder_copies_killing_one_fails_no_search(tmp_path: Path, system_checkpoint: Path) -> None:
+    """Gateway and ingest address every copy of the encoder (round-robin); SIGKILL of one copy while
+    eight clients send text searches that all need the encoder (no text repeats) fails none of them."""
+    from services.local.stack import LocalStack, StackConfig
+
+    config = StackConfig(data_dir=tmp_path / "stack", checkpoint=system_checkpoint, n_shards=1, encoders=2,
+                         with_ingest=False, use_redis=False, log_level="WARNING")
+    with LocalStack(config) as stack:
+        assert stack.describe()["encoder"] == f"ipv4:{stack.encoder.address},{stack.encoder_spares[0].address}"
+        mix = QueryMix(kinds=("text",), text_pool=None)
+        with SearchLoad(stack.gateway.address, mix, clients=8, timeout_s=10, think_s=0.01) as load:
+            load.wait_for(48)
+            stack.encoder.kill()
+            killed = time.monotonic()
+            during = load.wait_for(96, since=killed)
+            stack.restart_encoder(copy=0)
+            back = time.monotonic()
+            load.wait_for(48, since=back)
+        calls = load.calls()
+        failed = [c for c in calls if not c.ok]
+        assert not failed, describe(failed)
+        assert all(not c.cache_hit for c in during), "text searches during the kill came from the cache"
