@@ -101,7 +101,8 @@ def test_index_exports_its_size_and_search_time_per_part(stack) -> None:
         stub = index_pb2_grpc.IndexServiceStub(channel)
         stub.Upsert(index_pb2.UpsertRequest(clips=[common_pb2.ClipRecord(
             clip_id=f"v1:{i * 20000:09d}", video_id="v1", start_seconds=i * 20.0, end_seconds=i * 20.0 + 20,
-            vector=common_pb2.Vector(values=v.tolist()), model_id=model_id) for i, v in enumerate(vectors)]), timeout=30)
+            vector=common_pb2.Vector(values=v.tolist()), model_id=model_id) for i, v in enumerate(vectors)]),
+            timeout=30)
         stub.Search(index_pb2.SearchRequest(queries=[common_pb2.Vector(values=vectors[0].tolist())], top_k=3),
                     timeout=30)
     assert shard.value("vidsearch_index_vectors", shard="shard-0") == 10
