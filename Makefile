@@ -16,7 +16,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml deploy/validators/requirements.txt clients/node/package-lock.json
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@# pip names the interpreter it ran under in its scripts' first line: run it from the venv's real
+	@# path, so a venv reached through a link (CI's cached one) works from any checkout.
+	"$$(realpath $(VENV))/bin/python" -m pip install -q -e '.[dev]'
 	bash deploy/validators/install.sh >/dev/null
 	$(VENV)/bin/npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
 	@rm -f $(VENV)/.installed-*; touch $@
