@@ -122,6 +122,26 @@ async def _chunks(header: ingest_pb2.UploadHeader, path: Path,
             yield ingest_pb2.UploadVideoRequest(chunk=chunk)
 
 
+async def _upload(stub: ingest_pb2_grpc.IngestServiceStub, requests: AsyncIterator[ingest_pb2.UploadVideoRequest],
+                  md: tuple[tuple[str, str], ...]) -> ingest_pb2.UploadVideoResponse:
+    """Sends an upload message by message; the reply, or the server's own status when it ends the call early.
+
+    A server that refuses the upload (no write permission, too large) ends the call while chunks are
+    still going out. Given a request iterator, grpc.aio may then report its own INTERNAL "Internal
+    error from Core" instead of the server's status (grpc/grpc#36066); with explicit writes, a write to
+    a call that has ended raises, and awaiting the call gives the status the server sent.
+    """
+    call = stub.UploadVideo(metadata=md)
+    try:
+        async for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        pass  # the call has ended: awaiting it below raises the server's status
+    reply: ingest_pb2.UploadVideoResponse = await call
+    return reply
+
+
 def _video_id(args: argparse.Namespace, video: _Video) -> str:
     """The id to ingest under: --video-id, the file's name with --id-from-name, else the content hash."""
     return args.video_id or (video.path.stem if args.id_from_name else "")
@@ -150,7 +170,7 @@ async def _submit(stub: ingest_pb2_grpc.IngestServiceStub, video: _Video, args: 
                                      segment=segment, size_bytes=size)
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {video.path.name}", leave=False,
               disable=None) as bar:
-        reply = await stub.UploadVideo(_chunks(header, video.path, bar), metadata=md)
+        reply = await _upload(stub, _chunks(header, video.path, bar), md)
     video.job_id, video.video_id, video.uploaded = reply.job_id, reply.video_id, True
 
 
