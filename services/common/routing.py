@@ -19,7 +19,6 @@ encoder and shards, version 0. So a stack that never re-indexes or reshards beha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -273,9 +272,14 @@ class RoutingWatcher:
             self._task = asyncio.create_task(self._run(), name="routing-watcher")
         return routing
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Stops polling; a poll that does not finish within ``timeout_s`` of its cancellation is left
+        behind (logged), so a stuck Redis call can never hold a service's shutdown."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+            if not done:
+                log.warning("routing watcher did not stop within %.0f s of its cancellation; left behind", timeout_s)
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("routing watcher ended with %r", task.exception())
