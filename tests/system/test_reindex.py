@@ -167,7 +167,8 @@ def test_reindex_switches_every_search_to_the_new_model_with_none_failing(stack,
             thread.join(timeout=120)
 
     assert code == 0, out
-    assert f"re-indexing to model {new_model}" in out and "filling:" in out and "done:" in out
+    # The command prints the phases its 0.5 s poll of the status file sees; a short one may pass unseen.
+    assert f"re-indexing to model {new_model}" in out and "done:" in out
     # No search failed, and none mixed models: each reply's hits all come from the model it names.
     assert searches.failures == []
     models = [r.model_id for r in searches.replies]
