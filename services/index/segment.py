@@ -22,6 +22,7 @@ increasing effort and compared with exact search; the least effort whose recall 
 
 from __future__ import annotations
 
+import abc
 import errno
 import json
 import logging
@@ -76,7 +77,7 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = 2
     return np.concatenate(ids), np.concatenate(sims)
 
 
-class Segment:
+class Segment(abc.ABC):
     """One immutable segment: the vectors and clip ids it holds, and a candidate generator over them.
 
     Subclasses are the engines that propose candidates (``engine`` names one in the manifest);
@@ -277,33 +278,26 @@ class Segment:
     # ------------------------------------------------------------------ engine hooks
 
     @classmethod
+    @abc.abstractmethod
     def _write_engine(cls, directory: Path, name: str, vectors: np.ndarray, rng: np.random.Generator,
                       seed: int, **options: object) -> tuple[dict, tuple[str, ...]]:
         """Build and durably write the engine's files; returns manifest entries (``rerank`` among
         them) and the suffixes of the files written."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def _open(cls, directory: Path, name: str, clip_ids: list[str], seqs: np.ndarray, vectors: np.ndarray,
               manifest: dict) -> Segment:
         """The segment with its engine's files opened (SegmentCorrupt if they do not fit the manifest)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _differing_row(self) -> int | None:
         """A row of a spot-check whose copy in the engine is not the vector file's, or None: the engine
         and the re-rank vectors must hold the same data."""
-        for row in np.unique(np.linspace(0, self.n_items - 1, num=min(self.n_items, 8)).astype(int)).tolist():
-            if not self._holds(row):
-                return row
-        return None
 
-    def _holds(self, row: int) -> bool:
-        """Whether the engine's copy of ``row`` matches the vector file's."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def _candidates(self, probe: np.ndarray, n: int, search_k: int) -> np.ndarray:
         """Up to ``n`` local ids near unit ``query`` found with ``search_k`` effort, as int64."""
-        raise NotImplementedError
 
     def _least_effort(self, candidates: int) -> int:
         """Least search effort that can return ``candidates`` ids."""
@@ -449,7 +443,14 @@ class AnnoySegment(Segment):
                                  f"manifest says {len(clip_ids)}")
         return cls(directory, name, clip_ids, seqs, vectors, manifest, index, projection)
 
+    def _differing_row(self) -> int | None:
+        for row in np.unique(np.linspace(0, self.n_items - 1, num=min(self.n_items, 8)).astype(int)).tolist():
+            if not self._holds(row):
+                return row
+        return None
+
     def _holds(self, row: int) -> bool:
+        """Whether the forest's copy of ``row`` matches the vector file's (projected, when it is)."""
         item = np.asarray(self._index.get_item_vector(row), dtype=np.float32)
         if self.projection is None:
             return np.array_equal(item, self.vectors[row])
