@@ -4,8 +4,10 @@
 loopback, tiny model, a real redis-server for the query cache), loads ``--per-shard`` vectors
 into each shard, warms the cache, then runs ``--clients`` concurrent closed-loop clients for
 ``--seconds`` against the gateway over gRPC and against ``GET /api/v1/search`` over HTTP, in turn.
-``overhead_p50_ms`` is the difference of the two medians: what JSON, HTTP and the extra hop cost
-under load; ``serial_overhead_p50_ms`` the same one request at a time (the cost per request).
+The two loads take turns in ``--rounds`` slices (ABBA), so drift in what else shares the cores hits
+both alike. ``overhead_p50_ms`` is the difference of the two pooled medians: what JSON, HTTP and the
+extra hop cost under load (each round's difference is listed too); ``serial_overhead_p50_ms`` the
+same one request at a time (the cost per request).
 The HTTP load comes from aiohttp (``--http-client httpx`` for the other), whose CPU per request is
 that of the gRPC client; ``cpu_ms_per_request`` says where each load's CPU went (this driver, the
 web app, the rest of the stack), as every process shares the same cores and a closed loop's latency
@@ -46,7 +48,8 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
 
 async def _closed_loop(call, clients: int, seconds: float, texts: list[str]) -> dict:
     """``clients`` concurrent callers, each sending its next search as soon as the last returns.
-    ``call(text)`` returns True for a good reply; False or an exception counts as an error."""
+    ``call(text)`` returns True for a good reply; False or an exception counts as an error. The summary
+    keeps the raw latencies (``latencies_s``) so rounds can be pooled."""
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -68,7 +71,8 @@ async def _closed_loop(call, clients: int, seconds: float, texts: list[str]) -> 
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
-    return _summary(latencies, errors, time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    return {**_summary(latencies, errors, elapsed), "latencies_s": latencies, "elapsed_s": elapsed}
 
 
 async def _grpc_loop(address: str, clients: int, seconds: float, texts: list[str]) -> dict:
@@ -141,13 +145,36 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measured(run: Callable[[], dict], pids: dict[str, list[int]]) -> dict:
-    """``run()``'s summary plus the CPU milliseconds per request each group of processes spent on it."""
-    before = {name: sum(_cpu_seconds(p) for p in group) for name, group in pids.items()}
-    result = run()
-    spent = {name: sum(_cpu_seconds(p) for p in group) - before[name] for name, group in pids.items()}
-    cpu = {name: round(1000 * s / max(1, result["requests"]), 3) for name, s in spent.items()}
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(_cpu_seconds(p) for p in group) for name, group in pids.items()}
+
+
+def _pooled(runs: list[dict], cpu_s: dict[str, float]) -> dict:
+    """Rounds of one kind of load as one run: every latency, every error, and the CPU milliseconds per
+    request each group of processes spent on them."""
+    result = _summary([x for r in runs for x in r["latencies_s"]], sum(r["errors"] for r in runs),
+                      sum(r["elapsed_s"] for r in runs))
+    cpu = {name: round(1000 * s / max(1, result["requests"]), 3) for name, s in cpu_s.items()}
     return {**result, "cpu_ms": {**cpu, "total": round(sum(cpu.values()), 3)}}
+
+
+def _interleaved(loads: dict[str, Callable[[float], dict]], seconds: float, rounds: int,
+                 pids: dict[str, list[int]]) -> tuple[dict[str, dict], list[float]]:
+    """Each load for ``seconds`` in all, in ``rounds`` slices taken in turn (ABBA order), so a drift in
+    what else the shared cores run (another VM, a compaction) falls on both loads alike, not on
+    whichever ran second. Returns each load's pooled summary and every round's p50 difference of the
+    second load over the first."""
+    names = list(loads)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    cpu_s = {name: dict.fromkeys(pids, 0.0) for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            before = _cpu(pids)
+            runs[name].append(loads[name](seconds / rounds))
+            for group, spent in _cpu(pids).items():
+                cpu_s[name][group] += spent - before[group]
+    diffs = [round(b["p50_ms"] - a["p50_ms"], 2) for a, b in zip(runs[names[0]], runs[names[1]], strict=True)]
+    return {name: _pooled(runs[name], cpu_s[name]) for name in names}, diffs
 
 
 def _clip_costs(tmp: Path) -> dict:
@@ -175,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--per-shard", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="of each load, over all rounds")
+    parser.add_argument("--rounds", type=int, default=6, help="slices each load's time is cut into, taken in turn")
     parser.add_argument("--http-client", choices=("aiohttp", "httpx"), default="aiohttp",
                         help="the HTTP load's client; httpx spends about 4x the CPU per request of gRPC's")
     args = parser.parse_args(argv)
@@ -199,16 +227,18 @@ def main(argv: list[str] | None = None) -> None:
                     + ([stack.redis.proc.pid] if stack.redis else [])}
             asyncio.run(_grpc_loop(stack.gateway.address, args.clients, 3.0, texts))  # fills the cache
             asyncio.run(_http_loop(stack.web.url, args.clients, 3.0, texts, kind))  # warms the web app
-            grpc_run = _measured(lambda: asyncio.run(
-                _grpc_loop(stack.gateway.address, args.clients, args.seconds, texts)), pids)
-            http_run = _measured(lambda: asyncio.run(
-                _http_loop(stack.web.url, args.clients, args.seconds, texts, kind)), pids)
+            runs, round_overheads = _interleaved({
+                "grpc": lambda s: asyncio.run(_grpc_loop(stack.gateway.address, args.clients, s, texts)),
+                "http": lambda s: asyncio.run(_http_loop(stack.web.url, args.clients, s, texts, kind)),
+            }, args.seconds, args.rounds, pids)
+            grpc_run, http_run = runs["grpc"], runs["http"]
             serial = asyncio.run(_serial(stack.gateway.address, stack.web.url, texts, kind))
         clips = _clip_costs(root)
     result = {
         "clients": args.clients, "vectors_per_shard": args.per_shard, "http_client": kind,
         "http_p50_ms": http_run["p50_ms"], "grpc_p50_ms": grpc_run["p50_ms"],
         "overhead_p50_ms": round(http_run["p50_ms"] - grpc_run["p50_ms"], 2),
+        "rounds": args.rounds, "overhead_p50_ms_by_round": round_overheads,
         "http_p99_ms": http_run["p99_ms"], "grpc_p99_ms": grpc_run["p99_ms"],
         "http_qps": http_run["qps"], "grpc_qps": grpc_run["qps"],
         "errors": http_run["errors"] + grpc_run["errors"],

@@ -1,105 +1,36 @@
-"""The HTTP/JSON API (``/api/v1``): each route validates its input, makes one gRPC call with the
-caller's key and a deadline, and turns the reply into JSON. Failures are left to ``errors``.
+"""The HTTP/JSON API (``/api/v1``): each route validates its input (a search's query string in
+``search_query``), makes one gRPC call with the caller's key and a deadline, and turns the reply into
+JSON. Failures are left to ``errors``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import grpc
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from google.protobuf.json_format import MessageToDict
 from pydantic_core import to_json
 
 from services.common.clip_ids import VIDEO_ID, validate_clip_id
 from services.common.errors import InvalidInput
+from services.web import search_query
 from services.web.clips import ClipCache, byte_range
 from services.web.errors import HTTP_STATUS, error_body
 from services.web.exports import to_csv, to_edl
+from services.web.search_query import MAX_K, SearchParams, SearchQuery, parse_date, split_list
 from services.web.security import require
-from vidsearch.common.v1 import common_pb2
 from vidsearch.gateway.v1 import gateway_pb2
 from vidsearch.ingest.v1 import ingest_pb2
 
 router = APIRouter(prefix="/api/v1")
 CHUNK = 1 << 20
 SNIFF_BYTES = 4096
-MAX_K = 200
-#: With an air-date range the gateway cannot filter on, this many times k hits are asked for and
-#: filtered here (the index filters metadata by exact value only).
-DATE_OVERFETCH = 8
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """The filters and options every search takes, from the query string."""
-
-    k: int
-    tags: tuple[str, ...]
-    programme: str
-    date_from: str
-    date_to: str
-    collapse: bool
-    video_ids: tuple[str, ...]
-
-    def request(self, **query: Any) -> gateway_pb2.SearchRequest:
-        metadata = {"programme": self.programme} if self.programme else {}
-        ranged = bool(self.date_from or self.date_to)
-        return gateway_pb2.SearchRequest(
-            top_k=min(1000, self.k * DATE_OVERFETCH) if ranged else self.k, collapse_by_video=self.collapse,
-            filter=common_pb2.SearchFilter(tags=list(self.tags), metadata=metadata, video_ids=list(self.video_ids)),
-            **query)
-
-    def keep(self, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.date_from or self.date_to:
-            hi = self.date_to or "9999-12-31"
-            hits = [h for h in hits if h["air_date"] and self.date_from <= h["air_date"] <= hi]
-        return hits[:self.k]
-
-
-def _date(name: str, value: str) -> str:
-    if not value:
-        return ""
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise InvalidInput(f"{name}={value[:40]!r} is not a date in YYYY-MM-DD form") from None
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in value.split(",") if t.strip())
-
-
-async def search_params(
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="number of hits")] = 20,
-    tags: Annotated[str, Query(max_length=1000, description="comma-separated; hits carry all of them")] = "",
-    programme: Annotated[str, Query(max_length=200)] = "",
-    date_from: Annotated[str, Query(alias="from", max_length=10, description="air date, YYYY-MM-DD")] = "",
-    date_to: Annotated[str, Query(alias="to", max_length=10, description="air date, YYYY-MM-DD")] = "",
-    collapse: Annotated[bool, Query(description="best clip per video only")] = False,
-    video: Annotated[str, Query(max_length=4000, description="comma-separated video ids")] = "",
-) -> SearchParams:
-    # ``async`` though it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread pool, a
-    # thread hand-off per request that cost more CPU than the whole check (bench.web's profile).
-    video_ids = _split(video)
-    for v in video_ids:
-        if not VIDEO_ID.fullmatch(v):
-            raise InvalidInput(f"video id {v[:140]!r} is malformed")
-    params = SearchParams(k, _split(tags), programme.strip(), _date("from", date_from), _date("to", date_to),
-                          collapse, video_ids)
-    if params.date_from and params.date_to and params.date_from > params.date_to:
-        raise InvalidInput(f"from ({params.date_from}) is after to ({params.date_to})")
-    return params
-
-
-Params = Annotated[SearchParams, Depends(search_params)]
 
 
 class SearchJSONResponse(JSONResponse):
@@ -143,38 +74,37 @@ def _state(request: Request):
     return request.app.state
 
 
-async def _text_search(request: Request, q: str, like: str, lang: str, params: SearchParams) -> dict[str, Any]:
+async def _text_search(request: Request) -> dict[str, Any]:
+    query = SearchQuery.of(request)
+    params = query.params()
+    q, like = query.q, query.like
     if bool(q.strip()) == bool(like):
         raise InvalidInput("give exactly one of q (a sentence) or like (a clip id)")
     if like:
-        query: dict[str, Any] = {"clip_id": validate_clip_id(like)}
+        what: dict[str, Any] = {"clip_id": validate_clip_id(like)}
     else:
-        query = {"text": gateway_pb2.TextQuery(text=q.strip(), language=lang)}
+        what = {"text": gateway_pb2.TextQuery(text=q.strip(), language=query.lang)}
     st = _state(request)
     md = st.keys.metadata(request.headers)
-    reply = await st.backends.gateway.Search(params.request(**query), metadata=md,
+    reply = await st.backends.gateway.Search(params.request(**what), metadata=md,
                                             timeout=st.settings.search_timeout_s)
     return result_json(reply, params)
 
 
-Q = Annotated[str, Query(max_length=1000, description="a sentence in Korean or English")]
-LIKE = Annotated[str, Query(max_length=200, description="more like this clip id")]
-LANG = Annotated[str, Query(max_length=8, pattern=r"^[a-zA-Z-]*$", description="language hint: ko, en")]
-
-
 @router.get("/search", summary="Search by text or by an indexed clip (more like this)",
-            response_class=SearchJSONResponse)
-async def search(request: Request, params: Params, q: Q = "", like: LIKE = "", lang: LANG = "") -> SearchJSONResponse:
+            response_class=SearchJSONResponse, openapi_extra=search_query.OPENAPI)
+async def search(request: Request) -> SearchJSONResponse:
     # Plain JSON types already: a response object skips FastAPI's per-field re-encoding of the result.
-    return SearchJSONResponse(await _text_search(request, q, like, lang, params))
+    return SearchJSONResponse(await _text_search(request))
 
 
 @router.post("/search", summary="Search with an image or a video clip (multipart field 'file')",
-             response_class=SearchJSONResponse)
+             response_class=SearchJSONResponse, openapi_extra=search_query.OPENAPI_FILTERS)
 async def search_by_file(
-    request: Request, params: Params, file: Annotated[UploadFile, File()],
+    request: Request, file: Annotated[UploadFile, File()],
     start: Annotated[float, Form(ge=0)] = 0.0, end: Annotated[float, Form(ge=0)] = 0.0,
 ) -> SearchJSONResponse:
+    params = SearchQuery.of(request).params()
     st = _state(request)
     md = st.keys.metadata(request.headers)
     data = await file.read()
@@ -195,21 +125,24 @@ async def search_by_file(
     return SearchJSONResponse(result_json(reply.result, params))
 
 
-def _export_title(q: str, like: str) -> str:
+def _export_title(request: Request) -> str:
+    q, like = request.query_params.get("q", ""), request.query_params.get("like", "")
     return f"vidsearch: {q.strip() or 'more like ' + like}"
 
 
-@router.get("/search.csv", summary="A text or clip search as CSV", response_class=PlainTextResponse)
-async def search_csv(request: Request, params: Params, q: Q = "", like: LIKE = "", lang: LANG = "") -> Response:
-    result = await _text_search(request, q, like, lang, params)
+@router.get("/search.csv", summary="A text or clip search as CSV", response_class=PlainTextResponse,
+            openapi_extra=search_query.OPENAPI)
+async def search_csv(request: Request) -> Response:
+    result = await _text_search(request)
     return Response("\ufeff" + to_csv(result["hits"]), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="vidsearch.csv"'})
 
 
-@router.get("/search.edl", summary="A text or clip search as a CMX3600 EDL", response_class=PlainTextResponse)
-async def search_edl(request: Request, params: Params, q: Q = "", like: LIKE = "", lang: LANG = "") -> Response:
-    result = await _text_search(request, q, like, lang, params)
-    return Response(to_edl(result["hits"], _export_title(q, like)), media_type="text/plain; charset=utf-8",
+@router.get("/search.edl", summary="A text or clip search as a CMX3600 EDL", response_class=PlainTextResponse,
+            openapi_extra=search_query.OPENAPI)
+async def search_edl(request: Request) -> Response:
+    result = await _text_search(request)
+    return Response(to_edl(result["hits"], _export_title(request)), media_type="text/plain; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="vidsearch.edl"'})
 
 
@@ -286,8 +219,8 @@ async def upload_video(
     declared = request.headers.get("content-length", "")
     header = ingest_pb2.UploadHeader(
         filename=filename, video_id=video_id, size_bytes=int(declared) if declared.isdigit() else 0,
-        metadata=ingest_pb2.VideoMetadata(title=title, programme=programme, air_date=_date("air_date", air_date),
-                                          tags=list(_split(tags))),
+        metadata=ingest_pb2.VideoMetadata(title=title, programme=programme, air_date=parse_date("air_date", air_date),
+                                          tags=list(split_list(tags))),
         segment=ingest_pb2.SegmentOptions(window_seconds=window, mode=ingest_pb2.SEGMENT_MODE_SHOTS if shots
                                           else ingest_pb2.SEGMENT_MODE_UNSPECIFIED))
 

@@ -64,6 +64,13 @@ def test_openapi_document_lists_every_endpoint(http: httpx.Client) -> None:
                           "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/events", "/api/v1/jobs/{job_id}/cancel",
                           "/api/v1/videos/{video_id}", "/api/v1/config"}
     assert set(paths["/api/v1/search"]) == {"get", "post"}
+    # The search routes read their query string through one model; the document lists its fields.
+    filters = {"k", "tags", "programme", "from", "to", "collapse", "video"}
+    for path in ("/api/v1/search", "/api/v1/search.csv", "/api/v1/search.edl"):
+        documented = {p["name"]: p for p in paths[path]["get"]["parameters"]}
+        assert set(documented) == filters | {"q", "like", "lang"}
+        assert documented["k"]["schema"]["maximum"] == 200 and documented["k"]["in"] == "query"
+    assert {p["name"] for p in paths["/api/v1/search"]["post"]["parameters"]} == filters
 
 
 def test_korean_text_search_ranks_hits_with_thumbnails(http: httpx.Client, web: WebStack) -> None:
