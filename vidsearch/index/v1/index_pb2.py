@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vidsearch.common.v1 import common_pb2 as vidsearch_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evidsearch/index/v1/index.proto\x12\x12vidsearch.index.v1\x1a vidsearch/common/v1/common.proto\"?\n\rUpsertRequest\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x05\"4\n\rDeleteRequest\x12\x10\n\x08\x63lip_ids\x18\x01 \x03(\t\x12\x11\n\tvideo_ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"\xaa\x01\n\rSearchRequest\x12,\n\x07queries\x18\x01 \x03(\x0b\x32\x1b.vidsearch.common.v1.Vector\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x31\n\x06\x66ilter\x18\x03 \x01(\x0b\x32!.vidsearch.common.v1.SearchFilter\x12\x10\n\x08search_k\x18\x04 \x01(\x05\x12\x17\n\x0finclude_vectors\x18\x05 \x01(\x08\":\n\tQueryHits\x12-\n\x04hits\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ScoredClip\"R\n\x0eSearchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.vidsearch.index.v1.QueryHits\x12\x10\n\x08model_id\x18\x02 \x01(\t\"7\n\nGetRequest\x12\x10\n\x08\x63lip_ids\x18\x01 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x02 \x01(\x08\"R\n\x0bGetResponse\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\x1b\n\x0bSealRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"0\n\x0cSealResponse\x12\x0e\n\x06sealed\x18\x01 \x01(\x05\x12\x10\n\x08segments\x18\x02 \x01(\x05\"\x1e\n\x0e\x43ompactRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"#\n\x0f\x43ompactResponse\x12\x10\n\x08segments\x18\x01 \x01(\x05\"(\n\x0cStatsRequest\x12\x18\n\x10\x63ontent_checksum\x18\x01 \x01(\x08\"\xeb\x01\n\rStatsResponse\x12\x0f\n\x07records\x18\x01 \x01(\x03\x12\x0c\n\x04live\x18\x02 \x01(\x03\x12\x12\n\ntombstoned\x18\x03 \x01(\x03\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\r\n\x05\x66resh\x18\x05 \x01(\x03\x12\x15\n\rbytes_on_disk\x18\x06 \x01(\x03\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x11\n\tdimension\x18\x08 \x01(\x05\x12\r\n\x05shard\x18\t \x01(\t\x12\x10\n\x08\x63hecksum\x18\n \x01(\t\x12\x13\n\x0b\x63\x61tching_up\x18\x0b \x01(\x08\x12\x14\n\x0clive_at_open\x18\x0c \x01(\x03\"r\n\x0bScanRequest\x12\x15\n\rafter_clip_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_vectors\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x11\n\tvideo_ids\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\"P\n\x0cScanResponse\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\x10\n\x08model_id\x18\x02 \x01(\t2\x83\x05\n\x0cIndexService\x12O\n\x06Upsert\x12!.vidsearch.index.v1.UpsertRequest\x1a\".vidsearch.index.v1.UpsertResponse\x12O\n\x06\x44\x65lete\x12!.vidsearch.index.v1.DeleteRequest\x1a\".vidsearch.index.v1.DeleteResponse\x12O\n\x06Search\x12!.vidsearch.index.v1.SearchRequest\x1a\".vidsearch.index.v1.SearchResponse\x12\x46\n\x03Get\x12\x1e.vidsearch.index.v1.GetRequest\x1a\x1f.vidsearch.index.v1.GetResponse\x12I\n\x04Seal\x12\x1f.vidsearch.index.v1.SealRequest\x1a .vidsearch.index.v1.SealResponse\x12R\n\x07\x43ompact\x12\".vidsearch.index.v1.CompactRequest\x1a#.vidsearch.index.v1.CompactResponse\x12L\n\x05Stats\x12 .vidsearch.index.v1.StatsRequest\x1a!.vidsearch.index.v1.StatsResponse\x12K\n\x04Scan\x12\x1f.vidsearch.index.v1.ScanRequest\x1a .vidsearch.index.v1.ScanResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evidsearch/index/v1/index.proto\x12\x12vidsearch.index.v1\x1a vidsearch/common/v1/common.proto\"O\n\rUpsertRequest\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\x0e\n\x06writer\x18\x02 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x05\"K\n\rDeleteRequest\x12\x10\n\x08\x63lip_ids\x18\x01 \x03(\t\x12\x11\n\tvideo_ids\x18\x02 \x03(\t\x12\x15\n\rfence_writers\x18\x03 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"\xaa\x01\n\rSearchRequest\x12,\n\x07queries\x18\x01 \x03(\x0b\x32\x1b.vidsearch.common.v1.Vector\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x31\n\x06\x66ilter\x18\x03 \x01(\x0b\x32!.vidsearch.common.v1.SearchFilter\x12\x10\n\x08search_k\x18\x04 \x01(\x05\x12\x17\n\x0finclude_vectors\x18\x05 \x01(\x08\":\n\tQueryHits\x12-\n\x04hits\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ScoredClip\"R\n\x0eSearchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.vidsearch.index.v1.QueryHits\x12\x10\n\x08model_id\x18\x02 \x01(\t\"7\n\nGetRequest\x12\x10\n\x08\x63lip_ids\x18\x01 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x02 \x01(\x08\"R\n\x0bGetResponse\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\x1b\n\x0bSealRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"0\n\x0cSealResponse\x12\x0e\n\x06sealed\x18\x01 \x01(\x05\x12\x10\n\x08segments\x18\x02 \x01(\x05\"\x1e\n\x0e\x43ompactRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"#\n\x0f\x43ompactResponse\x12\x10\n\x08segments\x18\x01 \x01(\x05\"(\n\x0cStatsRequest\x12\x18\n\x10\x63ontent_checksum\x18\x01 \x01(\x08\"\xeb\x01\n\rStatsResponse\x12\x0f\n\x07records\x18\x01 \x01(\x03\x12\x0c\n\x04live\x18\x02 \x01(\x03\x12\x12\n\ntombstoned\x18\x03 \x01(\x03\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\r\n\x05\x66resh\x18\x05 \x01(\x03\x12\x15\n\rbytes_on_disk\x18\x06 \x01(\x03\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x11\n\tdimension\x18\x08 \x01(\x05\x12\r\n\x05shard\x18\t \x01(\t\x12\x10\n\x08\x63hecksum\x18\n \x01(\t\x12\x13\n\x0b\x63\x61tching_up\x18\x0b \x01(\x08\x12\x14\n\x0clive_at_open\x18\x0c \x01(\x03\"r\n\x0bScanRequest\x12\x15\n\rafter_clip_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_vectors\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x11\n\tvideo_ids\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\"P\n\x0cScanResponse\x12.\n\x05\x63lips\x18\x01 \x03(\x0b\x32\x1f.vidsearch.common.v1.ClipRecord\x12\x10\n\x08model_id\x18\x02 \x01(\t2\x83\x05\n\x0cIndexService\x12O\n\x06Upsert\x12!.vidsearch.index.v1.UpsertRequest\x1a\".vidsearch.index.v1.UpsertResponse\x12O\n\x06\x44\x65lete\x12!.vidsearch.index.v1.DeleteRequest\x1a\".vidsearch.index.v1.DeleteResponse\x12O\n\x06Search\x12!.vidsearch.index.v1.SearchRequest\x1a\".vidsearch.index.v1.SearchResponse\x12\x46\n\x03Get\x12\x1e.vidsearch.index.v1.GetRequest\x1a\x1f.vidsearch.index.v1.GetResponse\x12I\n\x04Seal\x12\x1f.vidsearch.index.v1.SealRequest\x1a .vidsearch.index.v1.SealResponse\x12R\n\x07\x43ompact\x12\".vidsearch.index.v1.CompactRequest\x1a#.vidsearch.index.v1.CompactResponse\x12L\n\x05Stats\x12 .vidsearch.index.v1.StatsRequest\x1a!.vidsearch.index.v1.StatsResponse\x12K\n\x04Scan\x12\x1f.vidsearch.index.v1.ScanRequest\x1a .vidsearch.index.v1.ScanResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,39 +33,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidsearch.index.v1.index_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_UPSERTREQUEST']._serialized_start=88
-  _globals['_UPSERTREQUEST']._serialized_end=151
-  _globals['_UPSERTRESPONSE']._serialized_start=153
-  _globals['_UPSERTRESPONSE']._serialized_end=187
-  _globals['_DELETEREQUEST']._serialized_start=189
-  _globals['_DELETEREQUEST']._serialized_end=241
-  _globals['_DELETERESPONSE']._serialized_start=243
-  _globals['_DELETERESPONSE']._serialized_end=276
-  _globals['_SEARCHREQUEST']._serialized_start=279
-  _globals['_SEARCHREQUEST']._serialized_end=449
-  _globals['_QUERYHITS']._serialized_start=451
-  _globals['_QUERYHITS']._serialized_end=509
-  _globals['_SEARCHRESPONSE']._serialized_start=511
-  _globals['_SEARCHRESPONSE']._serialized_end=593
-  _globals['_GETREQUEST']._serialized_start=595
-  _globals['_GETREQUEST']._serialized_end=650
-  _globals['_GETRESPONSE']._serialized_start=652
-  _globals['_GETRESPONSE']._serialized_end=734
-  _globals['_SEALREQUEST']._serialized_start=736
-  _globals['_SEALREQUEST']._serialized_end=763
-  _globals['_SEALRESPONSE']._serialized_start=765
-  _globals['_SEALRESPONSE']._serialized_end=813
-  _globals['_COMPACTREQUEST']._serialized_start=815
-  _globals['_COMPACTREQUEST']._serialized_end=845
-  _globals['_COMPACTRESPONSE']._serialized_start=847
-  _globals['_COMPACTRESPONSE']._serialized_end=882
-  _globals['_STATSREQUEST']._serialized_start=884
-  _globals['_STATSREQUEST']._serialized_end=924
-  _globals['_STATSRESPONSE']._serialized_start=927
-  _globals['_STATSRESPONSE']._serialized_end=1162
-  _globals['_SCANREQUEST']._serialized_start=1164
-  _globals['_SCANREQUEST']._serialized_end=1278
-  _globals['_SCANRESPONSE']._serialized_start=1280
-  _globals['_SCANRESPONSE']._serialized_end=1360
-  _globals['_INDEXSERVICE']._serialized_start=1363
-  _globals['_INDEXSERVICE']._serialized_end=2006
+  _globals['_UPSERTREQUEST']._serialized_end=167
+  _globals['_UPSERTRESPONSE']._serialized_start=169
+  _globals['_UPSERTRESPONSE']._serialized_end=203
+  _globals['_DELETEREQUEST']._serialized_start=205
+  _globals['_DELETEREQUEST']._serialized_end=280
+  _globals['_DELETERESPONSE']._serialized_start=282
+  _globals['_DELETERESPONSE']._serialized_end=315
+  _globals['_SEARCHREQUEST']._serialized_start=318
+  _globals['_SEARCHREQUEST']._serialized_end=488
+  _globals['_QUERYHITS']._serialized_start=490
+  _globals['_QUERYHITS']._serialized_end=548
+  _globals['_SEARCHRESPONSE']._serialized_start=550
+  _globals['_SEARCHRESPONSE']._serialized_end=632
+  _globals['_GETREQUEST']._serialized_start=634
+  _globals['_GETREQUEST']._serialized_end=689
+  _globals['_GETRESPONSE']._serialized_start=691
+  _globals['_GETRESPONSE']._serialized_end=773
+  _globals['_SEALREQUEST']._serialized_start=775
+  _globals['_SEALREQUEST']._serialized_end=802
+  _globals['_SEALRESPONSE']._serialized_start=804
+  _globals['_SEALRESPONSE']._serialized_end=852
+  _globals['_COMPACTREQUEST']._serialized_start=854
+  _globals['_COMPACTREQUEST']._serialized_end=884
+  _globals['_COMPACTRESPONSE']._serialized_start=886
+  _globals['_COMPACTRESPONSE']._serialized_end=921
+  _globals['_STATSREQUEST']._serialized_start=923
+  _globals['_STATSREQUEST']._serialized_end=963
+  _globals['_STATSRESPONSE']._serialized_start=966
+  _globals['_STATSRESPONSE']._serialized_end=1201
+  _globals['_SCANREQUEST']._serialized_start=1203
+  _globals['_SCANREQUEST']._serialized_end=1317
+  _globals['_SCANRESPONSE']._serialized_start=1319
+  _globals['_SCANRESPONSE']._serialized_end=1399
+  _globals['_INDEXSERVICE']._serialized_start=1402
+  _globals['_INDEXSERVICE']._serialized_end=2045
 # @@protoc_insertion_point(module_scope)
