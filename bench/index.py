@@ -115,8 +115,11 @@ def exact_search(vectors: np.ndarray):
 
 
 def shard_options(args: argparse.Namespace, n: int) -> dict:
+    """``--segment-rows`` seals every that many rows and, without ``--merge-factor``, keeps the segments
+    that size; with it, the shard merges them in tiers as a serving shard does."""
     rows = args.segment_rows if 0 < args.segment_rows < n else n + 1
-    return {"seal_threshold": rows, "max_segment_rows": rows, "search_threads": args.search_threads,
+    return {"seal_threshold": rows, "max_segment_rows": max(rows, n) if args.merge_factor else rows,
+            "merge_factor": args.merge_factor, "search_threads": args.search_threads,
             "segment_engine": args.engine, "n_trees": args.n_trees, "annoy_dim": args.annoy_dim,
             "rerank": args.rerank or None, "recall_target": args.recall_target, "seed": args.seed}
 
@@ -306,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="least candidates re-ranked exactly per query (0: the engine's default)")
     p.add_argument("--segment-rows", type=int, default=0,
                    help="rows per sealed segment, as seal_threshold and max_segment_rows (0: one segment)")
+    p.add_argument("--merge-factor", type=int, default=0,
+                   help="with --segment-rows: merge that many segments of a size tier into one (0: never)")
     p.add_argument("--search-threads", type=int, default=1, help="threads one query's segments use")
     p.add_argument("--recall-target", type=float, default=0.95)
     p.add_argument("--batch", type=int, default=5000, help="records per upsert")

@@ -42,6 +42,9 @@ ROWS = [
     # The Annoy engine's run, before IVF became the default; kept in benchmarks.json, not rerun by make bench.
     ("index_annoy", "qps", "exact_qps", "speedup_vs_exact", ""),
     ("index_annoy", "qps_ratio_4x", None, None, ""),
+    # Sealed every 50,000 rows, merged in tiers or not (bench.index --segment-rows --merge-factor); not rerun.
+    ("index_tiers", "merged_qps", "unmerged_qps", "qps_ratio", "(200,000 clips: one merged segment vs four)"),
+    ("index_tiers", "merged_recall_at_10", "unmerged_recall_at_10", None, ""),
     ("sampler", "sampler_clips_per_s", "baseline_clips_per_s", "speedup", "(decode-every-frame baseline)"),
     ("sampler", "frames_decoded_per_kept", "baseline_frames_decoded_per_kept", None, "lower is better"),
     ("encoder", "batched_images_per_s", "unbatched_images_per_s", "batching_speedup", "GPU: >= 5"),

@@ -45,6 +45,10 @@ class IndexSettings:
         "are re-ranked exactly against the full vectors. Lower: smaller forest and faster nodes, more re-ranking.")
     max_segment_rows: int = setting(
         1_000_000, "Compaction never merges segments beyond this many live rows (or seal_threshold, if larger).")
+    merge_factor: int = setting(
+        4, "After each seal, this many segments of one size tier are merged into one (up to max_segment_rows), so "
+        "a shard keeps a few large segments: a query visits every segment, and 4 segments of 50,000 rows answered "
+        "4.4 times slower than one of 200,000 (bench.index). 0: merge only on Compact.")
     max_store_bytes: int = setting(
         0, "Disk quota of the clip store in bytes (0: none). Past it, upserts get RESOURCE_EXHAUSTED and nothing "
         "is written, as on a full disk; deletes still free space.")
@@ -74,6 +78,8 @@ class IndexSettings:
             raise settings.SettingsError(f"annoy_dim must be >= 1, got {self.annoy_dim}")
         if self.max_segment_rows < 1:
             raise settings.SettingsError(f"max_segment_rows must be >= 1, got {self.max_segment_rows}")
+        if self.merge_factor == 1 or self.merge_factor < 0:
+            raise settings.SettingsError(f"merge_factor must be 0 (off) or >= 2, got {self.merge_factor}")
         if self.max_store_bytes < 0:
             raise settings.SettingsError(f"max_store_bytes must be >= 0, got {self.max_store_bytes}")
         if self.peers.strip() and not all(self.peer_addresses):
@@ -105,7 +111,7 @@ async def run(cfg: IndexSettings) -> None:
         shard = await asyncio.to_thread(
             ShardIndex, cfg.data_dir, seal_threshold=cfg.seal_threshold, segment_engine=cfg.segment_engine,
             recall_target=cfg.recall_target,
-            annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows,
+            annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows, merge_factor=cfg.merge_factor,
             max_store_bytes=cfg.max_store_bytes or None,
         )
         if catchup is not None:

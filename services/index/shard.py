@@ -103,6 +103,13 @@ class ShardIndex:
         max_segment_rows: compaction never merges segments into one of more live rows than this
             (nor than ``seal_threshold``, if that is larger), which keeps each segment's calibrated
             ``search_k`` in the range where the engine is fast.
+        merge_factor: after each seal, whenever this many segments sit in one size tier (live rows
+            in ``[seal_threshold * F^t, seal_threshold * F^(t+1))``), the smallest of them are merged
+            into one, up to ``max_segment_rows`` (0: never merge on its own; ``compact`` still does).
+            A query visits every segment and each needs about the same search effort for its
+            recall, so a shard of many small segments is several times slower than one of a few
+            large ones (bench.index ``--segment-rows``); each row is rebuilt about
+            log_F(rows / seal_threshold) times.
         search_threads: threads one query's segments are searched on (1: the calling thread only).
         build_jobs: threads a segment build may use (-1: all cores).
         max_store_bytes: optional disk quota for the store (StorageFull beyond it).
@@ -123,6 +130,7 @@ class ShardIndex:
         annoy_dim: int = 128,
         rerank: int | None = None,
         max_segment_rows: int = 1_000_000,
+        merge_factor: int = 4,
         search_threads: int = 1,
         build_jobs: int = -1,
         max_store_bytes: int | None = None,
@@ -134,6 +142,8 @@ class ShardIndex:
             raise InvalidInput(f"recall_target must be in (0, 1], got {recall_target}")
         if segment_engine not in ENGINES:
             raise InvalidInput(f"segment_engine must be one of {sorted(ENGINES)}, got {segment_engine!r}")
+        if merge_factor == 1 or merge_factor < 0:
+            raise InvalidInput(f"merge_factor must be 0 (off) or >= 2, got {merge_factor}")
         self._dir = Path(data_dir)
         self._seg_dir = self._dir / _SEGMENT_DIR
         self._seg_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +156,7 @@ class ShardIndex:
         self._annoy_dim = annoy_dim
         self._rerank = rerank
         self._max_segment_rows = max(max_segment_rows, seal_threshold)
+        self._merge_factor = merge_factor
         self._build_jobs = build_jobs
         self._max_store_bytes = max_store_bytes
         self._seed = seed
@@ -632,6 +643,35 @@ class ShardIndex:
             log.exception("building a segment from %d buffered rows failed; they stay searchable "
                           "exactly and the build is retried on the next seal()", part.size)
             raise
+        self._merge_tiers()
+
+    def _merge_tiers(self) -> None:
+        """Merges segments while some size tier holds ``merge_factor`` of them (see ``__init__``).
+
+        Runs on the build thread after each seal, so merges and builds never overlap; rows stay
+        searchable throughout (``_merge_segments`` swaps the new segment in atomically).
+        """
+        while (chosen := self._tier_to_merge()) is not None:
+            self._merge_segments(chosen)
+
+    def _tier_to_merge(self) -> list[Part] | None:
+        """The smallest ``merge_factor`` segments of the lowest tier that has that many, if they fit."""
+        factor = self._merge_factor
+        if factor < 2:
+            return None
+        tiers: dict[int, list[tuple[int, Part]]] = {}
+        with self._state:
+            for part in self._segments:
+                live = part.size - part.n_dead()
+                tier = 0
+                while live >= self._seal_threshold * factor ** (tier + 1):
+                    tier += 1
+                tiers.setdefault(tier, []).append((live, part))
+        for tier in sorted(tiers):
+            members = sorted(tiers[tier], key=lambda m: (m[0], m[1].seq_ranges[0][0]))[:factor]
+            if len(members) == factor and sum(live for live, _ in members) <= self._max_segment_rows:
+                return sorted((part for _, part in members), key=lambda p: p.seq_ranges[0][0])
+        return None
 
     def _compact(self, max_dead_fraction: float, small_rows: int) -> None:
         with self._state:

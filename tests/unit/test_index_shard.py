@@ -71,11 +71,14 @@ def corpus() -> dict:
     return {"vectors": vectors, "queries": queries, "records": records(vectors)}
 
 
-def loaded_shard(path: Path, corpus: dict, seal_threshold: int = 4000, **kw) -> ShardIndex:
+def loaded_shard(path: Path, corpus: dict, seal_threshold: int = 4000, batch: int = 1000, **kw) -> ShardIndex:
+    """The corpus written ``batch`` records at a time, sealed every ``seal_threshold`` rows; segments are
+    not merged on their own unless ``merge_factor`` is given (the tiered merge has its own tests)."""
+    kw.setdefault("merge_factor", 0)
     shard = ShardIndex(path, model_id=MODEL, dim=DIM, seal_threshold=seal_threshold, n_trees=8, **kw)
     recs = corpus["records"]
-    for start in range(0, len(recs), 1000):
-        shard.upsert(recs[start : start + 1000])
+    for start in range(0, len(recs), batch):
+        shard.upsert(recs[start : start + batch])
     shard.wait_for_builds()
     return shard
 
@@ -330,6 +333,36 @@ def test_searches_and_writes_race_a_compaction(tmp_path: Path, corpus: dict) -> 
         # Deleted while the merged segment was being built: still gone after the swap.
         gone = corpus["records"][2050]
         assert gone.clip_id not in {h.clip_id for h in shard.search(gone.vector[None], 5)[0]}
+
+
+def test_seals_merge_in_tiers_into_few_segments_with_the_same_results(tmp_path: Path, corpus: dict) -> None:
+    """16 seals of 750 rows, four to a tier: 4 x 750 -> 3000, 4 x 3000 -> 12000, one segment in the
+    end, holding every row once, searching as the unmerged shard does, and listed durably."""
+    recs = corpus["records"]
+    flat = loaded_shard(tmp_path / "flat", corpus, seal_threshold=750, batch=750)
+    with loaded_shard(tmp_path / "tiered", corpus, seal_threshold=750, batch=750, merge_factor=4) as tiered, flat:
+        assert flat.stats()["segments"] == 16
+        stats = tiered.stats()
+        assert stats["segments"] == 1 and stats["live"] == 12000 and stats["fresh"] == 0
+        exact = [brute_force({r.clip_id: r.vector for r in recs}, q, 10) for q in corpus["queries"][:20]]
+        for got, want in zip(tiered.search(corpus["queries"][:20], 10, search_k=10**7), exact, strict=True):
+            assert_same_hits(got, want)
+        victim = recs[123]
+        assert tiered.get([victim.clip_id])[0] == victim
+    with ShardIndex(tmp_path / "tiered") as reopened:
+        assert reopened.stats()["segments"] == 1 and reopened.stats()["live"] == 12000
+
+
+def test_a_tier_is_not_merged_past_max_segment_rows(tmp_path: Path, corpus: dict) -> None:
+    with loaded_shard(tmp_path, corpus, seal_threshold=750, batch=750, merge_factor=4,
+                      max_segment_rows=6000) as shard:
+        # 4 x 750 -> 3000 four times; four 3000s would make 12000 > 6000, so they stay.
+        assert shard.stats()["segments"] == 4 and shard.stats()["live"] == 12000
+
+
+def test_merge_factor_must_be_0_or_at_least_2(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="merge_factor"):
+        ShardIndex(tmp_path, merge_factor=1)
 
 
 def test_compaction_drops_tombstones_and_preserves_results(tmp_path: Path, corpus: dict) -> None:
