@@ -59,7 +59,9 @@ class IndexSettings:
     alone_after_s: float = setting(
         10.0, "How long replica 0, opened with clips, looks for a SERVING peer, while some peer does not "
         "answer, before it serves without catching up.")
-    catchup_page_size: int = setting(1000, "Clips per Scan page read from the peer while catching up.")
+    catchup_page_size: int = setting(
+        1000, "Clips per id range a replica catching up compares with its peer by digest (only ranges that "
+        "differ are read from the peer), and per Scan page read from the peer.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
