@@ -131,8 +131,8 @@ class CatchUp:
 class Progress:
     """What a catch-up has done so far; ``after`` is the last peer clip id reconciled. ``scanned``
     counts the peer's clips read; ``ranges_compared`` the id ranges whose digests were compared,
-    ``ranges_reconciled`` those that differed and were reconciled since; ``full_scan`` is set when
-    the peer had no ``Digest`` and was read whole (one range reconciled, none compared)."""
+    ``ranges_reconciled`` those that differed and were reconciled since (adjacent ones in one scan);
+    ``full_scan`` is set when the peer had no ``Digest`` and was read whole."""
 
     after: str = ""
     scanned: int = 0
@@ -147,11 +147,13 @@ class Progress:
 @dataclass(frozen=True)
 class IdRange:
     """Clip ids in (``after``, ``upto``]; ``upto`` None: to the end of the shard. ``peer_clips``: how many
-    the peer counted in it when it was compared (None: not known)."""
+    the peer counted in it when it was compared (None: not known); ``compared``: how many adjacent
+    compared ranges it joins (0: none were compared)."""
 
     after: str
     upto: str | None
     peer_clips: int | None = None
+    compared: int = 0
 
 
 WHOLE_SHARD = IdRange("", None)
@@ -185,14 +187,17 @@ class Reconciler:
         peer_ids = {r.clip_id for r in page}
         held: dict[str, ClipRecord] = {}
         after = self.progress.after
+        # About as many as the peer has in the range (a short page, from a small id range, reads few).
+        limit = min(_LOCAL_PAGE, len(page) + 1)
         while True:
-            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=True)
+            local = await asyncio.to_thread(self.shard.scan, after, limit, with_vectors=True)
             in_range = [r for r in local if r.clip_id <= upto]
             held.update((r.clip_id, r) for r in in_range if r.clip_id in peer_ids)
             await self._delete([r for r in in_range if r.clip_id not in peer_ids])
-            if len(local) < _LOCAL_PAGE or local[-1].clip_id >= upto:
+            if len(local) < limit or local[-1].clip_id >= upto:
                 break
             after = local[-1].clip_id
+            limit = _LOCAL_PAGE
         await self._copy(page, held)
         self.progress.after = upto
         self.progress.scanned += len(page)
@@ -348,23 +353,34 @@ async def differing_ranges(name: str, shard: ShardIndex, peers: ShardClient, pro
     """The id ranges where this replica's digests and a SERVING peer's differ (module docstring);
     the whole shard when the peer has no Digest."""
     bounds = await asyncio.to_thread(range_bounds, shard, clips_per_range)
-    local = await asyncio.to_thread(shard.digests, bounds)
+    # Both replicas read their whole shard for these: at once, each on its own machine.
+    local_digests = asyncio.create_task(asyncio.to_thread(shard.digests, bounds))
     try:
         remote = await peers.digest(bounds, timeout_s)
     except Unsupported as exc:
         log.warning("index %s: the peer has no Digest (%s); reading its whole shard", name, exc)
         progress.full_scan = True
         return [WHOLE_SHARD]
+    finally:
+        local = await local_digests  # also when the peer failed: no thread left reading behind
     if len(remote) != len(local):
         raise DependencyDown(f"index {name}: the peer answered {len(remote)} digests for {len(local)} ranges")
     lows, highs = ["", *bounds], [*bounds, None]
-    ranges = [IdRange(low, high, theirs.clips) for low, high, ours, theirs in zip(lows, highs, local, remote,
-                                                                                   strict=True)
-              if (ours.sha256, ours.clips) != (theirs.sha256, theirs.clips)]
+    ranges: list[IdRange] = []
+    differing = 0
+    for low, high, ours, theirs in zip(lows, highs, local, remote, strict=True):
+        if (ours.sha256, ours.clips) == (theirs.sha256, theirs.clips):
+            continue
+        differing += 1
+        if ranges and ranges[-1].upto == low:  # next to the last one: one scan reads both
+            last = ranges.pop()
+            ranges.append(IdRange(last.after, high, (last.peer_clips or 0) + theirs.clips, last.compared + 1))
+        else:
+            ranges.append(IdRange(low, high, theirs.clips, 1))
     progress.ranges_compared += len(local)
-    CATCHUP_RANGES.labels(name, "equal").inc(len(local) - len(ranges))
-    CATCHUP_RANGES.labels(name, "differing").inc(len(ranges))
-    log.info("index %s: %d of %d id ranges differ from the peer", name, len(ranges), len(local))
+    CATCHUP_RANGES.labels(name, "equal").inc(len(local) - differing)
+    CATCHUP_RANGES.labels(name, "differing").inc(differing)
+    log.info("index %s: %d of %d id ranges differ from the peer", name, differing, len(local))
     return ranges
 
 
@@ -383,8 +399,7 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
                 pending = await differing_ranges(name, shard, peers, reconciler.progress, page_size, timeout_s)
             while pending:
                 await reconciler.reconcile(peers, pending[0], page_size)
-                pending.pop(0)
-                reconciler.progress.ranges_reconciled += 1
+                reconciler.progress.ranges_reconciled += pending.pop(0).compared
             break
         except DependencyDown as exc:
             log.warning("index %s: catch-up interrupted after %s (%s); resuming", name,

@@ -194,6 +194,7 @@ def test_a_replica_that_missed_writes_reads_only_the_ranges_that_differ(tmp_path
             shard_a.upsert([convert.record_from_proto(c) for c in _clips("v02", 4, seed=7, caption="new")[3:]])
             shard_a.delete(clip_ids=["v07:000004000"])
             shard_a.delete(video_ids=["v05"])  # every clip of range 5: the peer has none left there
+            shard_a.upsert([convert.record_from_proto(c) for c in _clips("v06", 3, seed=8, caption="new")[2:]])
             shard_a.upsert([convert.record_from_proto(c) for c in _clips("v10x", 1) + _clips("v99", 1)])
             before = _ranges_counted("equal"), _ranges_counted("differing")
             progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1,
@@ -201,14 +202,14 @@ def test_a_replica_that_missed_writes_reads_only_the_ranges_that_differ(tmp_path
 
             assert shard_a.checksum() == shard_b.checksum()
             assert shard_b.stats()["live"] == 200 - 1 - 10 + 2
-            # Ranges 2 (an overwrite), 5 (emptied), 7 (a delete), 11 (v10x sorts after v10:000009000) and
-            # the open last one (v99) differ; 16 of 21 were not read.
-            assert (progress.ranges_compared, progress.ranges_reconciled, progress.full_scan) == (21, 5, False)
-            assert (_ranges_counted("equal") - before[0], _ranges_counted("differing") - before[1]) == (16, 5)
-            # Each bounded range: the peer's clips in it and the first one after it (range 5: that one
-            # only); the open range: v99 alone.
-            assert progress.scanned == (10 + 1) + (0 + 1) + (9 + 1) + (11 + 1) + 1
-            assert (progress.upserted, progress.deleted, progress.skipped) == (3, 11, 0)
+            # Ranges 2 and 6 (an overwrite), 5 (emptied), 7 (a delete), 11 (v10x sorts after v10:000009000)
+            # and the open last one (v99) differ; 15 of 21 were not read.
+            assert (progress.ranges_compared, progress.ranges_reconciled, progress.full_scan) == (21, 6, False)
+            assert (_ranges_counted("equal") - before[0], _ranges_counted("differing") - before[1]) == (15, 6)
+            # Each scan: the peer's clips in its ranges and the first one after them; ranges 5, 6 and 7 are
+            # next to each other and read in one scan; the open range: v99 alone.
+            assert progress.scanned == (10 + 1) + (0 + 10 + 9 + 1) + (11 + 1) + 1
+            assert (progress.upserted, progress.deleted, progress.skipped) == (4, 11, 0)
             assert b_servicer.catchup.done
         finally:
             await peers.close()
