@@ -12,12 +12,15 @@ what they touch under the same lock a page holds while it is compared and applie
 is either seen by the page (and the page skips its clip) or applied after the page (and wins).
 
 Only the clip-id ranges where the replicas differ are read from the peer. The replica cuts its own
-clip ids into ranges of about ``page_size`` clips (every ``page_size``-th id is a bound, the last
-range is open), sums each range up (``ShardIndex.digests``: SHA-256 over its clips' content and
-their count), asks the peer for the same ranges' digests (``Digest``) and reconciles, as above, only
-the ranges whose digest or count differ: it scans the peer from the range's lower end and stops past
-its upper end. A replica that missed nothing reads no clip of the peer's. A peer too old to have
-``Digest`` (UNIMPLEMENTED) is scanned whole, the range ("", end).
+clip ids into ranges of ``range_clips`` clips (every ``range_clips``-th id is a bound, the last range
+is open; by default as many ranges as one Digest request takes, 10,000), sums each range up
+(``ShardIndex.digests``: SHA-256 over its clips' content and their count) while the peer does the
+same for the same ranges (``Digest``), and reconciles, as above, only the ranges whose digest or
+count differ: it scans the peer from the range's lower end and stops past its upper end, one scan
+for adjacent differing ranges. A replica that missed nothing reads no clip of the peer's; one that
+missed a write reads about ``range_clips`` clips for it. Small ranges cost little: both replicas
+read their whole shard for the digests whatever the range size, and only differing ranges cost a
+scan. A peer too old to have ``Digest`` (UNIMPLEMENTED) is scanned whole, the range ("", end).
 
 Why digests taken at slightly different moments (its own first, then the peer's, each over several
 pages while writes go on) may still be compared: take one clip. If no live write touches it during
@@ -206,13 +209,15 @@ class Reconciler:
         """Deletes local clips after the peer's last one, up to ``upto`` (None: to the end), a page at a
         time: the peer has none of them."""
         after = self.progress.after
+        limit = _LOCAL_PAGE if upto is None else 16  # a range's end is usually near: read few at first
         while True:
-            local = await asyncio.to_thread(self.shard.scan, after, _LOCAL_PAGE, with_vectors=False)
+            local = await asyncio.to_thread(self.shard.scan, after, limit, with_vectors=False)
             in_range = local if upto is None else [r for r in local if r.clip_id <= upto]
             await self._delete(in_range)
-            if len(in_range) < _LOCAL_PAGE:
+            if len(in_range) < limit:
                 break
             after = local[-1].clip_id
+            limit = _LOCAL_PAGE
         if upto is not None:
             self.progress.after = upto
 
@@ -337,13 +342,16 @@ def range_bounds(shard: ShardIndex, clips_per_range: int) -> list[str]:
     """Upper bounds of ranges of ``clips_per_range`` of the shard's clips (every ``clips_per_range``-th
     clip id), fewer when that would be more than a Digest request takes."""
     bounds: list[str] = []
-    after = ""
+    after, seen = "", 0
     while True:
-        page = shard.scan(after, clips_per_range, with_vectors=False)
-        if len(page) < clips_per_range:
+        page = shard.scan(after, _LOCAL_PAGE, with_vectors=False)
+        for record in page:
+            seen += 1
+            if seen % clips_per_range == 0:
+                bounds.append(record.clip_id)
+        if len(page) < _LOCAL_PAGE:
             break
         after = page[-1].clip_id
-        bounds.append(after)
     step = -(-len(bounds) // MAX_DIGEST_BOUNDS)
     return bounds[step - 1::step] if step > 1 else bounds
 
@@ -385,8 +393,12 @@ async def differing_ranges(name: str, shard: ShardIndex, peers: ShardClient, pro
 
 
 async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardClient, *, replica: int,
-                   alone_after_s: float, page_size: int = 1000) -> Progress:
-    """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads."""
+                   alone_after_s: float, page_size: int = 1000, range_clips: int = 0) -> Progress:
+    """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads.
+
+    ``page_size``: clips per Scan page read from the peer. ``range_clips``: clips per id range compared
+    by digest; 0: as many ranges as one Digest request takes (10,000), of at least one clip each.
+    """
     reconciler = Reconciler(name, shard, catchup)
     t0 = time.monotonic()
     CATCHING_UP.labels(name).set(1)
@@ -394,9 +406,12 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
     while await _wait_for_source(name, peers, replica, catchup.live_at_open, alone_after_s):
         try:
             if pending is None:
+                live = shard.stats()["live"]
+                clips_per_range = range_clips or max(1, -(-live // MAX_DIGEST_BOUNDS))
                 # The peer reads its whole shard for the digests: allow a second per 10,000 clips on top.
-                timeout_s = peers.timeout_s + shard.stats()["live"] / 10_000
-                pending = await differing_ranges(name, shard, peers, reconciler.progress, page_size, timeout_s)
+                timeout_s = peers.timeout_s + live / 10_000
+                pending = await differing_ranges(name, shard, peers, reconciler.progress, clips_per_range,
+                                                 timeout_s)
             while pending:
                 await reconciler.reconcile(peers, pending[0], page_size)
                 reconciler.progress.ranges_reconciled += pending.pop(0).compared

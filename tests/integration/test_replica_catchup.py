@@ -198,7 +198,8 @@ def test_a_replica_that_missed_writes_reads_only_the_ranges_that_differ(tmp_path
             shard_a.upsert([convert.record_from_proto(c) for c in _clips("v10x", 1) + _clips("v99", 1)])
             before = _ranges_counted("equal"), _ranges_counted("differing")
             progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1,
-                                      alone_after_s=1, page_size=PER_RANGE)
+                                      alone_after_s=1, page_size=PER_RANGE,
+                                      range_clips=PER_RANGE)
 
             assert shard_a.checksum() == shard_b.checksum()
             assert shard_b.stats()["live"] == 200 - 1 - 10 + 2
@@ -218,14 +219,17 @@ def test_a_replica_that_missed_writes_reads_only_the_ranges_that_differ(tmp_path
     asyncio.run(scenario())
 
 
-def test_a_replica_that_missed_nothing_reads_no_clip_of_its_peer(tmp_path: Path) -> None:
+# Ranges of 10 clips, or by default as many as one Digest takes: here one per clip.
+@pytest.mark.parametrize(("range_clips", "ranges"), [(PER_RANGE, 21), (0, 201)])
+def test_a_replica_that_missed_nothing_reads_no_clip_of_its_peer(tmp_path: Path, range_clips: int,
+                                                                 ranges: int) -> None:
     async def scenario() -> None:
         a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
         try:
             b_servicer.shard.get().seal(wait=True)  # segmented otherwise than a: the content is what counts
             progress = await catch_up("shard-0", b_servicer.shard.get(), b_servicer.catchup, peers, replica=1,
-                                      alone_after_s=1, page_size=PER_RANGE)
-            assert (progress.ranges_compared, progress.ranges_reconciled, progress.scanned) == (21, 0, 0)
+                                      alone_after_s=1, range_clips=range_clips)
+            assert (progress.ranges_compared, progress.ranges_reconciled, progress.scanned) == (ranges, 0, 0)
             assert a_servicer.shard.get().checksum() == b_servicer.shard.get().checksum()
         finally:
             await peers.close()
@@ -270,7 +274,8 @@ def test_a_peer_without_digest_is_read_whole(tmp_path: Path) -> None:
                 await peers.digest(["v05"])
             shard_a.delete(video_ids=["v05"])
             progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1,
-                                      alone_after_s=1, page_size=PER_RANGE)
+                                      alone_after_s=1, page_size=PER_RANGE,
+                                      range_clips=PER_RANGE)
             assert progress.full_scan and progress.ranges_compared == 0
             assert (progress.scanned, progress.deleted) == (190, 10)
             assert shard_a.checksum() == shard_b.checksum()

@@ -50,6 +50,7 @@ def test_the_lowest_numbered_replica_that_opened_with_clips_serves(
     (9, 10, 10_000, []),  # fewer clips than a range: one range, the whole shard
     (0, 10, 10_000, []),
     (25, 2, 5, [5, 11, 17, 23]),  # 12 bounds are more than a request takes: every third of them
+    (2500, 1, 10_000, list(range(2500))),  # a range per clip, read in pages of 1,000 all the same
 ])
 def test_range_bounds_are_every_nth_clip_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clips: int,
                                             per_range: int, max_bounds: int, bounds: list[int]) -> None:
