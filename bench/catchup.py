@@ -117,8 +117,8 @@ async def _catch_up(copy: Path, peer_address: str, page_size: int, older_peer: b
         await peers.close()
         shard.close()
     return {"range_clips": None if older_peer else range_clips or "auto", "seconds": round(seconds, 2),
-            "peer_clips_scanned": p.scanned, "ranges_compared": p.ranges_compared, "ranges_reconciled": p.ranges_reconciled,
-            "copied": p.upserted, "deleted": p.deleted}
+            "peer_clips_scanned": p.scanned, "ranges_compared": p.ranges_compared,
+            "ranges_reconciled": p.ranges_reconciled, "copied": p.upserted, "deleted": p.deleted}
 
 
 async def _digest_times(copy: Path, peer_address: str) -> dict:
