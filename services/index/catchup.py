@@ -341,17 +341,7 @@ async def _wait_for_source(name: str, peers: ShardClient, replica: int, live_at_
 def range_bounds(shard: ShardIndex, clips_per_range: int) -> list[str]:
     """Upper bounds of ranges of ``clips_per_range`` of the shard's clips (every ``clips_per_range``-th
     clip id), fewer when that would be more than a Digest request takes."""
-    bounds: list[str] = []
-    after, seen = "", 0
-    while True:
-        page = shard.scan(after, _LOCAL_PAGE, with_vectors=False)
-        for record in page:
-            seen += 1
-            if seen % clips_per_range == 0:
-                bounds.append(record.clip_id)
-        if len(page) < _LOCAL_PAGE:
-            break
-        after = page[-1].clip_id
+    bounds = shard.clip_ids()[clips_per_range - 1::clips_per_range]
     step = -(-len(bounds) // MAX_DIGEST_BOUNDS)
     return bounds[step - 1::step] if step > 1 else bounds
 

@@ -268,6 +268,13 @@ class ShardIndex:
         records = self._store.page(after_clip_id, limit, video_ids=video_ids, with_vectors=with_vectors)
         return self._segment_vectors(records, with_vectors)
 
+    def clip_ids(self) -> list[str]:
+        """Every stored clip's id, in clip-id order (code points, which is the store's UTF-8 byte order)."""
+        self._check_open()
+        with self._state:
+            ids = list(self._location)
+        return sorted(ids)
+
     def checksum(self, page_size: int = 1000) -> str:
         """Hex SHA-256 over every stored clip's ``content_bytes`` in clip-id order: equal on replicas
         that hold the same clips, whatever order they were written in or how they are segmented."""

@@ -509,6 +509,16 @@ def test_range_digests_sum_up_each_id_range_like_the_checksum(tmp_path: Path, co
         assert changed == [0, 4]
 
 
+def test_clip_ids_and_range_digests_order_ids_as_the_store_does(tmp_path: Path) -> None:
+    """Python compares ids by code point, SQLite by UTF-8 bytes: the same order, astral characters included."""
+    ids = ["Z:1", "a:1", "가:1", "\ufffd:1", "\U0001f600:1", "a:10", "a:1~"]
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM) as shard:
+        shard.upsert([_rec(clip_id=cid, video_id=cid[:-2]) for cid in ids])
+        stored = [r.clip_id for r in shard.scan(limit=100, with_vectors=False)]
+        assert shard.clip_ids() == stored == sorted(ids)
+        assert [d.clips for d in shard.digests(stored)] == [1] * len(ids) + [0]
+
+
 @pytest.mark.parametrize(("bounds", "message"), [
     (["b", "a"], "strictly increasing"),
     (["a", "a"], "strictly increasing"),
