@@ -19,7 +19,8 @@ a fresh copy of the shard from before those writes, against the peer over loopba
 
 Each reports its seconds (from the start of catch-up to caught up, start-up of the shard excluded),
 the peer's clips scanned, and the ranges compared and reconciled; every copy ends with the peer's
-checksum (checked after the timing). ``local_digest_s`` and ``peer_digest_s`` time the two digests
+checksum (checked after the timing). Each kind runs ``--rounds`` times, interleaved with the others,
+and its fastest round is kept (the machine is shared). ``local_digest_s`` and ``peer_digest_s`` time the two digests
 of the default ranges on their own (one after the other; catch-up runs them at once). Ratios are full
 scan over digest. The peer and this process share the machine's cores.
 """
@@ -151,23 +152,27 @@ def run(args: argparse.Namespace) -> dict:
         try:
             peer.wait_serving(timeout=300)
             asyncio.run(_miss_writes(peer.address, args.clips, args.missed, args.dim))
-
-            def fresh(name: str) -> Path:
-                shutil.copytree(root / "base", root / name)
-                return root / name
-
-            full = asyncio.run(_catch_up(fresh("full"), peer.address, args.page_size, older_peer=True))
-            digest = asyncio.run(_catch_up(fresh("digest"), peer.address, args.page_size))
-            digest.update(asyncio.run(_digest_times(root / "base", peer.address)))
-            of_page = asyncio.run(_catch_up(fresh("of_page"), peer.address, args.page_size,
-                                            range_clips=args.page_size))
-            shutil.rmtree(root / "full")
-            shutil.copytree(root / "digest", root / "equal")  # now equal to the peer
-            nothing = asyncio.run(_catch_up(root / "equal", peer.address, args.page_size))
+            best: dict[str, dict] = {}
+            for round_ in range(args.rounds):  # interleaved, best round kept: the machine is shared
+                for mode, older_peer, range_clips, source in (
+                        ("full_scan", True, 0, "base"), ("digest", False, 0, "base"),
+                        ("digest_ranges_of_page", False, args.page_size, "base"),
+                        ("missed_nothing", False, 0, "digest")):  # the digest copy, caught up: equal to the peer
+                    copy = root / f"{mode}-{round_}"
+                    shutil.copytree(root / (source if source == "base" else f"{source}-{round_}"), copy)
+                    result = asyncio.run(_catch_up(copy, peer.address, args.page_size, older_peer, range_clips))
+                    if mode not in best or result["seconds"] < best[mode]["seconds"]:
+                        best[mode] = result
+                for mode in ("full_scan", "digest_ranges_of_page", "missed_nothing", "digest"):
+                    shutil.rmtree(root / f"{mode}-{round_}")
+            best["digest"].update(asyncio.run(_digest_times(root / "base", peer.address)))
         finally:
             peer.stop()
+    full, digest, of_page, nothing = (best[m] for m in ("full_scan", "digest", "digest_ranges_of_page",
+                                                          "missed_nothing"))
     return {
-        "clips": args.clips, "dim": args.dim, "missed_writes": args.missed, "build_s": round(build_s, 1),
+        "clips": args.clips, "dim": args.dim, "missed_writes": args.missed, "rounds": args.rounds,
+        "build_s": round(build_s, 1),
         "full_scan": full, "digest": digest, "digest_ranges_of_page": of_page, "missed_nothing": nothing,
         "speedup": round(full["seconds"] / digest["seconds"], 2),
         "speedup_missed_nothing": round(full["seconds"] / nothing["seconds"], 2),
@@ -185,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--missed", type=int, default=100, help="writes the restarted replica missed")
     parser.add_argument("--page-size", type=int, default=1000, help="clips per Scan page")
+    parser.add_argument("--rounds", type=int, default=3, help="catch-ups of each kind; the fastest is kept")
     args = parser.parse_args(argv)
     print(json.dumps(run(args), indent=2))
 

@@ -20,10 +20,11 @@ count differ: it scans the peer from the range's lower end and stops past its up
 for adjacent differing ranges. A replica that missed nothing reads no clip of the peer's; one that
 missed a write reads about ``range_clips`` clips for it. Small ranges cost little: both replicas
 read their whole shard for the digests whatever the range size, and only differing ranges cost a
-scan. A peer too old to have ``Digest`` (UNIMPLEMENTED) is scanned whole, the range ("", end).
+scan. A peer too old to have ``Digest`` (UNIMPLEMENTED) is scanned whole, the range ("", end), as is
+the peer of a replica that holds no clip (a new or lost volume), which has nothing to compare.
 
-Why digests taken at slightly different moments (its own first, then the peer's, each over several
-pages while writes go on) may still be compared: take one clip. If no live write touches it during
+Why digests taken at slightly different moments (each replica's read page by page, at about the
+same time, while writes go on) may still be compared: take one clip. If no live write touches it during
 catch-up, neither replica changes it (the peer serves and is not catching up, and this replica
 changes nothing before the comparison), so both digests saw its one value on each side. If a live
 write touches it, that write reaches both replicas and upserts and deletes are idempotent, so both
@@ -135,7 +136,7 @@ class Progress:
     """What a catch-up has done so far; ``after`` is the last peer clip id reconciled. ``scanned``
     counts the peer's clips read; ``ranges_compared`` the id ranges whose digests were compared,
     ``ranges_reconciled`` those that differed and were reconciled since (adjacent ones in one scan);
-    ``full_scan`` is set when the peer had no ``Digest`` and was read whole."""
+    ``full_scan`` is set when the peer was read whole: it had no ``Digest``, or this replica held no clip."""
 
     after: str = ""
     scanned: int = 0
@@ -400,8 +401,12 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
                 clips_per_range = range_clips or max(1, -(-live // MAX_DIGEST_BOUNDS))
                 # The peer reads its whole shard for the digests: allow a second per 10,000 clips on top.
                 timeout_s = peers.timeout_s + live / 10_000
-                pending = await differing_ranges(name, shard, peers, reconciler.progress, clips_per_range,
-                                                 timeout_s)
+                if live == 0:  # nothing to compare: every clip of the peer's is to be copied
+                    reconciler.progress.full_scan = True
+                    pending = [WHOLE_SHARD]
+                else:
+                    pending = await differing_ranges(name, shard, peers, reconciler.progress, clips_per_range,
+                                                     timeout_s)
             while pending:
                 await reconciler.reconcile(peers, pending[0], page_size)
                 reconciler.progress.ranges_reconciled += pending.pop(0).compared
@@ -413,8 +418,7 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
     catchup.finish()
     CATCHING_UP.labels(name).set(0)
     p = reconciler.progress
-    ranges = ("the peer's whole shard (no Digest)" if p.full_scan
-              else f"{p.ranges_reconciled} of {p.ranges_compared} id ranges")
+    ranges = "the peer's whole shard" if p.full_scan else f"{p.ranges_reconciled} of {p.ranges_compared} id ranges"
     log.info("index %s caught up in %.1f s: %s reconciled, %d peer clips scanned, %d copied, %d deleted, %d left "
              "to live writes", name, time.monotonic() - t0, ranges, p.scanned, p.upserted, p.deleted, p.skipped)
     return p

@@ -286,6 +286,22 @@ def test_a_peer_without_digest_is_read_whole(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_replica_that_holds_no_clip_reads_its_peer_whole_without_comparing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        shard_b = b_servicer.shard.get()
+        try:
+            shard_b.delete(video_ids=[f"v{v:02d}" for v in range(20)])  # as a lost volume holds nothing
+            progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1, alone_after_s=1)
+            assert (progress.full_scan, progress.ranges_compared, progress.scanned) == (True, 0, 200)
+            assert a_servicer.shard.get().checksum() == shard_b.checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
 # ---------------------------------------------------------------- replicas as processes
 
 def _replica(tmp: Path, name: str, peer_port: int, port: int, replica: int, **env: str) -> ServiceProcess:
