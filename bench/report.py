@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "gateway": ("bench.gateway", ["--json"]),
     "ingest": ("bench.ingest", ["--json"]),
     "web": ("bench.web", ["--json"]),
+    "reconcile": ("bench.reconcile", ["--json"]),
 }
 
 # (benchmark, figure, baseline figure or None, ratio figure or None, target text)
@@ -64,6 +65,8 @@ ROWS = [
     ("web", "web_cpu_ms_per_request", None, None, "(the web process's CPU per search)"),
     ("web", "extra_cpu_ms_per_request", None, None, "(all processes, HTTP minus gRPC; x 16 / cores ~ overhead)"),
     ("web", "errors", None, None, "= 0"),
+    ("reconcile", "walk_peak_mib", "inventory_peak_mib", "memory_ratio", "(a migration pass's driver memory)"),
+    ("reconcile", "walk_seconds", "inventory_seconds", "time_ratio", ""),
 ]
 
 

@@ -102,14 +102,16 @@ class ReplicaClient:
         breaker.record_success()
         return reply
 
-    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
-        request = index_pb2.UpsertRequest(clips=list(clips))
+    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None,
+                     writer: str = "") -> int:
+        request = index_pb2.UpsertRequest(clips=list(clips), writer=writer)
         reply: index_pb2.UpsertResponse = await self._call(self.direct_stub.Upsert, request, timeout_s)
         return reply.upserted
 
     async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
-                     timeout_s: float | None = None) -> int:
-        request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids))
+                     timeout_s: float | None = None, fence_writers: Sequence[str] = ()) -> int:
+        request = index_pb2.DeleteRequest(clip_ids=list(clip_ids), video_ids=list(video_ids),
+                                          fence_writers=list(fence_writers))
         reply: index_pb2.DeleteResponse = await self._call(self.direct_stub.Delete, request, timeout_s)
         return reply.deleted
 
@@ -224,12 +226,15 @@ class ShardClient:
         raise DependencyDown(f"index {self.name}: the write reached {len(stored)} of {len(self.replicas)} "
                              f"replicas, {self.write_quorum} needed: {failures[0]}")
 
-    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None) -> int:
-        return max(await self._write(lambda r: r.upsert(clips, timeout_s)))
+    async def upsert(self, clips: Sequence[common_pb2.ClipRecord], timeout_s: float | None = None,
+                     writer: str = "") -> int:
+        """Writes ``clips`` to every replica; ``writer`` (an ingest job id) is refused where a delete fenced it."""
+        return max(await self._write(lambda r: r.upsert(clips, timeout_s, writer)))
 
     async def delete(self, clip_ids: Sequence[str] = (), video_ids: Sequence[str] = (),
-                     timeout_s: float | None = None) -> int:
-        return max(await self._write(lambda r: r.delete(clip_ids, video_ids, timeout_s)))
+                     timeout_s: float | None = None, fence_writers: Sequence[str] = ()) -> int:
+        """Deletes on every replica, fencing ``fence_writers`` there in the same transaction."""
+        return max(await self._write(lambda r: r.delete(clip_ids, video_ids, timeout_s, fence_writers)))
 
     async def search(self, queries: np.ndarray, top_k: int, flt: common_pb2.SearchFilter | None = None,
                      timeout_s: float | None = None, include_vectors: bool = False) -> index_pb2.SearchResponse:

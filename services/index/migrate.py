@@ -7,9 +7,10 @@ resharding; the re-embedding filler of ``vidsearch reindex`` goes through the in
 returns the clip ids it wrote.
 
 1. Register the target in the routing, not active. Searches and ingest keep using the source.
-2. Fill and reconcile in passes: list every video's clip ids in source and target (Scan of every
-   shard, no vectors); in the target, delete clips the source no longer has and fill each video
-   whose clips are missing there. Repeat until a pass finds nothing to do.
+2. Fill and reconcile in passes: walk every clip id of source and target side by side (Scan of
+   every shard, no vectors, merged into clip-id order: memory bounded by the videos to fill, not the
+   clips); in the target, delete clips the source no longer has and fill each video whose clips are
+   missing there. Repeat until a pass finds nothing to do.
 3. Switch: one routing write makes the target active and the source retiring.
 4. Drain: wait until every reader has seen the switch (``grace_s``) and no job that started before
    it still writes to the source (the source's Stats stay unchanged for ``quiet_s``); then final
@@ -38,16 +39,22 @@ Why this is correct:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from services.common.errors import WrongState
 from services.common.index_client import ShardSet
 from services.common.routing import Generation, Routing, RoutingStore
+from vidsearch.common.v1 import common_pb2
 
 log = logging.getLogger(__name__)
+
+#: Stale clips found in the target are deleted this many at a time.
+CLEAN_BATCH = 1000
 
 #: Writes one video's clips into the target generation; returns the clip ids written.
 FillVideo = Callable[[str], Awaitable[Sequence[str]]]
@@ -114,6 +121,66 @@ async def inventory(shards: ShardSet, video_ids: Sequence[str] = (), timeout_s: 
 
     await asyncio.gather(*(scan(i) for i in range(len(shards))))
     return found
+
+
+async def clips_in_order(shards: ShardSet, timeout_s: float = 60.0, page_size: int = 5000
+                         ) -> AsyncIterator[common_pb2.ClipRecord]:
+    """Every clip of a generation (no vectors) in clip-id order: each shard's Scan is in that order, and
+    their streams are merged. Each shard's next page is fetched while the last one is consumed."""
+    pages: list[asyncio.Queue[list[common_pb2.ClipRecord] | BaseException | None]] = [
+        asyncio.Queue(maxsize=2) for _ in shards.shards]
+
+    async def feed(i: int) -> None:
+        try:
+            async for page in shards.shards[i].scan(page_size=page_size, timeout_s=timeout_s):
+                if page:
+                    await pages[i].put(page)
+            await pages[i].put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            await pages[i].put(exc)
+
+    async def clips(i: int) -> AsyncIterator[common_pb2.ClipRecord]:
+        while (page := await pages[i].get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            for clip in page:
+                yield clip
+
+    feeders = [asyncio.create_task(feed(i)) for i in range(len(shards.shards))]
+    streams = [clips(i) for i in range(len(shards.shards))]
+    try:
+        heap: list[tuple[str, int, common_pb2.ClipRecord]] = []
+        for i, stream in enumerate(streams):
+            if (first := await anext(stream, None)) is not None:
+                heap.append((first.clip_id, i, first))
+        heapq.heapify(heap)
+        while heap:
+            _, i, clip = heap[0]
+            yield clip
+            if (following := await anext(streams[i], None)) is not None:
+                heapq.heapreplace(heap, (following.clip_id, i, following))
+            else:
+                heapq.heappop(heap)
+    finally:
+        for task in feeders:
+            task.cancel()
+        await asyncio.gather(*feeders, return_exceptions=True)
+
+
+async def differences(source: AsyncIterator[common_pb2.ClipRecord], target: AsyncIterator[common_pb2.ClipRecord]
+                      ) -> AsyncIterator[tuple[bool, common_pb2.ClipRecord]]:
+    """Two clip-id ordered streams walked side by side: ``(True, clip)`` for each clip only the source
+    has, ``(False, clip)`` for each only the target has."""
+    a, b = await anext(source, None), await anext(target, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a.clip_id < b.clip_id):
+            yield True, a  # type: ignore[misc]  # a is not None here
+            a = await anext(source, None)
+        elif a is None or b.clip_id < a.clip_id:
+            yield False, b
+            b = await anext(target, None)
+        else:
+            a, b = await anext(source, None), await anext(target, None)
 
 
 async def shard_stats(shards: ShardSet, timeout_s: float = 30.0) -> list[tuple[int, ...]]:
@@ -220,21 +287,40 @@ class Migration:
         await asyncio.gather(*(one(v) for v in video_ids))
 
     async def reconcile_pass(self, *, delete: bool) -> int:
-        """One pass; returns the videos it had to fill or clean (0: source and target agree)."""
-        source, target = await asyncio.gather(inventory(self.source_shards, timeout_s=self.options.timeout_s),
-                                              inventory(self.target_shards, timeout_s=self.options.timeout_s))
-        stale = {v: sorted(ids - source.get(v, set())) for v, ids in target.items()} if delete else {}
-        stale = {v: ids for v, ids in stale.items() if ids}
-        for video_id, clip_ids in stale.items():
-            await self.target_shards.for_video(video_id).delete(clip_ids=clip_ids, timeout_s=self.options.timeout_s)
-            self.progress.clips_deleted += len(clip_ids)
-        missing = sorted(v for v, ids in source.items() if ids - target.get(v, set()))
+        """One pass; returns the videos it had to fill or clean (0: source and target agree).
+
+        Streams both generations' clip ids in order (``differences``): stale clips are deleted from the
+        target a batch at a time as they are found; only the ids of the videos to fill are kept.
+        """
+        timeout = self.options.timeout_s
+        missing: set[str] = set()
+        stale: dict[str, list[str]] = {}
+        cleaned: set[str] = set()
+
+        async def clean() -> None:
+            for video_id, clip_ids in stale.items():
+                await self.target_shards.for_video(video_id).delete(clip_ids=clip_ids, timeout_s=timeout)
+                self.progress.clips_deleted += len(clip_ids)
+            stale.clear()
+
+        source = clips_in_order(self.source_shards, timeout)
+        target = clips_in_order(self.target_shards, timeout)
+        async with contextlib.aclosing(source), contextlib.aclosing(target):
+            async for only_in_source, clip in differences(source, target):
+                if only_in_source:
+                    missing.add(clip.video_id)
+                elif delete:
+                    stale.setdefault(clip.video_id, []).append(clip.clip_id)
+                    cleaned.add(clip.video_id)
+                    if sum(map(len, stale.values())) >= CLEAN_BATCH:
+                        await clean()
+        await clean()
         self.progress.passes += 1
         self.progress.videos_total, self.progress.videos_done = len(missing), 0
-        self._tell(message=f"pass {self.progress.passes}: {len(source)} videos in {self.source.name}, "
-                           f"{len(missing)} to fill, {len(stale)} to clean")
-        await self._fill_all(missing)
-        return len(missing) + len(stale)
+        self._tell(message=f"pass {self.progress.passes}: {len(missing)} videos of {self.source.name} to fill "
+                           f"in {self.target.name}, {len(cleaned)} to clean")
+        await self._fill_all(sorted(missing))
+        return len(missing) + len(cleaned)
 
     async def switch(self) -> Routing:
         self._tell("switching", f"switching searches and ingest to {self.target.name}")

@@ -25,6 +25,9 @@ MAX_QUERIES_PER_REQUEST = 1_024
 MAX_SCAN_PAGE = 10_000
 DEFAULT_SCAN_PAGE = 1_000
 MAX_SCAN_VIDEOS = 500
+#: An ingest job id is far shorter; the bound keeps a fence table row small.
+MAX_WRITER_CHARS = 128
+MAX_FENCE_WRITERS = 1_000
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
@@ -54,9 +57,11 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             raise InvalidInput("Upsert needs at least one clip")
         if len(request.clips) > MAX_CLIPS_PER_REQUEST:
             raise InvalidInput(f"Upsert takes at most {MAX_CLIPS_PER_REQUEST} clips, got {len(request.clips)}")
+        if len(request.writer) > MAX_WRITER_CHARS:
+            raise InvalidInput(f"writer is {len(request.writer)} characters, at most {MAX_WRITER_CHARS}")
         records = [convert.record_from_proto(c) for c in request.clips]
         async with self._live_write(clip_ids=[r.clip_id for r in records]):
-            await asyncio.to_thread(shard.upsert, records)
+            await asyncio.to_thread(shard.upsert, records, request.writer)
         return index_pb2.UpsertResponse(upserted=len(records))
 
     async def Delete(self, request, context):
@@ -65,8 +70,13 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             raise InvalidInput("Delete needs clip_ids or video_ids")
         if any(not i for i in request.clip_ids) or any(not v for v in request.video_ids):
             raise InvalidInput("Delete ids must not be empty strings")
+        fences = list(request.fence_writers)
+        if len(fences) > MAX_FENCE_WRITERS:
+            raise InvalidInput(f"Delete fences at most {MAX_FENCE_WRITERS} writers, got {len(fences)}")
+        if any(not w or len(w) > MAX_WRITER_CHARS for w in fences):
+            raise InvalidInput(f"fence_writers must be 1..{MAX_WRITER_CHARS} characters each")
         async with self._live_write(clip_ids=request.clip_ids, video_ids=request.video_ids):
-            deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids))
+            deleted = await asyncio.to_thread(shard.delete, list(request.clip_ids), list(request.video_ids), fences)
         return index_pb2.DeleteResponse(deleted=deleted)
 
     async def Search(self, request, context):

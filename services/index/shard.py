@@ -167,6 +167,8 @@ class ShardIndex:
         self._write_lock = threading.Lock()
         self._state = threading.RLock()
         self._store: ShardStore | None = None
+        # Writers fenced while the shard had no store yet (no write bound it): stored with its first write.
+        self._unbound_fences: set[str] = set()
         self._model_id: str | None = None
         self._dim: int | None = None
         self._segments: list[Part] = []
@@ -202,10 +204,11 @@ class ShardIndex:
     def dim(self) -> int | None:
         return self._dim
 
-    def upsert(self, records: Iterable[ClipRecord]) -> list[int]:
+    def upsert(self, records: Iterable[ClipRecord], writer: str = "") -> list[int]:
         """Validate, durably store and index records; overwrites by clip id. Returns their seqs.
 
-        When this returns the records are on disk and visible to searches.
+        When this returns the records are on disk and visible to searches. ``writer`` (an ingest job
+        id, or empty) is refused with WrongState once a delete fenced it, and nothing is written.
         """
         self._check_open()
         records = list(records)
@@ -215,11 +218,14 @@ class ShardIndex:
             with self._write_lock:
                 if self._store is None:
                     self._bind_from(records)
+                    if self._unbound_fences:
+                        self._store.delete((), self._unbound_fences)
+                        self._unbound_fences.clear()
         clean = validate_records(records, self._dim, self._model_id)
         vectors = np.stack([r.vector for r in clean])
         ids = [r.clip_id for r in clean]
         with self._write_lock:
-            seqs = self._store.upsert(clean)
+            seqs = self._store.upsert(clean, writer)
             with self._state:
                 for cid in ids:
                     self._tombstone(cid)
@@ -231,22 +237,26 @@ class ShardIndex:
                     self._seal_locked()
         return seqs
 
-    def delete(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = ()) -> int:
-        """Durably delete the named clips and every clip of the named videos.
+    def delete(self, clip_ids: Iterable[str] = (), video_ids: Iterable[str] = (),
+               fence_writers: Iterable[str] = ()) -> int:
+        """Durably delete the named clips and every clip of the named videos, and fence the named
+        writers in the same transaction (``upsert`` refuses them from then on).
 
         Unknown ids are ignored. Returns how many clips existed and were deleted.
         """
         self._check_open()
         ids = list(dict.fromkeys(clip_ids))
         videos = list(dict.fromkeys(video_ids))
-        if self._store is None:
-            return 0
+        fences = [w for w in fence_writers if w]
         with self._write_lock:
+            if self._store is None:
+                self._unbound_fences.update(fences)
+                return 0
             if videos:
                 with self._state:
                     ids += self._filters.clips_of(videos)
                 ids = list(dict.fromkeys(ids))
-            deleted = self._store.delete(ids)
+            deleted = self._store.delete(ids, fences)
             with self._state:
                 for cid in ids:
                     self._tombstone(cid)

@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -51,6 +52,11 @@ CREATE TABLE IF NOT EXISTS vectors (
     seq    INTEGER PRIMARY KEY,
     vector BLOB NOT NULL           -- little-endian float32, dim values
 );
+-- Writers (ingest job ids) a delete fenced: their later upserts are refused (see ``upsert``).
+CREATE TABLE IF NOT EXISTS fences (
+    writer    TEXT PRIMARY KEY,
+    fenced_at REAL NOT NULL        -- unix seconds (rows older than FENCE_KEEP_S are dropped at open)
+);
 """
 
 _SCHEMA_VERSION = 2
@@ -62,6 +68,9 @@ _FROM = "clips AS c LEFT JOIN vectors AS v ON v.seq = c.seq"
 _WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # SQLite's default limit on bound parameters is 32766 (>= 3.32); stay far below it.
 _IN_CHUNK = 500
+#: How long a fence is kept. A write it refuses was sent before the delete and is bounded by its
+#: caller's gRPC deadline (minutes), so a week is ample; the table stays small.
+FENCE_KEEP_S = 7 * 24 * 3600
 
 
 @contextlib.contextmanager
@@ -136,6 +145,8 @@ class ShardStore:
                         f"shard store {path} holds model {bound['model_id']!r} with dim {bound['dim']}; "
                         f"opened for model {model_id!r} with dim {dim}"
                     )
+                with conn:
+                    conn.execute("DELETE FROM fences WHERE fenced_at < ?", (time.time() - FENCE_KEEP_S,))
                 if max_bytes is not None:
                     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                     conn.execute(f"PRAGMA max_page_count = {max(1, int(max_bytes) // page_size)}")
@@ -174,11 +185,12 @@ class ShardStore:
 
     # ------------------------------------------------------------------ writes
 
-    def upsert(self, records: Sequence[ClipRecord]) -> list[int]:
+    def upsert(self, records: Sequence[ClipRecord], writer: str = "") -> list[int]:
         """Insert or overwrite records by clip id in one durable transaction.
 
         Expects records already checked by ``validate_records``. Returns the sequence number given
-        to each record, in order. Nothing is written if any part fails.
+        to each record, in order. Nothing is written if any part fails, nor when ``writer`` was fenced
+        by a delete (WrongState): checked in the same transaction, so a fence and a write never race.
         """
         rows = []
         for record in records:
@@ -193,6 +205,9 @@ class ShardStore:
             return []
         self._check_open()
         with self._write_lock, _storage_errors(self._path), self._writer:
+            if writer and self._writer.execute("SELECT 1 FROM fences WHERE writer = ?", (writer,)).fetchone():
+                raise WrongState(f"writer {writer!r} was fenced by a delete of the video it writes (the job was "
+                                 "cancelled): its clips are not written")
             last = self._last_seq(self._writer)
             seqs = list(range(last + 1, last + 1 + len(rows)))
             self._drop_vectors_of([r.clip_id for r in rows])
@@ -227,14 +242,21 @@ class ShardStore:
             self._writer.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(seqs[-1]),))
         return seqs
 
-    def delete(self, clip_ids: Iterable[str]) -> int:
-        """Delete the named clips durably; unknown ids are ignored. Returns how many were deleted."""
+    def delete(self, clip_ids: Iterable[str], fence_writers: Iterable[str] = ()) -> int:
+        """Delete the named clips durably; unknown ids are ignored. Returns how many were deleted.
+
+        ``fence_writers`` are fenced in the same transaction: ``upsert`` refuses them from then on.
+        """
         ids = list(dict.fromkeys(clip_ids))
-        if not ids:
+        fences = list(dict.fromkeys(w for w in fence_writers if w))
+        if not ids and not fences:
             return 0
         self._check_open()
         deleted = 0
         with self._write_lock, _storage_errors(self._path), self._writer:
+            now = time.time()
+            self._writer.executemany("INSERT OR REPLACE INTO fences (writer, fenced_at) VALUES (?, ?)",
+                                     ((w, now) for w in fences))
             self._drop_vectors_of(ids)
             for chunk in _chunks(ids, _IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
@@ -367,6 +389,11 @@ class ShardStore:
         """How many vectors the store holds itself (rows not released to a segment)."""
         with self._reading() as conn:
             return conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
+
+    def fenced(self) -> set[str]:
+        """The writers fenced now (kept for FENCE_KEEP_S)."""
+        with self._reading() as conn:
+            return {row[0] for row in conn.execute("SELECT writer FROM fences")}
 
     def count(self) -> int:
         with self._reading() as conn:

@@ -94,11 +94,13 @@ class IngestCore:
         """Removes every clip, thumbnail and upload of a video; returns the clips deleted.
 
         Fenced: the video's jobs are stopped first (``JobQueue.fence_video``), so no job still
-        running for it can write a clip back after the delete returns. Then the clips go from every
-        index generation in the routing (active, being built, retiring), one after another, oldest
-        first: a migration that copies the video from an older generation to a newer one re-reads the
-        older one after each copy, and finds the delete there before it can have missed it in the newer
-        (``services.index.migrate``).
+        running for it can write a clip back after the delete returns. A job whose worker does not let
+        go in time (stalled, or cut off with a write already sent) is fenced at the shards as well: the
+        delete names it, and its upserts arriving later are refused there (``UpsertRequest.writer``).
+        Then the clips go from every index generation in the routing (active, being built, retiring), one
+        after another, oldest first: a migration that copies the video from an older generation to a
+        newer one re-reads the older one after each copy, and finds the delete there before it can have
+        missed it in the newer (``services.index.migrate``).
         """
         with redis_errors():
             held = await self.queue.fence_video(video_id, timeout_s=self.cfg.claim_idle_ms / 1000)
@@ -107,7 +109,8 @@ class IngestCore:
                         video_id, ", ".join(held))
         deleted = 0
         for clients in self.generations.oldest_first():
-            deleted = max(deleted, await clients.shards.for_video(video_id).delete(video_ids=[video_id]))
+            deleted = max(deleted, await clients.shards.for_video(video_id).delete(video_ids=[video_id],
+                                                                                   fence_writers=held))
         await asyncio.to_thread(self._delete_media, video_id)
         return deleted
 

@@ -88,6 +88,8 @@ class VideoWrite:
     template: Template
     # Whether to store each clip's thumbnail (a re-embed keeps the stored ones: same keys, same clips).
     thumbnails: bool = True
+    # The job writing, sent with each upsert so a DeleteVideo can fence it at the shards; "" for a re-embed.
+    writer: str = ""
 
 
 async def _no_report(fields: dict[str, object], writing: list[str] | None) -> None:
@@ -148,7 +150,8 @@ class Pipeline:
                 end_seconds=clip.end_s, tags=tags, thumbnail_ref=thumbnail_key(video_id, clip.start_s),
                 metadata=metadata)
 
-        run = _Attempt(self, clients, VideoWrite(video_id, job.spec.source, template), report, info)
+        run = _Attempt(self, clients, VideoWrite(video_id, job.spec.source, template, writer=job.job_id), report,
+                       info)
         await run.stages(segments)
         VIDEO_SECONDS.inc(plan.duration_s)
         return Outcome(len(segments), plan.duration_s)
@@ -300,7 +303,8 @@ class _Attempt:
             self._check_generation()
             if self.video.thumbnails:
                 await asyncio.to_thread(self._put_thumbnails, batch)
-            write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s))
+            write = asyncio.ensure_future(shard.upsert(records, timeout_s=self.p.limits.rpc_timeout_s,
+                                                       writer=self.video.writer))
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:

@@ -27,7 +27,6 @@ from services.local import requests
 from services.local.migrations import migrate_stack
 from services.local.reshard import print_status
 from services.local.stack import LocalStack
-from services.model.checkpoint import CheckpointError, recorded_model_id
 
 KIND = "reindex"
 #: Kinds of request that migrate the index; one at a time.
@@ -38,6 +37,8 @@ def handle(stack: LocalStack, request: dict[str, Any], report: requests.Report) 
     """Carries out a reindex request on the running stack."""
     if not stack.has_ingest:
         raise WrongState("re-indexing needs the stack's Redis and ingest (a `vidsearch up` without --no-redis)")
+    from services.model.checkpoint import recorded_model_id  # the model stack: see run()
+
     checkpoint = Path(request["checkpoint"])
     model_id = recorded_model_id(checkpoint)
     active = stack.describe_generation()
@@ -87,6 +88,10 @@ def migrations_in_flight(data_dir: Path) -> list[str]:
 
 
 def run(args) -> int:
+    # Imported here, not with the module: every subcommand's module is imported to build the parser, and
+    # the CLI must work without the model stack (the service image has no torch: `vidsearch replicas`).
+    from services.model.checkpoint import CheckpointError, recorded_model_id
+
     checkpoint = args.checkpoint.resolve()
     try:
         model_id = recorded_model_id(checkpoint)

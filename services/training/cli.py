@@ -78,10 +78,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--languages", help="comma-separated (default: every language of the split)")
     ev.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     ev.add_argument("--report", type=Path, metavar="DIR", help="write eval_report.json and recall_at_k.png here")
-    ev.add_argument("--annoy", action="store_true", help="also search through an Annoy segment (as the index does)")
+    ev.add_argument("--index-engine", choices=("ivf", "annoy"),
+                    help="also search through an index segment of this engine, built as a shard builds one (the "
+                         "shards' default is ivf)")
+    ev.add_argument("--annoy", action="store_const", const="annoy", dest="index_engine",
+                    help="the same as --index-engine annoy")
     ev.add_argument("--paper-table", action="store_true",
                     help="print text->video R@1/5/10 and MdR (ko, en) beside the paper's Table 2, with the recall "
-                         "Annoy loses (implies --annoy)")
+                         "the index loses (implies --index-engine ivf unless another is given)")
     ev.add_argument("--motion-key", default="motion", help="attribute whose twins form the motion subset")
     ev.add_argument("--cache-dir", type=Path)
     ev.add_argument("--cache-workers", type=int)
@@ -132,7 +136,8 @@ def run_eval(args: argparse.Namespace) -> int:
     _configure_logging()
     settings = EvalSettings(
         checkpoint=args.checkpoint, manifest=args.manifest, split=args.split,
-        languages=_languages(args.languages), report_dir=args.report, annoy=args.annoy or args.paper_table,
+        languages=_languages(args.languages), report_dir=args.report,
+        index_engine=args.index_engine or ("ivf" if args.paper_table else None),
         motion_key=args.motion_key,
         cache_dir=args.cache_dir, cache_workers=args.cache_workers, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress, runtime=args.runtime, runtime_cache=args.runtime_cache,

@@ -4,10 +4,10 @@ Text->video: every caption of the language is a query; the gallery is every dist
 split (all languages share it); each caption has exactly one true clip. Video->text: every clip
 with a caption in the language is a query; the gallery is the split's captions in that language;
 a clip's rank is the best rank among its own captions (see `metrics`). Optionally the
-text->video search also runs through an Annoy segment built as the index shard builds one, to
-show the recall approximate search loses, and a "motion" subset keeps the text->video queries
-whose true clip has a twin differing only in motion direction (meanP cannot separate such pairs;
-seqTransf can).
+text->video search also runs through an index segment of the engine the shards use (IVF by
+default, or Annoy), built as a shard builds one, to show the recall approximate search loses, and
+a "motion" subset keeps the text->video queries whose true clip has a twin differing only in motion
+direction (meanP cannot separate such pairs; seqTransf can).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "eval_report.json"
 PLOT_FILE = "recall_at_k.png"
 CURVE_MAX_K = 50
-ANNOY_K = max(metrics.RECALL_KS)
+#: How deep the search through an index segment goes: the deepest R@K reported.
+INDEX_K = max(metrics.RECALL_KS)
 DIRECTIONS = {"t2v": "Text -> Video", "v2t": "Video -> Text"}
 # The paper's Table 2, text->video: R@1, R@5, R@10 (percent) and median rank per caption language.
 PAPER_TABLE2 = {"ko": (29.2, 59.6, 69.9, 4.0), "en": (44.5, 71.4, 81.6, 2.0)}
@@ -47,7 +48,8 @@ class EvalSettings:
     split: str = "test"
     languages: tuple[str, ...] | None = None  # None: every language of the split
     report_dir: Path | None = None
-    annoy: bool = False
+    # Also search through an index segment of this engine (services/index/engines.py): "ivf", "annoy".
+    index_engine: str | None = None
     motion_key: str = "motion"
     cache_dir: Path | None = None  # default: <manifest dir>/.frame_cache
     cache_workers: int | None = None
@@ -117,13 +119,14 @@ def embed(model: VideoTextModel, cache: FrameCache, evalset: EvalSet, batch_size
 
 
 def retrieval_report(text_emb: np.ndarray, clip_emb: np.ndarray, evalset: EvalSet, *,
-                     annoy: bool = False, motion_key: str = "motion") -> dict[str, Any]:
+                     index_engine: str | None = None, motion_key: str = "motion") -> dict[str, Any]:
     """Per language: ``t2v`` and ``v2t`` summaries (``r1 r5 r10 median_rank mean_rank n`` and
-    ``recall_at_k``), plus ``t2v_annoy`` and ``t2v_motion`` when asked for and possible."""
+    ``recall_at_k``), plus ``t2v_index`` (through a segment of ``index_engine``) and ``t2v_motion``
+    when asked for and possible."""
     twins = metrics.motion_twins(evalset.attributes, motion_key)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vidsearch-eval-") as scratch:
-        segment = _annoy_segment(clip_emb, Path(scratch)) if annoy else None
+        segment = _index_segment(index_engine, clip_emb, Path(scratch)) if index_engine else None
         for language in evalset.languages:
             out[language] = _language_report(language, text_emb, clip_emb, evalset, twins, segment)
     return out
@@ -140,7 +143,7 @@ def _language_report(language: str, text_emb: np.ndarray, clip_emb: np.ndarray, 
     v2t_rank = metrics.ranks(clip_emb[queried] @ text_emb[which].T, queried, truth)
     result = {"t2v": _summary(t2v_rank, n_clips), "v2t": _summary(v2t_rank, len(which))}
     if segment is not None:
-        result["t2v_annoy"] = _annoy_summary(segment, text_emb[which], truth, result["t2v"])
+        result["t2v_index"] = _index_summary(segment, text_emb[which], truth, result["t2v"])
     has_twin = np.asarray([bool(twins[c]) for c in truth])
     if has_twin.any():
         motion = _summary(t2v_rank[has_twin], n_clips)
@@ -150,7 +153,7 @@ def _language_report(language: str, text_emb: np.ndarray, clip_emb: np.ndarray, 
 
 
 def evaluate_model(model: VideoTextModel, entries: Sequence[Any], cache: FrameCache, *, split: str = "test",
-                   languages: Sequence[str] | None = None, batch_size: int = 64, annoy: bool = False,
+                   languages: Sequence[str] | None = None, batch_size: int = 64, index_engine: str | None = None,
                    motion_key: str = "motion") -> dict[str, Any]:
     """The full report of ``model`` on ``split``: settings, sizes and `retrieval_report` per language."""
     evalset = EvalSet.from_entries(entries, cache, split, languages)
@@ -161,7 +164,8 @@ def evaluate_model(model: VideoTextModel, entries: Sequence[Any], cache: FrameCa
         "split": split,
         "n_clips": len(evalset.clip_ids),
         "n_captions": {lang: int((evalset.caption_language == lang).sum()) for lang in evalset.languages},
-        "languages": retrieval_report(text_emb, clip_emb, evalset, annoy=annoy, motion_key=motion_key),
+        "languages": retrieval_report(text_emb, clip_emb, evalset, index_engine=index_engine,
+                                      motion_key=motion_key),
     }
 
 
@@ -190,7 +194,8 @@ def run_evaluation(settings: EvalSettings, entries: Sequence[Any] | None = None)
         progress=settings.progress,
     )
     report = evaluate_model(model, entries, cache, split=settings.split, languages=settings.languages,
-                            batch_size=settings.batch_size, annoy=settings.annoy, motion_key=settings.motion_key)
+                            batch_size=settings.batch_size, index_engine=settings.index_engine,
+                            motion_key=settings.motion_key)
     report = {"checkpoint": str(settings.checkpoint), "manifest": str(settings.manifest), **report,
               "runtime": settings.runtime}
     if gate is not None:
@@ -251,14 +256,14 @@ def format_table(report: dict[str, Any]) -> str:
                 motion = result["t2v_motion"]
                 lines.append(_row(f"  motion pairs, n={motion['n']}", motion)
                              + f"   twin acc {100 * motion['twin_accuracy']:.1f}")
-            if direction == "t2v" and "t2v_annoy" in result:
-                lines.append(_row("  through Annoy", result["t2v_annoy"]))
+            if direction == "t2v" and "t2v_index" in result:
+                lines.append(_row(f"  through the index ({result['t2v_index']['engine']})", result["t2v_index"]))
     return "\n".join(lines)
 
 
 def format_paper_table(report: dict[str, Any]) -> str:
     """Text->video R@1/R@5/R@10/MdR per language beside the paper's Table 2, with the recall the
-    Annoy index loses against exact search (run the evaluation with ``annoy=True``)."""
+    index's segment engine loses against exact search (run the evaluation with ``index_engine``)."""
     header = f"{'':<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MdR':>7}"
     lines = [f"Text -> Video, split {report['split']} ({report['n_clips']} clips), model {report['model_id']} "
              f"({report['temporal']}), beside the paper's Table 2", header, "-" * len(header)]
@@ -271,17 +276,18 @@ def format_paper_table(report: dict[str, Any]) -> str:
             continue
         exact = result["t2v"]
         lines.append(f"{language + '  this model, exact':<30}" + _paper_cells(exact))
-        annoy = result.get("t2v_annoy")
-        if annoy is not None:
-            lost = " / ".join(f"{100 * annoy['recall_lost'][f'r{k}']:.1f}" for k in metrics.RECALL_KS)
-            lines.append(f"{language + '  this model, Annoy':<30}" + _paper_cells(annoy) + f"   lost {lost} pts")
+        index = result.get("t2v_index")
+        if index is not None:
+            lost = " / ".join(f"{100 * index['recall_lost'][f'r{k}']:.1f}" for k in metrics.RECALL_KS)
+            lines.append(f"{language + '  this model, ' + index['engine']:<30}" + _paper_cells(index)
+                         + f"   lost {lost} pts")
     return "\n".join(lines)
 
 
 def _paper_cells(summary: dict[str, Any]) -> str:
     recalls = "".join(f"{100 * summary[f'r{k}']:>7.1f}" for k in metrics.RECALL_KS)
     median = summary.get("median_rank")
-    return recalls + (f"{median:>7.1f}" if median is not None else f"{'>' + str(ANNOY_K):>7}")
+    return recalls + (f"{median:>7.1f}" if median is not None else f"{'>' + str(INDEX_K):>7}")
 
 
 def _row(name: str, summary: dict[str, Any]) -> str:
@@ -300,25 +306,30 @@ def _summary(rank: np.ndarray, n_candidates: int) -> dict[str, Any]:
     return summary
 
 
-def _annoy_segment(clip_emb: np.ndarray, directory: Path) -> Any:
-    from services.index.segment import AnnoySegment
+def _index_segment(engine: str, clip_emb: np.ndarray, directory: Path) -> Any:
+    from services.index.engines import ENGINES
 
-    # The shard's own build: 64 trees, search_k calibrated for recall@10 >= 0.95.
-    return AnnoySegment.build(directory, "eval", [str(i) for i in range(len(clip_emb))], clip_emb)
+    if engine not in ENGINES:
+        raise ValueError(f"no index engine {engine!r}; there are {sorted(ENGINES)}")
+    # The shard's own build (its defaults: IVF lists of 256 rows, or 64 Annoy trees), with the search
+    # effort calibrated for recall@10 >= 0.95 as a sealed segment's is.
+    return ENGINES[engine].build(directory, "eval", [str(i) for i in range(len(clip_emb))], clip_emb)
 
 
-def _annoy_summary(segment: Any, queries: np.ndarray, truth: np.ndarray, exact: dict[str, Any]) -> dict[str, Any]:
-    ids, _ = segment.search(queries, ANNOY_K)
+def _index_summary(segment: Any, queries: np.ndarray, truth: np.ndarray, exact: dict[str, Any]) -> dict[str, Any]:
+    ids, _ = segment.search(queries, INDEX_K)
     hit = ids == truth[:, None]
-    # A truth Annoy did not return in its top ANNOY_K ranks beyond every K reported.
-    rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, ANNOY_K + 1)
+    # A truth the segment did not return in its top INDEX_K ranks beyond every K reported.
+    rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, INDEX_K + 1)
     summary: dict[str, Any] = {f"r{k}": float(np.mean(rank <= k)) for k in metrics.RECALL_KS}
     summary["n"] = len(rank)
     summary["recall_lost"] = {f"r{k}": exact[f"r{k}"] - summary[f"r{k}"] for k in metrics.RECALL_KS}
-    # Ranks past ANNOY_K are unknown, so the median is known only while at most half the queries miss.
+    # Ranks past INDEX_K are unknown, so the median is known only while at most half the queries miss.
     median = float(np.median(rank))
-    summary["median_rank"] = median if median <= ANNOY_K else None
-    summary["n_trees"] = segment.n_trees
-    summary["search_k"] = segment.effective_search_k(ANNOY_K)
+    summary["median_rank"] = median if median <= INDEX_K else None
+    summary["engine"] = segment.engine
+    # The search effort used (Annoy: nodes visited; IVF: lists probed), and the structure's size.
+    summary["search_k"] = segment.effective_search_k(INDEX_K)
+    summary |= {"n_trees": segment.n_trees} if segment.engine == "annoy" else {"nlist": segment.nlist}
     return summary
 

@@ -60,6 +60,17 @@ def test_cpu_services_import_without_the_model_stack(module: str) -> None:
     assert proc.returncode == 0, f"{module} needs the model stack, absent from the CPU image:\n{proc.stderr[-2000:]}"
 
 
+@pytest.mark.parametrize("command", [["--help"], ["replicas", "--help"], ["migrate", "--help"]])
+def test_the_cli_runs_without_the_model_stack(command: list[str]) -> None:
+    """The CPU image installs the package, so ``vidsearch replicas`` and ``vidsearch migrate`` must run there."""
+    blocked = sorted(m.replace("-", "_").replace("open_clip_torch", "open_clip") for m in MODEL_STACK)
+    code = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n"
+            f"from services.cli import main\nsys.exit(main({command!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, f"the CLI needs the model stack:\n{proc.stderr[-2000:]}"
+    assert "usage: vidsearch" in proc.stdout
+
+
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_dockerfile_is_multistage_nonroot_and_has_no_build_tools_or_weights(name: str) -> None:
     text = DOCKERFILES[name]

@@ -420,17 +420,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(stack: Stack) -> None:
-    prefix = f"kill{uuid.uuid4().hex[:6]}"
+def _slow_queue(stack: Stack, name: str, workers: int) -> tuple[str, ServiceProcess, list[ServiceProcess]]:
+    """A separate queue: an API server without workers (started), and ``workers`` standalone workers (not
+    started) encoding one clip per call, so a job is slow enough to be caught half-way; claims lapse
+    after 1.5 s. Returns the key prefix, the server and the workers."""
+    prefix = f"{name}{uuid.uuid4().hex[:6]}"
     tmp = stack.tmp / prefix
     tmp.mkdir()
-    # A separate queue: an API server without workers, and standalone workers encoding one clip per
-    # call, so the job is slow enough to be caught half-way.
     env = stack.ingest_env(prefix, VIDSEARCH_INGEST_WORKERS="0", VIDSEARCH_INGEST_CLAIM_IDLE_MS="1500",
                            VIDSEARCH_INGEST_ENCODE_BATCH_CLIPS="1", VIDSEARCH_INGEST_DECODE_CHUNK_CLIPS="2")
     server = ServiceProcess("services.ingest", env, tmp / "api.log", env_prefix="VIDSEARCH_INGEST").start()
-    first = ServiceProcess("services.ingest.worker", env, tmp / "worker-1.log", env_prefix="VIDSEARCH_INGEST")
-    second = ServiceProcess("services.ingest.worker", env, tmp / "worker-2.log", env_prefix="VIDSEARCH_INGEST")
+    return prefix, server, [ServiceProcess("services.ingest.worker", env, tmp / f"worker-{i + 1}.log",
+                                           env_prefix="VIDSEARCH_INGEST") for i in range(workers)]
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(stack: Stack) -> None:
+    prefix, server, (first, second) = _slow_queue(stack, "kill", workers=2)
     try:
         server.wait_serving(timeout=60)
         first.start()
@@ -465,6 +470,53 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(stack: S
         assert client.xpending(f"{prefix}:ingest:jobs", "workers")["pending"] == 0
     finally:
         for proc in (first, second, server):
+            proc.stop()
+
+
+def test_a_stalled_worker_cannot_write_a_deleted_video_back(stack: Stack) -> None:
+    """DeleteVideo while the worker writing the video is frozen (SIGSTOP, holding its job): the delete
+    waits the claim timeout for it, then fences the job at the shard. The write the frozen worker
+    would send is refused there (FAILED_PRECONDITION), and once it runs again no clip comes back."""
+    _, server, (worker,) = _slow_queue(stack, "stall", workers=1)
+    video_id = "stalled-writer"
+    frozen = False
+    try:
+        server.wait_serving(timeout=60)
+        worker.start()
+        video = make_video(stack.library / "stalled.mp4", seconds=40, fps=4, size=(64, 64))
+        index = _index(stack, video_id)
+        with grpc.insecure_channel(server.address) as channel:
+            api = ingest_pb2_grpc.IngestServiceStub(channel)
+            job_id = _submit(api, video, video_id=video_id,
+                             segment=ingest_pb2.SegmentOptions(window_seconds=1)).job_id
+            for update in api.WatchJob(ingest_pb2.WatchJobRequest(job_id=job_id), timeout=120):
+                if update.job.clips_done >= 3:
+                    break
+            worker.proc.send_signal(signal.SIGSTOP)
+            frozen = True
+            api.DeleteVideo(ingest_pb2.DeleteVideoRequest(video_id=video_id), timeout=60)
+            assert _clips_of(stack, video_id) == 0
+            late = common_pb2.ClipRecord(
+                clip_id=clip_id_for(video_id, 30.0), video_id=video_id, start_seconds=30.0, end_seconds=31.0,
+                model_id=stack.model_id, vector=common_pb2.Vector(values=[0.5] * DIM))
+            with pytest.raises(grpc.RpcError) as err:
+                index.Upsert(index_pb2.UpsertRequest(clips=[late], writer=job_id), timeout=10)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "fenced" in err.value.details()
+            worker.proc.send_signal(signal.SIGCONT)
+            frozen = False
+            final = _finish(api, job_id)[-1]
+            assert final.state == ingest_pb2.JOB_STATE_CANCELLED
+            for _ in range(6):  # longer than a batch takes to encode and write
+                assert _clips_of(stack, video_id) == 0
+                time.sleep(0.3)
+            # Another writer (a new job for the same id) is not fenced.
+            index.Upsert(index_pb2.UpsertRequest(clips=[late], writer="a-later-job"), timeout=10)
+            assert _clips_of(stack, video_id) == 1
+            index.Delete(index_pb2.DeleteRequest(video_ids=[video_id]), timeout=10)
+    finally:
+        if frozen:
+            worker.proc.send_signal(signal.SIGCONT)
+        for proc in (worker, server):
             proc.stop()
 
 

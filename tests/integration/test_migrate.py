@@ -19,7 +19,15 @@ from services.common.routing import Generation, RoutingStore, connect
 from services.common.server import Registration, RunningServer, start_server
 from services.common.settings import ServerSettings
 from services.common.shards import shard_for_video
-from services.index.migrate import MigrationOptions, Progress, copy_factory, inventory, migrate
+from services.index.migrate import (
+    MigrationOptions,
+    Progress,
+    clips_in_order,
+    copy_factory,
+    differences,
+    inventory,
+    migrate,
+)
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
 from vidsearch.common.v1 import common_pb2
@@ -54,7 +62,9 @@ def test_a_copy_migration_moves_every_clip_once_and_keeps_late_writes(tmp_path: 
         target = Generation("g1", "m", "enc:1", tuple(addresses[2:]))
         old, new = ShardSet(source.shards), ShardSet(target.shards)
         store = RoutingStore(connect(redis_url), f"test-{uuid.uuid4().hex[:8]}")
-        videos = {f"video-{n}": 5 + n for n in range(12)}
+        # Video ids that are prefixes of others ("video-1", "video-10", "video-1:0"): their clips
+        # interleave in clip-id order, which the reconcile's walk must not take for grouping by video.
+        videos = {f"video-{n}": 5 + n for n in range(12)} | {"video-1:0": 2}
         try:
             for video, n in videos.items():
                 await old.for_video(video).upsert(_clips(video, n))
@@ -90,6 +100,8 @@ def test_a_copy_migration_moves_every_clip_once_and_keeps_late_writes(tmp_path: 
                     counts.update(c.clip_id for c in page)
                     assert all(shard_for_video(c.video_id, 3) == i for c in page)
             assert set(counts.values()) == {1} and len(counts) == sum(videos.values())
+            merged = [c.clip_id async for c in clips_in_order(new, page_size=7)]
+            assert merged == sorted(counts)
         finally:
             await old.close()
             await new.close()
@@ -100,3 +112,23 @@ def test_a_copy_migration_moves_every_clip_once_and_keeps_late_writes(tmp_path: 
                 servicer.shard.get().close()
 
     asyncio.run(scenario())
+
+
+def test_differences_walks_two_ordered_streams_side_by_side() -> None:
+    def stream(ids: list[str]):
+        async def gen():
+            for i in ids:
+                yield common_pb2.ClipRecord(clip_id=i, video_id=i.rsplit(":", 1)[0])
+        return gen()
+
+    async def scenario() -> list[tuple[bool, str]]:
+        source = stream(["a:1", "a:2", "b:1", "c:1", "c:2"])
+        target = stream(["a:2", "a:3", "c:2", "d:1"])
+        return [(only_source, c.clip_id) async for only_source, c in differences(source, target)]
+
+    assert asyncio.run(scenario()) == [(True, "a:1"), (False, "a:3"), (True, "b:1"), (True, "c:1"), (False, "d:1")]
+
+    async def empty() -> list:
+        return [x async for x in differences(stream([]), stream([]))]
+
+    assert asyncio.run(empty()) == []

@@ -396,6 +396,13 @@ CASES = [
         index_pb2.DeleteRequest(video_ids=[""]), timeout=30), INVALID, "must not be empty"),
     Case("duplicate unknown ids in delete", "index.Delete", lambda c: c.index.Delete(index_pb2.DeleteRequest(
         clip_ids=["never-ingested:000000000"] * 2), timeout=30), "OK", check=lambda r: r.deleted == 0),
+    Case("writer of 129 characters", "index.Upsert", lambda c: c.index.Upsert(index_pb2.UpsertRequest(
+        clips=[clip()], writer="j" * 129), timeout=30), INVALID, "at most 128"),
+    Case("empty fenced writer", "index.Delete", lambda c: c.index.Delete(index_pb2.DeleteRequest(
+        video_ids=["never-ingested"], fence_writers=[""]), timeout=30), INVALID, "fence_writers"),
+    Case("1001 fenced writers", "index.Delete", lambda c: c.index.Delete(index_pb2.DeleteRequest(
+        video_ids=["never-ingested"], fence_writers=[f"job-{i}" for i in range(1001)]), timeout=30), INVALID,
+         "at most 1000"),
     Case("no queries", "index.Search", shard_search([]), INVALID, "at least one query"),
     Case("top_k 0", "index.Search", shard_search([vector(1.0)], top_k=0), INVALID, "top_k"),
     Case("top_k 1001", "index.Search", shard_search([vector(1.0)], top_k=1001), INVALID, "top_k"),

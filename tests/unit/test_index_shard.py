@@ -251,6 +251,22 @@ def test_delete_by_clip_and_video(sealed_copy: ShardIndex, corpus: dict) -> None
     assert shard.stats()["live"] == 12000 - 1 - n_v3
 
 
+def test_a_delete_fences_its_writers_even_on_a_shard_not_yet_written(tmp_path: Path) -> None:
+    """A fence sent before the shard's first write (no store yet) still refuses that writer, and is
+    kept once the first write of another writer creates the store."""
+    rng = np.random.default_rng(5)
+    first, late = records(rng.normal(size=(2, DIM)).astype(np.float32))
+    with ShardIndex(tmp_path) as shard:
+        assert shard.delete(video_ids=[late.video_id], fence_writers=["stalled-job"]) == 0
+        with pytest.raises(WrongState, match="fenced"):
+            shard.upsert([late], writer="stalled-job")
+        assert shard.upsert([first], writer="next-job") and shard.stats()["live"] == 1
+    with ShardIndex(tmp_path) as shard:
+        with pytest.raises(WrongState, match="fenced"):
+            shard.upsert([late], writer="stalled-job")
+        assert shard.get([late.clip_id]) == [] and shard.stats()["live"] == 1
+
+
 @pytest.fixture
 def sealed_copy(tmp_path: Path, corpus: dict):
     shard = loaded_shard(tmp_path, corpus)

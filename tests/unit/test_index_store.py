@@ -154,6 +154,34 @@ def test_delete_counts_only_existing_clips(store: ShardStore) -> None:
     assert store.count() == 2
 
 
+def test_a_fenced_writer_writes_nothing_and_others_still_write(tmp_path: Path) -> None:
+    path = tmp_path / "clips.sqlite3"
+    with ShardStore.open(path, MODEL, DIM) as store:
+        store.upsert([record(1)], writer="job-a")
+        assert store.delete([record(1).clip_id], fence_writers=["job-a", ""]) == 1
+        with pytest.raises(WrongState, match="'job-a' was fenced"):
+            store.upsert([record(1), record(2)], writer="job-a")
+        assert store.count() == 0 and store.last_seq() == 1  # nothing of the refused write
+        assert store.upsert([record(2)], writer="job-b") == [2]
+        assert store.upsert([record(3)]) == [3]  # no writer named: never fenced
+        assert store.delete([], fence_writers=["job-c"]) == 0
+        assert store.fenced() == {"job-a", "job-c"}
+    with ShardStore.open(path, MODEL, DIM) as store, pytest.raises(WrongState):  # durable
+        store.upsert([record(4)], writer="job-c")
+
+
+def test_fences_are_dropped_after_a_week(tmp_path: Path) -> None:
+    path = tmp_path / "clips.sqlite3"
+    with ShardStore.open(path, MODEL, DIM) as store:
+        store.delete([], fence_writers=["old-job", "new-job"])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE fences SET fenced_at = fenced_at - 8 * 24 * 3600 WHERE writer = 'old-job'")
+    conn.close()
+    with ShardStore.open(path, MODEL, DIM) as store:
+        assert store.fenced() == {"new-job"}
+        assert store.upsert([record(1)], writer="old-job") == [1]
+
+
 def test_iter_records_streams_everything_in_seq_order(store: ShardStore) -> None:
     for i in range(10):
         store.upsert([record(i)])

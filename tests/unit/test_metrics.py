@@ -114,7 +114,7 @@ def test_report_per_language_and_direction() -> None:
     assert en["t2v_motion"]["n"] == 2 and en["t2v_motion"]["r1"] == 0.5
     assert en["t2v_motion"]["twin_accuracy"] == 0.5
     assert ko["t2v_motion"]["n"] == 2 and ko["t2v_motion"]["twin_accuracy"] == 0.5
-    assert "t2v_annoy" not in en
+    assert "t2v_index" not in en
 
 
 def test_no_motion_subset_without_motion_attributes() -> None:
@@ -123,17 +123,25 @@ def test_no_motion_subset_without_motion_attributes() -> None:
     assert "t2v_motion" not in report["en"]
 
 
-def test_annoy_recall_matches_exact_search_on_easy_data() -> None:
+@pytest.mark.parametrize(("engine", "structure"), [("ivf", "nlist"), ("annoy", "n_trees")])
+def test_recall_through_the_index_matches_exact_search_on_easy_data(engine: str, structure: str) -> None:
     rng = np.random.default_rng(1)
-    clip_emb = rng.normal(size=(40, 16)).astype(np.float32)
+    clip_emb = rng.normal(size=(400, 16)).astype(np.float32)
     clip_emb /= np.linalg.norm(clip_emb, axis=1, keepdims=True)
-    evalset = EvalSet([f"v:{i:09d}" for i in range(40)], np.arange(40), [{}] * 40,
-                      [str(i) for i in range(40)], np.arange(40), np.array(["en"] * 40))
-    report = retrieval_report(clip_emb.copy(), clip_emb, evalset, annoy=True)
-    annoy = report["en"]["t2v_annoy"]
+    evalset = EvalSet([f"v:{i:09d}" for i in range(400)], np.arange(400), [{}] * 400,
+                      [str(i) for i in range(400)], np.arange(400), np.array(["en"] * 400))
+    report = retrieval_report(clip_emb.copy(), clip_emb, evalset, index_engine=engine)
+    index = report["en"]["t2v_index"]
     assert report["en"]["t2v"]["r1"] == 1.0
-    assert annoy["r1"] == 1.0 and annoy["recall_lost"] == {"r1": 0.0, "r5": 0.0, "r10": 0.0}
-    assert annoy["n_trees"] == 64 and annoy["search_k"] > 0
+    assert index["engine"] == engine and index["n"] == 400
+    assert index["r1"] == 1.0 and index["recall_lost"] == {"r1": 0.0, "r5": 0.0, "r10": 0.0}
+    assert index[structure] > 0 and index["search_k"] > 0
+
+
+def test_an_unknown_index_engine_is_refused() -> None:
+    evalset, text_emb, clip_emb = _evalset()
+    with pytest.raises(ValueError, match="no index engine 'hnsw'"):
+        retrieval_report(text_emb, clip_emb, evalset, index_engine="hnsw")
 
 
 def test_report_files_and_table(tmp_path) -> None:

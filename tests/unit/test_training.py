@@ -406,6 +406,7 @@ def test_training_raises_text_to_video_recall_well_above_chance(corpus: Path, tm
     recall = [report["languages"][lang]["t2v"]["r1"] for lang in ("en", "ko")]
     assert np.mean(recall) >= 4 * chance, recall  # unseen clips of the trained colours
     assert (report_dir / "eval_report.json").is_file() and (report_dir / "recall_at_k.png").is_file()
+    assert {report["languages"][lang]["t2v_index"]["engine"] for lang in ("en", "ko")} == {"annoy"}
 
 
 @needs_ffmpeg
@@ -517,18 +518,18 @@ def test_an_imported_published_model_fine_tunes_with_seqtransf_and_reloads(corpu
         assert [line.split()[1:] for line in table if "paper" in line.split()[:2]] == [
             ["paper", "29.2", "59.6", "69.9", "4.0"], ["paper", "44.5", "71.4", "81.6", "2.0"]]
         assert [line.split()[0] for line in table if "exact" in line] == ["ko", "en"]
-        assert sum("Annoy" in line and "lost" in line for line in table) == 2
+        assert sum("this model, ivf" in line and "lost" in line for line in table) == 2
 
 
 def test_paper_table_says_when_a_language_has_no_captions() -> None:
     from services.training.evaluate import format_paper_table
 
     summary = {"r1": 0.5, "r5": 0.75, "r10": 1.0, "median_rank": 1.5, "mean_rank": 2.0, "n": 4}
-    annoy = {**summary, "r1": 0.25, "recall_lost": {"r1": 0.25, "r5": 0.0, "r10": 0.0}}
+    index = {**summary, "r1": 0.25, "recall_lost": {"r1": 0.25, "r5": 0.0, "r10": 0.0}, "engine": "ivf"}
     report = {"split": "test", "n_clips": 4, "model_id": "abc", "temporal": "meanP",
-              "languages": {"en": {"t2v": summary, "t2v_annoy": annoy}}}
+              "languages": {"en": {"t2v": summary, "t2v_index": index}}}
     table = format_paper_table(report)
     assert "no ko captions in this split" in table
     rows = {" ".join(line.split()[:4]): line.split()[4:] for line in table.splitlines()}
     assert rows["en this model, exact"] == ["50.0", "75.0", "100.0", "1.5"]
-    assert " ".join(rows["en this model, Annoy"]) == "25.0 75.0 100.0 1.5 lost 25.0 / 0.0 / 0.0 pts"
+    assert " ".join(rows["en this model, ivf"]) == "25.0 75.0 100.0 1.5 lost 25.0 / 0.0 / 0.0 pts"

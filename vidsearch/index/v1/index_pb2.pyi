@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("clips",)
+    __slots__ = ("clips", "writer")
     CLIPS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
     clips: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClipRecord]
-    def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ...) -> None: ...
+    writer: str
+    def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ..., writer: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)
@@ -20,12 +22,14 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("clip_ids", "video_ids")
+    __slots__ = ("clip_ids", "video_ids", "fence_writers")
     CLIP_IDS_FIELD_NUMBER: _ClassVar[int]
     VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    FENCE_WRITERS_FIELD_NUMBER: _ClassVar[int]
     clip_ids: _containers.RepeatedScalarFieldContainer[str]
     video_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, clip_ids: _Optional[_Iterable[str]] = ..., video_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    fence_writers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, clip_ids: _Optional[_Iterable[str]] = ..., video_ids: _Optional[_Iterable[str]] = ..., fence_writers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted",)
