@@ -110,6 +110,8 @@ def domain_error(exc: grpc.aio.AioRpcError, what: str) -> errors.VidsearchError:
         return errors.WrongState(f"{what}: {detail}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return errors.Overloaded(f"{what}: {detail}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return errors.Unsupported(f"{what}: {detail}")
     return errors.DependencyDown(f"{what} unavailable ({code.name}): {detail}")
 
 

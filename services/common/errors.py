@@ -52,5 +52,10 @@ class StorageFull(VidsearchError):
     """The disk is full; nothing was acknowledged: RESOURCE_EXHAUSTED."""
 
 
+class Unsupported(VidsearchError):
+    """The server does not implement the call (an older version of the service): UNIMPLEMENTED.
+    Callers that can do without it fall back; it is not retried elsewhere like a server that is down."""
+
+
 class Cancelled(VidsearchError):
     """The work was cancelled on request: CANCELLED."""

@@ -18,9 +18,10 @@ that restarted takes writes while it catches up from a peer, before it serves re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -140,7 +141,7 @@ class ReplicaClient:
 
     async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
                    video_ids: Sequence[str] = (), limit: int = 0,
-                   timeout_s: float | None = None) -> AsyncIterator[list[common_pb2.ClipRecord]]:
+                   timeout_s: float | None = None) -> AsyncGenerator[list[common_pb2.ClipRecord], None]:
         """The replica's clips after ``after_clip_id`` in clip-id order, a page at a time.
 
         ``timeout_s`` bounds each page's wait, not the whole stream.
@@ -161,6 +162,13 @@ class ReplicaClient:
                 yield list(reply.clips)
         finally:
             stream.cancel()
+
+    async def digest(self, bounds: Sequence[str], timeout_s: float | None = None) -> list[index_pb2.RangeDigest]:
+        """SHA-256 and clip count of each clip-id range ``bounds`` define (IndexService.Digest):
+        ``len(bounds) + 1`` entries. Unsupported from a replica too old to have the call."""
+        request = index_pb2.DigestRequest(bounds=list(bounds))
+        reply: index_pb2.DigestResponse = await self._call(self.stub.Digest, request, timeout_s)
+        return list(reply.ranges)
 
     async def close(self) -> None:
         await self.breaker.close()
@@ -240,25 +248,37 @@ class ShardClient:
                     ) -> index_pb2.StatsResponse:
         return await self._read(lambda r, left: r.stats(left, content_checksum=content_checksum), timeout_s)
 
+    async def digest(self, bounds: Sequence[str], timeout_s: float | None = None) -> list[index_pb2.RangeDigest]:
+        """A SERVING replica's digests of the ranges ``bounds`` define (ReplicaClient.digest)."""
+        return await self._read(lambda r, left: r.digest(bounds, left), timeout_s)
+
     async def scan(self, after_clip_id: str = "", *, include_vectors: bool = False, page_size: int = 0,
-                   video_ids: Sequence[str] = (), timeout_s: float | None = None
-                   ) -> AsyncIterator[list[common_pb2.ClipRecord]]:
-        """Every clip of the shard after ``after_clip_id``, in clip-id order, a page at a time.
+                   video_ids: Sequence[str] = (), limit: int = 0, timeout_s: float | None = None
+                   ) -> AsyncGenerator[list[common_pb2.ClipRecord], None]:
+        """The shard's clips after ``after_clip_id`` (at most ``limit``; 0: all), in clip-id order, a
+        page at a time.
 
         Read from one replica; when it goes down mid-stream the scan resumes on the next one after
-        the last clip received, so no clip is skipped or repeated.
+        the last clip received, so no clip is skipped or repeated. A caller that stops iterating
+        early closes the stream (``contextlib.aclosing``), which cancels the replica's scan.
         """
         after = after_clip_id
         first = next(self._turn) % len(self.replicas)
         order = self.replicas[first:] + self.replicas[:first]
         failure: DependencyDown | None = None
+        received = 0
         for replica in order:
+            if limit and received >= limit:
+                return
             try:
-                async for page in replica.scan(after, include_vectors=include_vectors, page_size=page_size,
-                                               video_ids=video_ids, timeout_s=timeout_s):
-                    if page:
-                        after = page[-1].clip_id
-                    yield page
+                async with contextlib.aclosing(replica.scan(
+                        after, include_vectors=include_vectors, page_size=page_size, video_ids=video_ids,
+                        limit=limit - received if limit else 0, timeout_s=timeout_s)) as pages:
+                    async for page in pages:
+                        if page:
+                            after = page[-1].clip_id
+                        received += len(page)
+                        yield page
                 return
             except DependencyDown as exc:
                 failure = exc

@@ -39,6 +39,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.VidsearchError], grpc.StatusCode], ...]
     (errors.NotReady, grpc.StatusCode.UNAVAILABLE),
     (errors.DependencyDown, grpc.StatusCode.UNAVAILABLE),
     (errors.Cancelled, grpc.StatusCode.CANCELLED),
+    (errors.Unsupported, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 RPC_REQUESTS = Counter(

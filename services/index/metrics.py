@@ -28,6 +28,12 @@ CATCHUP_CLIPS = Counter(
     "the live writes that touched them meanwhile.",
     ["shard", "action"],
 )
+CATCHUP_RANGES = Counter(
+    "vidsearch_index_catchup_ranges",
+    "Clip-id ranges a replica's catch-up compared with its peer by digest: equal (not read from the peer) or "
+    "differing (reconciled).",
+    ["shard", "outcome"],
+)
 
 #: (metric name, help, key of ShardIndex.stats())
 _GAUGES = (

@@ -64,6 +64,9 @@ class IndexSettings:
         10.0, "How long replica 0, opened with clips, looks for a SERVING peer, while some peer does not "
         "answer, before it serves without catching up.")
     catchup_page_size: int = setting(1000, "Clips per Scan page read from the peer while catching up.")
+    catchup_range_clips: int = setting(
+        0, "Clips per id range a replica catching up compares with its peer by digest; only ranges that differ "
+        "are read from the peer. 0: the shard's clips / 10,000 (at least 1), the finest one Digest request takes.")
     server: settings.ServerSettings = dataclasses.field(default_factory=settings.ServerSettings)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,8 @@ class IndexSettings:
             raise settings.SettingsError(f"replica must be >= 0, got {self.replica}")
         if not 1 <= self.catchup_page_size <= 10_000:
             raise settings.SettingsError(f"catchup_page_size must be 1..10000, got {self.catchup_page_size}")
+        if self.catchup_range_clips < 0:
+            raise settings.SettingsError(f"catchup_range_clips must be >= 0, got {self.catchup_range_clips}")
 
     @property
     def peer_addresses(self) -> list[str]:
@@ -123,7 +128,7 @@ async def run(cfg: IndexSettings) -> None:
             peers = ShardClient(f"{name} peers", REPLICA_SEPARATOR.join(cfg.peer_addresses), timeout_s=60)
             try:
                 await catch_up(name, shard, catchup, peers, replica=cfg.replica, alone_after_s=cfg.alone_after_s,
-                               page_size=cfg.catchup_page_size)
+                               page_size=cfg.catchup_page_size, range_clips=cfg.catchup_range_clips)
             finally:
                 await peers.close()
 

@@ -176,3 +176,9 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
                 left -= len(records)
             if len(records) < size:
                 return
+
+    async def Digest(self, request, context):
+        shard = self._readable()
+        ranges = await asyncio.to_thread(shard.digests, list(request.bounds))
+        return index_pb2.DigestResponse(ranges=[index_pb2.RangeDigest(sha256=r.sha256, clips=r.clips)
+                                                for r in ranges])

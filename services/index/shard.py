@@ -20,14 +20,15 @@ the fresh buffer, so nothing acknowledged is dropped.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -47,9 +48,18 @@ from services.index.store import ShardStore
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
+MAX_DIGEST_BOUNDS = 10_000
 _STORE = "clips.sqlite3"
 _SEGMENT_DIR = "segments"
 _QUERY_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class RangeDigest:
+    """A clip-id range's content as ``ShardIndex.digests`` sums it up: SHA-256 and clip count."""
+
+    sha256: bytes
+    clips: int
 
 
 class ShardStats(TypedDict):
@@ -279,17 +289,55 @@ class ShardIndex:
         records = self._store.page(after_clip_id, limit, video_ids=video_ids, with_vectors=with_vectors)
         return self._segment_vectors(records, with_vectors)
 
+    def clip_ids(self) -> list[str]:
+        """Every stored clip's id, in clip-id order (code points, which is the store's UTF-8 byte order)."""
+        self._check_open()
+        with self._state:
+            ids = list(self._location)
+        return sorted(ids)
+
     def checksum(self, page_size: int = 1000) -> str:
         """Hex SHA-256 over every stored clip's ``content_bytes`` in clip-id order: equal on replicas
         that hold the same clips, whatever order they were written in or how they are segmented."""
         digest = hashlib.sha256()
+        for record in self._every_record(page_size):
+            digest.update(record.content_bytes())
+        return digest.hexdigest()
+
+    def digests(self, bounds: Sequence[str], page_size: int = 1000) -> list[RangeDigest]:
+        """The ``checksum`` of each clip-id range that ``bounds`` define, with its clip count.
+
+        ``bounds`` are inclusive upper ends, non-empty and strictly increasing: the ranges are
+        ("", b0], (b0, b1], ..., (b_last, end), ``len(bounds) + 1`` of them. One pass over the shard.
+        """
+        bounds = list(bounds)
+        if len(bounds) > MAX_DIGEST_BOUNDS:
+            raise InvalidInput(f"digests take at most {MAX_DIGEST_BOUNDS} bounds, got {len(bounds)}")
+        if any(not b for b in bounds):
+            raise InvalidInput("digest bounds must not be empty strings")
+        for i, (low, high) in enumerate(itertools.pairwise(bounds)):
+            # Python orders str by code point, as SQLite orders the ids' UTF-8 bytes.
+            if not low < high:
+                raise InvalidInput(f"digest bounds must be strictly increasing: bound {i + 1} {high!r} is not "
+                                   f"after bound {i} {low!r}")
+        hashes = [hashlib.sha256() for _ in range(len(bounds) + 1)]
+        counts = [0] * len(hashes)
+        at = 0  # the range of the clip read last; clips come in id order, so it only moves up
+        for record in self._every_record(page_size):
+            while at < len(bounds) and record.clip_id > bounds[at]:
+                at += 1
+            hashes[at].update(record.content_bytes())
+            counts[at] += 1
+        return [RangeDigest(h.digest(), n) for h, n in zip(hashes, counts, strict=True)]
+
+    def _every_record(self, page_size: int) -> Iterator[ClipRecord]:
+        """Every stored clip with its vector, in clip-id order, read a page at a time."""
         after = ""
         while True:
             page = self.scan(after, page_size, with_vectors=True)
-            for record in page:
-                digest.update(record.content_bytes())
+            yield from page
             if len(page) < page_size:
-                return digest.hexdigest()
+                return
             after = page[-1].clip_id
 
     def _segment_vectors(self, records: list[ClipRecord], with_vectors: bool) -> list[ClipRecord]:

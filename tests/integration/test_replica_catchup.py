@@ -17,13 +17,13 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 
 from services import cli
-from services.common.errors import WrongState
+from services.common.errors import Unsupported, WrongState
 from services.common.index_client import ShardClient
 from services.common.readiness import Pending
 from services.common.server import Registration, RunningServer, start_server
 from services.common.settings import ServerSettings
 from services.index import convert
-from services.index.catchup import CatchUp, catch_up
+from services.index.catchup import CatchUp, IdRange, Reconciler, catch_up
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
 from tests.procs import ServiceProcess, free_port, health_status
@@ -61,9 +61,30 @@ class GatedPeer(IndexServicer):
             yield page
 
 
-async def _server(servicer: IndexServicer, serving: bool) -> RunningServer:
-    running = await start_server(ServerSettings(grace_seconds=0), [Registration(
-        index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, SERVICE)])
+class _WithoutDigest:
+    """What ``add_IndexServiceServicer_to_server`` registers on, passing on every method but Digest: the
+    IndexService as a replica of an older version serves it (a call of Digest gets UNIMPLEMENTED)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        pass  # the same methods come by name below
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
+        older = {method: handler for method, handler in handlers.items() if method != "Digest"}
+        assert len(older) == len(handlers) - 1
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, older),))
+        self.server.add_registered_method_handlers(service, older)
+
+
+def _add_older_index(servicer: IndexServicer, server: grpc.aio.Server) -> None:
+    index_pb2_grpc.add_IndexServiceServicer_to_server(servicer, _WithoutDigest(server))
+
+
+async def _server(servicer: IndexServicer, serving: bool, add=index_pb2_grpc.add_IndexServiceServicer_to_server
+                  ) -> RunningServer:
+    running = await start_server(ServerSettings(grace_seconds=0), [Registration(add, servicer, SERVICE)])
     await running.set_serving(serving)
     return running
 
@@ -105,6 +126,9 @@ def test_live_writes_during_catch_up_win_over_the_peers_older_copies(tmp_path: P
                     await stub.Get(index_pb2.GetRequest(clip_ids=["v1:000000000"]), timeout=5)
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert "catching up" in refused.value.details()
+                with pytest.raises(grpc.aio.AioRpcError) as refused:  # nor a digest, which a peer would use
+                    await stub.Digest(index_pb2.DigestRequest(bounds=["v2"]), timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert (await stub.Stats(index_pb2.StatsRequest(), timeout=5)).catching_up
             peer.release.set()
             progress = await asyncio.wait_for(task, 30)
@@ -128,6 +152,152 @@ def test_live_writes_during_catch_up_win_over_the_peers_older_copies(tmp_path: P
             for running, servicer in ((a, peer), (b, b_servicer)):
                 await running.server.stop(0)
                 servicer.shard.get().close()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- reconciling only the ranges that differ
+
+PER_RANGE = 10  # catch-up page size: b's ranges are then one video each (10 clips, ids v00..v19)
+
+
+async def _pair_in_process(tmp: Path, add_peer=index_pb2_grpc.add_IndexServiceServicer_to_server):
+    """a SERVING with 200 clips (20 videos of 10), and b holding the same clips, about to catch up
+    from a: (a's servicer, a's server, b's servicer, b's server, a client of a as b's peer)."""
+    a_servicer = IndexServicer("shard-0", Pending("opening", ShardIndex(tmp / "a")))
+    a = await _server(a_servicer, serving=True, add=add_peer)
+    b_servicer = IndexServicer("shard-0", Pending("opening", ShardIndex(tmp / "b")), CatchUp("shard-0"))
+    b = await _server(b_servicer, serving=False)
+    clips = [c for v in range(20) for c in _clips(f"v{v:02d}", PER_RANGE, seed=v)]
+    for servicer in (a_servicer, b_servicer):
+        servicer.shard.get().upsert([convert.record_from_proto(c) for c in clips])
+    return a_servicer, a, b_servicer, b, ShardClient("peers", f"127.0.0.1:{a.port}", timeout_s=10)
+
+
+async def _close(*pairs) -> None:
+    for running, servicer in pairs:
+        await running.server.stop(0)
+        servicer.shard.get().close()
+
+
+def _ranges_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("vidsearch_index_catchup_ranges_total",
+                                     {"shard": "shard-0", "outcome": outcome}) or 0.0
+
+
+def test_a_replica_that_missed_writes_reads_only_the_ranges_that_differ(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        shard_a, shard_b = a_servicer.shard.get(), b_servicer.shard.get()
+        try:
+            # Written to a alone while b was down; b's ranges are ("", v00:9000], (v00:9000, v01:9000], ...
+            shard_a.upsert([convert.record_from_proto(c) for c in _clips("v02", 4, seed=7, caption="new")[3:]])
+            shard_a.delete(clip_ids=["v07:000004000"])
+            shard_a.delete(video_ids=["v05"])  # every clip of range 5: the peer has none left there
+            shard_a.upsert([convert.record_from_proto(c) for c in _clips("v06", 3, seed=8, caption="new")[2:]])
+            shard_a.upsert([convert.record_from_proto(c) for c in _clips("v10x", 1) + _clips("v99", 1)])
+            before = _ranges_counted("equal"), _ranges_counted("differing")
+            progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1,
+                                      alone_after_s=1, page_size=PER_RANGE,
+                                      range_clips=PER_RANGE)
+
+            assert shard_a.checksum() == shard_b.checksum()
+            assert shard_b.stats()["live"] == 200 - 1 - 10 + 2
+            # Ranges 2 and 6 (an overwrite), 5 (emptied), 7 (a delete), 11 (v10x sorts after v10:000009000)
+            # and the open last one (v99) differ; 15 of 21 were not read.
+            assert (progress.ranges_compared, progress.ranges_reconciled, progress.full_scan) == (21, 6, False)
+            assert (_ranges_counted("equal") - before[0], _ranges_counted("differing") - before[1]) == (15, 6)
+            # Each scan: the peer's clips in its ranges and the first one after them; ranges 5, 6 and 7 are
+            # next to each other and read in one scan; the open range: v99 alone.
+            assert progress.scanned == (10 + 1) + (0 + 10 + 9 + 1) + (11 + 1) + 1
+            assert (progress.upserted, progress.deleted, progress.skipped) == (4, 11, 0)
+            assert b_servicer.catchup.done
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
+# Ranges of 10 clips, or by default as many as one Digest takes: here one per clip.
+@pytest.mark.parametrize(("range_clips", "ranges"), [(PER_RANGE, 21), (0, 201)])
+def test_a_replica_that_missed_nothing_reads_no_clip_of_its_peer(tmp_path: Path, range_clips: int,
+                                                                 ranges: int) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        try:
+            b_servicer.shard.get().seal(wait=True)  # segmented otherwise than a: the content is what counts
+            progress = await catch_up("shard-0", b_servicer.shard.get(), b_servicer.catchup, peers, replica=1,
+                                      alone_after_s=1, range_clips=range_clips)
+            assert (progress.ranges_compared, progress.ranges_reconciled, progress.scanned) == (ranges, 0, 0)
+            assert a_servicer.shard.get().checksum() == b_servicer.shard.get().checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
+# 13: the peer's count of the range's clips; 3: a count taken before live writes added 10 more.
+@pytest.mark.parametrize("peer_clips", [13, 3])
+def test_a_range_reconcile_touches_nothing_outside_its_range(tmp_path: Path, peer_clips: int) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        shard_a, shard_b = a_servicer.shard.get(), b_servicer.shard.get()
+        try:
+            shard_a.delete(video_ids=["v03", "v04", "v06"])
+            shard_a.upsert([convert.record_from_proto(c) for c in _clips("v04", 12, seed=5, caption="longer")])
+            reconciler = Reconciler("shard-0", shard_b, b_servicer.catchup)
+            # (v03:000009000, v05:000000000]: v04's 12 clips and v05's first one.
+            await reconciler.reconcile(peers, IdRange("v03:000009000", "v05:000000000", peer_clips), page_size=5)
+
+            assert reconciler.progress.after == "v05:000000000"
+            assert (reconciler.progress.upserted, reconciler.progress.deleted) == (12, 0)  # v04's 10 over, 2 new
+            assert reconciler.progress.scanned == 13 + 1  # and the first clip after the range
+            assert [r.caption for r in shard_b.scan("v03:000009000", 12, with_vectors=False)] == ["longer"] * 12
+            assert shard_b.stats()["live"] == 200 + 2  # v03 and v06, outside the range, are still there
+            assert shard_b.digests(["v03:000009000", "v05:000000000"])[1] == \
+                shard_a.digests(["v03:000009000", "v05:000000000"])[1]
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_without_digest_is_read_whole(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path, add_peer=_add_older_index)
+        shard_a, shard_b = a_servicer.shard.get(), b_servicer.shard.get()
+        try:
+            with pytest.raises(Unsupported):
+                await peers.digest(["v05"])
+            shard_a.delete(video_ids=["v05"])
+            progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1,
+                                      alone_after_s=1, page_size=PER_RANGE,
+                                      range_clips=PER_RANGE)
+            assert progress.full_scan and progress.ranges_compared == 0
+            assert (progress.scanned, progress.deleted) == (190, 10)
+            assert shard_a.checksum() == shard_b.checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_that_holds_no_clip_reads_its_peer_whole_without_comparing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        shard_b = b_servicer.shard.get()
+        try:
+            shard_b.delete(video_ids=[f"v{v:02d}" for v in range(20)])  # as a lost volume holds nothing
+            progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1, alone_after_s=1)
+            assert (progress.full_scan, progress.ranges_compared, progress.scanned) == (True, 0, 200)
+            assert a_servicer.shard.get().checksum() == shard_b.checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
 
     asyncio.run(scenario())
 
@@ -230,6 +400,7 @@ def test_a_replica_that_was_down_catches_up_before_it_serves(tmp_path: Path) -> 
         assert [c.caption for c in got.clips] == ["overwritten", ""]
         assert sorted(got.missing_ids) == ["both:000049000", "only-a-05:000000000"]
         assert "caught up" in b.log_tail(200)
+        assert "id ranges reconciled" in b.log_tail(200)  # by digests, not by a full scan
         assert cli.main(["replicas", "--shards", target]) == 0
     finally:
         a.stop()

@@ -108,7 +108,9 @@ def test_two_replicas_of_a_shard(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_a_scan_resumes_on_the_other_replica_when_its_replica_dies(tmp_path: Path) -> None:
+# limit 25: the scan ends after 25 clips in all, 10 from the replica that died and 15 from the other.
+@pytest.mark.parametrize("limit", [0, 25])
+def test_a_scan_resumes_on_the_other_replica_when_its_replica_dies(tmp_path: Path, limit: int) -> None:
     async def scenario() -> None:
         servers = {"a": await _replica(tmp_path / "a"), "b": await _replica(tmp_path / "b")}
         shard = ShardClient("shard-0", f"127.0.0.1:{servers['a'][0].port}|127.0.0.1:{servers['b'][0].port}",
@@ -117,13 +119,13 @@ def test_a_scan_resumes_on_the_other_replica_when_its_replica_dies(tmp_path: Pat
             written = sorted(c.clip_id for c in _clips("video", 30))
             await shard.upsert(_clips("video", 30))
             seen: list[str] = []
-            async for page in shard.scan(page_size=10, include_vectors=True):
+            async for page in shard.scan(page_size=10, include_vectors=True, limit=limit):
                 seen += [c.clip_id for c in page]
                 assert all(len(c.vector.packed) == 4 * DIM for c in page)
                 if len(seen) == 10:  # the replica the scan started on dies after its first page
                     (scanning,) = [name for name, (_, s) in servers.items() if s.scans]
                     await _stop(*servers.pop(scanning))
-            assert seen == written
+            assert seen == written[:limit or None]
             (survivor,) = servers.values()
             assert survivor[1].scans == 1, "the scan did not resume on the other replica"
         finally:

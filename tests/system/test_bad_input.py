@@ -442,6 +442,18 @@ CASES = [
         after_clip_id="\U0010ffff"), timeout=30)), "OK", check=lambda r: r == []),
     Case("non-UTF-8 resume id", "index.Scan", lambda c: c.raw_stream_out("index", IDX + "Scan", wire(1, NOT_UTF8)),
          INVALID, "bad UTF-8"),
+    Case("bounds out of order", "index.Digest", lambda c: c.index.Digest(index_pb2.DigestRequest(
+        bounds=["b", "a"]), timeout=30), INVALID, "strictly increasing"),
+    Case("duplicate bound", "index.Digest", lambda c: c.index.Digest(index_pb2.DigestRequest(
+        bounds=["a", "a"]), timeout=30), INVALID, "strictly increasing"),
+    Case("empty bound", "index.Digest", lambda c: c.index.Digest(index_pb2.DigestRequest(
+        bounds=["", "a"]), timeout=30), INVALID, "must not be empty"),
+    Case("10001 bounds", "index.Digest", lambda c: c.index.Digest(index_pb2.DigestRequest(
+        bounds=[f"x:{i:09d}" for i in range(10_001)]), timeout=30), INVALID, "at most 10000"),
+    Case("non-UTF-8 bound", "index.Digest", lambda c: c.raw("index", IDX + "Digest", wire(1, NOT_UTF8)), INVALID,
+         "bad UTF-8"),
+    Case("no bounds", "index.Digest", lambda c: c.index.Digest(index_pb2.DigestRequest(), timeout=30), "OK",
+         check=lambda r: len(r.ranges) == 1 and r.ranges[0].clips > 0 and len(r.ranges[0].sha256) == 32),
     # ---------------------------------------------------------------- ingest.IngestService
     Case("empty uri", "ingest.SubmitVideo", submit(""), INVALID, "uri must not be empty"),
     Case("path traversal", "ingest.SubmitVideo", submit("{library}/../../../etc/passwd"), INVALID, "'..'"),

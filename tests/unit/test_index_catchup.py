@@ -1,10 +1,17 @@
-"""Which replica serves first when a whole shard restarts and no replica is SERVING."""
+"""Which replica serves first when a whole shard restarts and no replica is SERVING; how a replica cuts
+its clip ids into the ranges it compares with its peer's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from services.index.catchup import PeerState, serves_alone
+from services.index import catchup
+from services.index.catchup import PeerState, range_bounds, serves_alone
+from services.index.records import ClipRecord
+from services.index.shard import ShardIndex
 
 
 def peer(number: int, serving: bool | None, live_at_open: int | None = None) -> PeerState:
@@ -35,3 +42,20 @@ def peer(number: int, serving: bool | None, live_at_open: int | None = None) -> 
 def test_the_lowest_numbered_replica_that_opened_with_clips_serves(
         replica: int, live: int, peers: list[PeerState], waited_s: float, serves: bool) -> None:
     assert serves_alone(replica, live, peers, waited_s, alone_after_s=10.0) is serves
+
+
+@pytest.mark.parametrize(("clips", "per_range", "max_bounds", "bounds"), [
+    (25, 10, 10_000, [9, 19]),  # the last 5 clips in the open range after the last bound
+    (20, 10, 10_000, [9, 19]),  # an exact multiple: the open range is empty
+    (9, 10, 10_000, []),  # fewer clips than a range: one range, the whole shard
+    (0, 10, 10_000, []),
+    (25, 2, 5, [5, 11, 17, 23]),  # 12 bounds are more than a request takes: every third of them
+    (2500, 1, 10_000, list(range(2500))),  # a range per clip, read in pages of 1,000 all the same
+])
+def test_range_bounds_are_every_nth_clip_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clips: int,
+                                            per_range: int, max_bounds: int, bounds: list[int]) -> None:
+    monkeypatch.setattr(catchup, "MAX_DIGEST_BOUNDS", max_bounds)
+    ids = [f"v:{i:09d}" for i in range(clips)]
+    with ShardIndex(tmp_path, model_id="m", dim=4) as shard:
+        shard.upsert([ClipRecord(cid, "v", 0.0, 1.0, np.ones(4, np.float32), model_id="m") for cid in ids[::-1]])
+        assert range_bounds(shard, per_range) == [ids[i] for i in bounds]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -15,7 +16,7 @@ import pytest
 from services.common.errors import InvalidInput, StorageFull, WrongState
 from services.index.records import ClipRecord, SearchFilter, validate_records
 from services.index.segment import AnnoySegment, Segment, exact_top_k
-from services.index.shard import ShardIndex
+from services.index.shard import RangeDigest, ShardIndex
 
 DIM = 32
 MODEL = "clip4clip-test"
@@ -529,6 +530,54 @@ def test_the_checksum_covers_content_not_write_order_or_segments(tmp_path: Path,
         assert a.checksum() != b.checksum()
         b.upsert([recs[7]])
         assert a.checksum() == b.checksum()
+
+
+def test_range_digests_sum_up_each_id_range_like_the_checksum(tmp_path: Path, corpus: dict) -> None:
+    recs = sorted(corpus["records"][:300], key=lambda r: r.clip_id)
+    ids = [r.clip_id for r in recs]
+    with ShardIndex(tmp_path / "a", seal_threshold=100, n_trees=2) as a, ShardIndex(tmp_path / "b") as b:
+        a.upsert(recs)
+        a.wait_for_builds()
+        for start in range(300, 0, -50):  # b: the same clips in another order and batches, unsealed
+            b.upsert(recs[start - 50 : start][::-1])
+        # Bounds that are stored ids, ids between stored ones, and ranges with no clip in them.
+        bounds = [ids[9], ids[10] + "~", ids[10] + "~~", ids[150], ids[299], ids[299] + "~"]
+        digests = a.digests(bounds)
+        assert digests == b.digests(bounds, page_size=7)
+        assert [d.clips for d in digests] == [10, 1, 0, 140, 149, 0, 0]
+        with ShardIndex(tmp_path / "part") as part:  # one range's digest is the checksum of its clips
+            part.upsert(recs[11:151])
+            assert digests[3].sha256.hex() == part.checksum()
+        empty = hashlib.sha256().digest()
+        assert digests[2].sha256 == digests[5].sha256 == digests[6].sha256 == empty
+        assert a.digests([]) == [RangeDigest(bytes.fromhex(a.checksum()), 300)]
+
+        b.upsert([replace(recs[200], caption="other")])
+        b.delete([recs[5].clip_id])
+        changed = [i for i, (x, y) in enumerate(zip(a.digests(bounds), b.digests(bounds), strict=True)) if x != y]
+        assert changed == [0, 4]
+
+
+def test_clip_ids_and_range_digests_order_ids_as_the_store_does(tmp_path: Path) -> None:
+    """Python compares ids by code point, SQLite by UTF-8 bytes: the same order, astral characters included."""
+    ids = ["Z:1", "a:1", "가:1", "\ufffd:1", "\U0001f600:1", "a:10", "a:1~"]
+    with ShardIndex(tmp_path, model_id=MODEL, dim=DIM) as shard:
+        shard.upsert([_rec(clip_id=cid, video_id=cid[:-2]) for cid in ids])
+        stored = [r.clip_id for r in shard.scan(limit=100, with_vectors=False)]
+        assert shard.clip_ids() == stored == sorted(ids)
+        assert [d.clips for d in shard.digests(stored)] == [1] * len(ids) + [0]
+
+
+@pytest.mark.parametrize(("bounds", "message"), [
+    (["b", "a"], "strictly increasing"),
+    (["a", "a"], "strictly increasing"),
+    (["a", ""], "must not be empty"),
+    ([f"{i:06d}" for i in range(10_001)], "at most 10000"),
+])
+def test_range_digests_refuse_bounds_that_do_not_define_ranges(tmp_path: Path, bounds: list[str],
+                                                                message: str) -> None:
+    with ShardIndex(tmp_path) as shard, pytest.raises(InvalidInput, match=message):
+        shard.digests(bounds)
 
 
 def test_first_write_must_name_a_model(tmp_path: Path) -> None:

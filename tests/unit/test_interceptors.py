@@ -68,6 +68,7 @@ EXPECTED_CODES = {
     errors.NotReady: grpc.StatusCode.UNAVAILABLE,  # still starting: retryable, not FAILED_PRECONDITION
     errors.DependencyDown: grpc.StatusCode.UNAVAILABLE,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
+    errors.Unsupported: grpc.StatusCode.UNIMPLEMENTED,  # an older server without the call
 }
 
 

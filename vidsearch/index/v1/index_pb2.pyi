@@ -162,3 +162,23 @@ class ScanResponse(_message.Message):
     clips: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClipRecord]
     model_id: str
     def __init__(self, clips: _Optional[_Iterable[_Union[_common_pb2.ClipRecord, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class DigestRequest(_message.Message):
+    __slots__ = ("bounds",)
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    bounds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bounds: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RangeDigest(_message.Message):
+    __slots__ = ("sha256", "clips")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    sha256: bytes
+    clips: int
+    def __init__(self, sha256: _Optional[bytes] = ..., clips: _Optional[int] = ...) -> None: ...
+
+class DigestResponse(_message.Message):
+    __slots__ = ("ranges",)
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[RangeDigest]
+    def __init__(self, ranges: _Optional[_Iterable[_Union[RangeDigest, _Mapping]]] = ...) -> None: ...

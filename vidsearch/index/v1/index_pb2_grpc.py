@@ -75,6 +75,11 @@ class IndexServiceStub:
                 request_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.SerializeToString,
                 response_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.FromString,
                 _registered_method=True)
+        self.Digest = channel.unary_unary(
+                '/vidsearch.index.v1.IndexService/Digest',
+                request_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.DigestRequest.SerializeToString,
+                response_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.DigestResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -138,6 +143,14 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Digest(self, request, context):
+        """Hashes the stored clips of clip-id ranges, one SHA-256 and count per range, so that a replica
+        catching up finds the ranges where it differs from this one without reading their clips.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +193,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.Scan,
                     request_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.FromString,
                     response_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.SerializeToString,
+            ),
+            'Digest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Digest,
+                    request_deserializer=vidsearch_dot_index_dot_v1_dot_index__pb2.DigestRequest.FromString,
+                    response_serializer=vidsearch_dot_index_dot_v1_dot_index__pb2.DigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +417,33 @@ class IndexService:
             '/vidsearch.index.v1.IndexService/Scan',
             vidsearch_dot_index_dot_v1_dot_index__pb2.ScanRequest.SerializeToString,
             vidsearch_dot_index_dot_v1_dot_index__pb2.ScanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Digest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidsearch.index.v1.IndexService/Digest',
+            vidsearch_dot_index_dot_v1_dot_index__pb2.DigestRequest.SerializeToString,
+            vidsearch_dot_index_dot_v1_dot_index__pb2.DigestResponse.FromString,
             options,
             channel_credentials,
             insecure,
