@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "ingest": ("bench.ingest", ["--json"]),
     "web": ("bench.web", ["--json"]),
     "reconcile": ("bench.reconcile", ["--json"]),
+    "catchup": ("bench.catchup", ["--json"]),
 }
 
 # (benchmark, figure, baseline figure or None, ratio figure or None, target text)
@@ -70,6 +71,9 @@ ROWS = [
     ("web", "errors", None, None, "= 0"),
     ("reconcile", "walk_peak_mib", "inventory_peak_mib", "memory_ratio", "(a migration pass's driver memory)"),
     ("reconcile", "walk_seconds", "inventory_seconds", "time_ratio", ""),
+    ("catchup", "speedup", None, None, "(full scan s / range digests s, a replica that missed 100 of 100,000)"),
+    ("catchup", "scanned_ratio", None, None, "(peer clips read: full scan / range digests)"),
+    ("catchup", "speedup_missed_nothing", None, None, "(the same, a replica that missed nothing)"),
 ]
 
 
