@@ -131,10 +131,10 @@ class ReplicaClient:
         return reply
 
     async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False,
-                    serving_or_not: bool = False) -> index_pb2.StatsResponse:
+                    serving_or_not: bool = False, include_fences: bool = False) -> index_pb2.StatsResponse:
         """The replica's statistics; with ``serving_or_not`` also from a replica that is not SERVING
         (catching up from a peer), which a plain read would skip."""
-        request = index_pb2.StatsRequest(content_checksum=content_checksum)
+        request = index_pb2.StatsRequest(content_checksum=content_checksum, include_fences=include_fences)
         stub = self.direct_stub if serving_or_not else self.stub
         reply: index_pb2.StatsResponse = await self._call(stub.Stats, request, timeout_s)
         return reply
@@ -244,9 +244,10 @@ class ShardClient:
                   timeout_s: float | None = None) -> index_pb2.GetResponse:
         return await self._read(lambda r, left: r.get(clip_ids, include_vectors, left), timeout_s)
 
-    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False
-                    ) -> index_pb2.StatsResponse:
-        return await self._read(lambda r, left: r.stats(left, content_checksum=content_checksum), timeout_s)
+    async def stats(self, timeout_s: float | None = None, *, content_checksum: bool = False,
+                    include_fences: bool = False) -> index_pb2.StatsResponse:
+        return await self._read(lambda r, left: r.stats(left, content_checksum=content_checksum,
+                                                        include_fences=include_fences), timeout_s)
 
     async def digest(self, bounds: Sequence[str], timeout_s: float | None = None) -> list[index_pb2.RangeDigest]:
         """A SERVING replica's digests of the ranges ``bounds`` define (ReplicaClient.digest)."""

@@ -146,6 +146,7 @@ class Progress:
     ranges_compared: int = 0
     ranges_reconciled: int = 0
     full_scan: bool = False
+    fences_copied: int = 0
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,18 @@ async def differing_ranges(name: str, shard: ShardIndex, peers: ShardClient, pro
     return ranges
 
 
+async def copy_fences(shard: ShardIndex, peers: ShardClient) -> int:
+    """Fences here the writers a SERVING peer has fenced and this replica has not (a delete that fenced
+    them came while it was down), before it reconciles: a fenced job's late upsert is refused here too
+    from then on. Returns how many it fenced. One sent before this, once the shard opened, counts as a
+    live write and stays: the window is the time from opening to the first peer's answer."""
+    peer_fenced = set((await peers.stats(include_fences=True)).fenced_writers)
+    missing = sorted(peer_fenced - await asyncio.to_thread(shard.fenced))
+    if missing:
+        await asyncio.to_thread(shard.delete, (), (), missing)
+    return len(missing)
+
+
 async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardClient, *, replica: int,
                    alone_after_s: float, page_size: int = 1000, range_clips: int = 0) -> Progress:
     """Brings ``shard`` to a SERVING peer's content (see the module docstring), then opens it for reads.
@@ -397,6 +410,7 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
     while await _wait_for_source(name, peers, replica, catchup.live_at_open, alone_after_s):
         try:
             if pending is None:
+                reconciler.progress.fences_copied = await copy_fences(shard, peers)
                 live = shard.stats()["live"]
                 clips_per_range = range_clips or max(1, -(-live // MAX_DIGEST_BOUNDS))
                 # The peer reads its whole shard for the digests: allow a second per 10,000 clips on top.
@@ -420,5 +434,6 @@ async def catch_up(name: str, shard: ShardIndex, catchup: CatchUp, peers: ShardC
     p = reconciler.progress
     ranges = "the peer's whole shard" if p.full_scan else f"{p.ranges_reconciled} of {p.ranges_compared} id ranges"
     log.info("index %s caught up in %.1f s: %s reconciled, %d peer clips scanned, %d copied, %d deleted, %d left "
-             "to live writes", name, time.monotonic() - t0, ranges, p.scanned, p.upserted, p.deleted, p.skipped)
+             "to live writes, %d fenced writers copied", name, time.monotonic() - t0, ranges, p.scanned, p.upserted,
+             p.deleted, p.skipped, p.fences_copied)
     return p

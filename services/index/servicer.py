@@ -134,6 +134,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         shard = self.shard.get()
         s = await asyncio.to_thread(shard.stats)
         checksum = await asyncio.to_thread(shard.checksum) if request.content_checksum else ""
+        fenced = sorted(await asyncio.to_thread(shard.fenced)) if request.include_fences else []
         return index_pb2.StatsResponse(
             records=s["records"],
             live=s["live"],
@@ -147,6 +148,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             checksum=checksum,
             catching_up=self.catchup is not None and not self.catchup.done,
             live_at_open=self.catchup.live_at_open if self.catchup is not None and not self.catchup.done else 0,
+            fenced_writers=fenced,
         )
 
     async def Scan(self, request, context):

@@ -273,6 +273,12 @@ class ShardIndex:
                     self._tombstone(cid)
         return deleted
 
+    def fenced(self) -> set[str]:
+        """The writers deletes have fenced here (kept 7 days, see ShardStore)."""
+        self._check_open()
+        with self._write_lock:
+            return set(self._unbound_fences) if self._store is None else self._store.fenced()
+
     def get(self, clip_ids: Iterable[str], *, with_vectors: bool = True) -> list[ClipRecord]:
         """Stored records of the named clips, in request order; unknown ids are skipped."""
         self._check_open()

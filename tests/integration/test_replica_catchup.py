@@ -286,6 +286,29 @@ def test_a_peer_without_digest_is_read_whole(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_replica_copies_the_writers_its_peer_fenced_while_it_was_down(tmp_path: Path) -> None:
+    """A delete that fenced a stalled job reached a alone; once b caught up, b refuses that job's upsert too."""
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)
+        shard_a, shard_b = a_servicer.shard.get(), b_servicer.shard.get()
+        try:
+            shard_a.delete(video_ids=["v03"], fence_writers=["stalled-job"])
+            shard_b.delete(video_ids=[], fence_writers=["older-job"])  # b's own fences stay
+            progress = await catch_up("shard-0", shard_b, b_servicer.catchup, peers, replica=1, alone_after_s=1,
+                                      page_size=PER_RANGE, range_clips=PER_RANGE)
+            assert progress.fences_copied == 1 and shard_b.fenced() == {"stalled-job", "older-job"}
+            assert (await peers.stats(include_fences=True)).fenced_writers == ["stalled-job"]
+            late = [convert.record_from_proto(c) for c in _clips("v03", 1, seed=3)]
+            with pytest.raises(WrongState, match="'stalled-job' was fenced"):
+                shard_b.upsert(late, writer="stalled-job")
+            assert shard_a.checksum() == shard_b.checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
 def test_a_replica_that_holds_no_clip_reads_its_peer_whole_without_comparing(tmp_path: Path) -> None:
     async def scenario() -> None:
         a_servicer, a, b_servicer, b, peers = await _pair_in_process(tmp_path)

@@ -108,13 +108,15 @@ class CompactResponse(_message.Message):
     def __init__(self, segments: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ("content_checksum",)
+    __slots__ = ("content_checksum", "include_fences")
     CONTENT_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FENCES_FIELD_NUMBER: _ClassVar[int]
     content_checksum: bool
-    def __init__(self, content_checksum: _Optional[bool] = ...) -> None: ...
+    include_fences: bool
+    def __init__(self, content_checksum: _Optional[bool] = ..., include_fences: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard", "checksum", "catching_up", "live_at_open")
+    __slots__ = ("records", "live", "tombstoned", "segments", "fresh", "bytes_on_disk", "model_id", "dimension", "shard", "checksum", "catching_up", "live_at_open", "fenced_writers")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONED_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,7 @@ class StatsResponse(_message.Message):
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CATCHING_UP_FIELD_NUMBER: _ClassVar[int]
     LIVE_AT_OPEN_FIELD_NUMBER: _ClassVar[int]
+    FENCED_WRITERS_FIELD_NUMBER: _ClassVar[int]
     records: int
     live: int
     tombstoned: int
@@ -139,7 +142,8 @@ class StatsResponse(_message.Message):
     checksum: str
     catching_up: bool
     live_at_open: int
-    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ..., checksum: _Optional[str] = ..., catching_up: _Optional[bool] = ..., live_at_open: _Optional[int] = ...) -> None: ...
+    fenced_writers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, records: _Optional[int] = ..., live: _Optional[int] = ..., tombstoned: _Optional[int] = ..., segments: _Optional[int] = ..., fresh: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., shard: _Optional[str] = ..., checksum: _Optional[str] = ..., catching_up: _Optional[bool] = ..., live_at_open: _Optional[int] = ..., fenced_writers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("after_clip_id", "include_vectors", "page_size", "video_ids", "limit")
