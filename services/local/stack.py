@@ -263,6 +263,15 @@ class LocalStack:
         return self.config.tls.probe if self.config.tls else None
 
     def start(self, timeout_s: float = 180.0) -> LocalStack:
+        """Starts every process and waits until each serves; when one fails, stops those already
+        started (a failed ``__enter__`` gets no ``__exit__``) and raises."""
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.media_root.mkdir(parents=True, exist_ok=True)
         if self.config.use_redis and shutil.which("redis-server"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,3 +70,20 @@ def test_up_search_and_ctrl_c_stop_everything(tmp_path: Path, tiny_checkpoint: P
         except ProcessLookupError:
             continue
         raise AssertionError(f"process {pid} outlived vidsearch up")
+
+
+def test_a_stack_that_fails_to_start_leaves_no_process_behind(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The web app cannot bind its port (another program holds it): starting raises with the app's
+    error, and every process already started (shards, encoder, gateway) is stopped."""
+    from services.local.stack import LocalStack, StackConfig
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack = LocalStack(StackConfig(data_dir=tmp_path / "stack", checkpoint=tiny_checkpoint, n_shards=1,
+                                       use_redis=False, web_port=taken.getsockname()[1]))
+        with pytest.raises(RuntimeError, match="address already in use"):
+            stack.start(timeout_s=120)
+    started = [p for p in stack.processes if p.proc is not None]
+    assert len(started) >= 3  # shard, encoder, gateway, web
+    assert all(p.proc.poll() is not None for p in started), [p.module for p in started if p.proc.poll() is None]
