@@ -374,7 +374,12 @@ class LocalStack:
         active = self.generation()
         checkpoint = Path(checkpoint).resolve() if checkpoint is not None else active.checkpoint
         data_root = self.root / "generations" / name
-        data_root.mkdir(parents=True, exist_ok=True)
+        if data_root.exists():
+            # Neither active nor running: what a migration left when `vidsearch up` was killed during it.
+            # Its shards may be bound to another model (a re-index) or hold clips the source has lost.
+            log.warning("removing %s, left by a migration that did not finish", data_root)
+            shutil.rmtree(data_root)
+        data_root.mkdir(parents=True)
         own_encoder = checkpoint != active.checkpoint
         encoder = self._encoder_process(checkpoint, f"{name}-encoder").start() if own_encoder else active.encoder
         spares = ([self._encoder_process(checkpoint, f"{name}-encoder-{k}").start()

@@ -87,3 +87,18 @@ def test_a_stack_that_fails_to_start_leaves_no_process_behind(tmp_path: Path, ti
     started = [p for p in stack.processes if p.proc is not None]
     assert len(started) >= 3  # shard, encoder, gateway, web
     assert all(p.proc.poll() is not None for p in started), [p.module for p in started if p.proc.poll() is None]
+
+
+def test_a_new_generation_starts_empty_over_what_a_killed_migration_left(tmp_path: Path,
+                                                                          tiny_checkpoint: Path) -> None:
+    from services.local.stack import LocalStack, StackConfig
+
+    left = tmp_path / "stack" / "generations" / "g1" / "shard-0"
+    left.mkdir(parents=True)
+    (left / "clips.sqlite3").write_bytes(b"half a migration")
+    with LocalStack(StackConfig(data_dir=tmp_path / "stack", checkpoint=tiny_checkpoint, n_shards=1,
+                                use_redis=False)) as stack:
+        generation = stack.start_generation("g1", None, 1)
+        assert not (left / "clips.sqlite3").exists() or (left / "clips.sqlite3").read_bytes() != b"half a migration"
+        assert len(generation.shards) == 1
+        stack.stop_generation("g1", remove_data=True)
