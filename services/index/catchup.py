@@ -77,6 +77,7 @@ from services.index import convert
 from services.index.metrics import CATCHING_UP, CATCHUP_CLIPS, CATCHUP_RANGES
 from services.index.records import ClipRecord
 from services.index.shard import MAX_DIGEST_BOUNDS, ShardIndex
+from vidsearch.index.v1 import index_pb2
 
 log = logging.getLogger(__name__)
 
@@ -384,11 +385,25 @@ async def differing_ranges(name: str, shard: ShardIndex, peers: ShardClient, pro
     return ranges
 
 
+async def fences_at_open(shard: ShardIndex, peers: ShardClient, timeout_s: float = 2.0) -> int:
+    """Run once the shard is open and before it takes its first write: fences here every writer that
+    any peer answering within ``timeout_s`` has fenced, SERVING or not, so that no upsert of a fenced
+    job can land here before catch-up (a peer that does not answer is skipped; ``copy_fences`` asks a
+    SERVING one again later). Returns how many it fenced."""
+    replies = await asyncio.gather(*(r.stats(timeout_s, serving_or_not=True, include_fences=True)
+                                     for r in peers.replicas), return_exceptions=True)
+    fenced = {w for r in replies if isinstance(r, index_pb2.StatsResponse) for w in r.fenced_writers}
+    missing = sorted(fenced - await asyncio.to_thread(shard.fenced))
+    if missing:
+        await asyncio.to_thread(shard.delete, (), (), missing)
+    return len(missing)
+
+
 async def copy_fences(shard: ShardIndex, peers: ShardClient) -> int:
     """Fences here the writers a SERVING peer has fenced and this replica has not (a delete that fenced
     them came while it was down), before it reconciles: a fenced job's late upsert is refused here too
     from then on. Returns how many it fenced. One sent before this, once the shard opened, counts as a
-    live write and stays: the window is the time from opening to the first peer's answer."""
+    live write and stays, which ``fences_at_open`` prevents whenever a peer answered at open."""
     peer_fenced = set((await peers.stats(include_fences=True)).fenced_writers)
     missing = sorted(peer_fenced - await asyncio.to_thread(shard.fenced))
     if missing:

@@ -16,7 +16,7 @@ from services.common.index_client import REPLICA_SEPARATOR, ShardClient
 from services.common.readiness import Pending
 from services.common.server import Registration, ServiceHooks, serve
 from services.common.settings import setting
-from services.index.catchup import CatchUp, catch_up
+from services.index.catchup import CatchUp, catch_up, fences_at_open
 from services.index.engines import ENGINES
 from services.index.metrics import export_shard
 from services.index.servicer import IndexServicer
@@ -119,18 +119,26 @@ async def run(cfg: IndexSettings) -> None:
             annoy_dim=cfg.annoy_dim, max_segment_rows=cfg.max_segment_rows, merge_factor=cfg.merge_factor,
             max_store_bytes=cfg.max_store_bytes or None,
         )
-        if catchup is not None:
-            catchup.live_at_open = shard.stats()["live"]
-        shard_slot.set(shard)
-        log.info("shard %s open: %s", name, shard.stats())
-        export_shard(name, shard.stats)
-        if catchup is not None:
-            peers = ShardClient(f"{name} peers", REPLICA_SEPARATOR.join(cfg.peer_addresses), timeout_s=60)
-            try:
-                await catch_up(name, shard, catchup, peers, replica=cfg.replica, alone_after_s=cfg.alone_after_s,
-                               page_size=cfg.catchup_page_size, range_clips=cfg.catchup_range_clips)
-            finally:
-                await peers.close()
+
+        def take_requests() -> None:
+            shard_slot.set(shard)
+            log.info("shard %s open: %s", name, shard.stats())
+            export_shard(name, shard.stats)
+
+        if catchup is None:
+            take_requests()
+            return
+        catchup.live_at_open = shard.stats()["live"]
+        peers = ShardClient(f"{name} peers", REPLICA_SEPARATOR.join(cfg.peer_addresses), timeout_s=60)
+        try:
+            # Before the first write is taken: a fenced job's late upsert must not land here first.
+            if fenced := await fences_at_open(shard, peers):
+                log.info("shard %s: fenced %d writers its peers had fenced", name, fenced)
+            take_requests()
+            await catch_up(name, shard, catchup, peers, replica=cfg.replica, alone_after_s=cfg.alone_after_s,
+                           page_size=cfg.catchup_page_size, range_clips=cfg.catchup_range_clips)
+        finally:
+            await peers.close()
 
     async def stop() -> None:
         shard = shard_slot.take()

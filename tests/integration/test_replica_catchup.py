@@ -23,7 +23,7 @@ from services.common.readiness import Pending
 from services.common.server import Registration, RunningServer, start_server
 from services.common.settings import ServerSettings
 from services.index import convert
-from services.index.catchup import CatchUp, IdRange, Reconciler, catch_up
+from services.index.catchup import CatchUp, IdRange, Reconciler, catch_up, fences_at_open
 from services.index.servicer import IndexServicer
 from services.index.shard import ShardIndex
 from tests.procs import ServiceProcess, free_port, health_status
@@ -302,6 +302,25 @@ def test_a_replica_copies_the_writers_its_peer_fenced_while_it_was_down(tmp_path
             with pytest.raises(WrongState, match="'stalled-job' was fenced"):
                 shard_b.upsert(late, writer="stalled-job")
             assert shard_a.checksum() == shard_b.checksum()
+        finally:
+            await peers.close()
+            await _close((a, a_servicer), (b, b_servicer))
+
+    asyncio.run(scenario())
+
+
+def test_at_open_a_replica_fences_what_any_answering_peer_fenced(tmp_path: Path) -> None:
+    """Before its first write, a replica takes the fences of every peer that answers, SERVING or not
+    (here b, itself catching up), and skips one that does not."""
+    async def scenario() -> None:
+        a_servicer, a, b_servicer, b, _ = await _pair_in_process(tmp_path)
+        shard_a, shard_b = a_servicer.shard.get(), b_servicer.shard.get()
+        peers = ShardClient("peers", f"127.0.0.1:{b.port}|127.0.0.1:{free_port()}", timeout_s=10)
+        try:
+            shard_b.delete(video_ids=["v03"], fence_writers=["stalled-job"])
+            assert await fences_at_open(shard_a, peers, timeout_s=2) == 1
+            assert shard_a.fenced() == {"stalled-job"}
+            assert await fences_at_open(shard_a, peers, timeout_s=2) == 0  # nothing new
         finally:
             await peers.close()
             await _close((a, a_servicer), (b, b_servicer))
