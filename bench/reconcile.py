@@ -1,12 +1,12 @@
 """A migration's reconcile pass on the driver's side: memory and time of comparing two generations.
 
-``python -m bench.reconcile --json`` starts five index shards in a child process (two for the source
-generation, three for the target), writes ``--videos`` videos of ``--clips`` clips into the source and
+``python -m bench.reconcile --json`` starts five index shards (``python -m services.index``, two for the
+source generation, three for the target), writes ``--videos`` videos of ``--clips`` clips into the source and
 all but every tenth video into the target, then finds the videos to fill twice, side by side: by
 reading every clip id of both generations into memory (``inventory``, how passes worked before) and by
 walking both in clip-id order (``clips_in_order`` + ``differences``, how they work now). It prints
-the driver's peak traced memory and the seconds of each, and their ratios. The shards run in another
-process so that only the driver's own allocations are traced.
+the driver's peak traced memory and the seconds of each, and their ratios. The shards run in their own
+processes, so only the driver's allocations are traced.
 """
 
 from __future__ import annotations
@@ -14,40 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 from services.common.index_client import ShardSet
-from services.common.readiness import Pending
-from services.common.server import Registration, start_server
-from services.common.settings import ServerSettings
 from services.index.migrate import clips_in_order, differences, inventory
-from services.index.servicer import IndexServicer
-from services.index.shard import ShardIndex
+from services.local.processes import ServiceProcess
 from vidsearch.common.v1 import common_pb2
-from vidsearch.index.v1 import index_pb2_grpc
 
 DIM = 8
-
-
-async def _serve(n: int) -> None:
-    """``n`` index shards on loopback in this process; prints their addresses, then serves until killed."""
-    root = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
-    addresses, running_servers = [], []  # held: a dropped server object stops serving
-    for i in range(n):
-        servicer = IndexServicer(f"shard-{i}", Pending("opening"))
-        servicer.shard.set(await asyncio.to_thread(ShardIndex, root / f"shard-{i}"))
-        running = await start_server(ServerSettings(port=0, grace_seconds=0), [Registration(
-            index_pb2_grpc.add_IndexServiceServicer_to_server, servicer, "vidsearch.index.v1.IndexService")])
-        await running.set_serving(True)
-        running_servers.append(running)
-        addresses.append(f"127.0.0.1:{running.port}")
-    print(",".join(addresses), flush=True)
-    await asyncio.Event().wait()
 
 
 async def _load(source: ShardSet, target: ShardSet, videos: int, clips: int) -> None:
@@ -84,12 +61,14 @@ async def _measure(find, source: ShardSet, target: ShardSet) -> dict:
     return {"peak_mib": round(peak / 2**20, 2), "seconds": round(seconds, 2), "videos_to_fill": len(missing)}
 
 
-async def _run(args: argparse.Namespace) -> dict:
-    child = subprocess.Popen([sys.executable, "-m", "bench.reconcile", "--serve", "5"], stdout=subprocess.PIPE,
-                             text=True)
+async def _run(args: argparse.Namespace, root: Path) -> dict:
+    shards = [ServiceProcess("services.index", {"VIDSEARCH_INDEX_DATA_DIR": str(root / f"shard-{i}"),
+                                                "VIDSEARCH_INDEX_SHARD_NAME": f"shard-{i}"},
+                             root / f"shard-{i}.log", env_prefix="VIDSEARCH_INDEX").start() for i in range(5)]
     try:
-        assert child.stdout is not None
-        addresses = child.stdout.readline().strip().split(",")
+        for shard in shards:
+            await asyncio.to_thread(shard.wait_serving, 120)
+        addresses = [s.address for s in shards]
         source, target = ShardSet(addresses[:2], timeout_s=120), ShardSet(addresses[2:], timeout_s=120)
         try:
             await _load(source, target, args.videos, args.clips)
@@ -99,8 +78,8 @@ async def _run(args: argparse.Namespace) -> dict:
             await source.close()
             await target.close()
     finally:
-        child.kill()
-        child.wait()
+        for shard in shards:
+            shard.stop()
     assert walk["videos_to_fill"] == whole["videos_to_fill"]
     return {"clips": args.videos * args.clips, "videos": args.videos,
             "walk_peak_mib": walk["peak_mib"], "inventory_peak_mib": whole["peak_mib"],
@@ -115,12 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--clips", type=int, default=100, help="clips per video")
-    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        asyncio.run(_serve(args.serve))
-        return
-    print(json.dumps(asyncio.run(_run(args)), indent=2))
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
+        print(json.dumps(asyncio.run(_run(args, Path(tmp))), indent=2))
 
 
 if __name__ == "__main__":

@@ -392,11 +392,8 @@ async def fences_at_open(shard: ShardIndex, peers: ShardClient, timeout_s: float
     SERVING one again later). Returns how many it fenced."""
     replies = await asyncio.gather(*(r.stats(timeout_s, serving_or_not=True, include_fences=True)
                                      for r in peers.replicas), return_exceptions=True)
-    fenced = {w for r in replies if isinstance(r, index_pb2.StatsResponse) for w in r.fenced_writers}
-    missing = sorted(fenced - await asyncio.to_thread(shard.fenced))
-    if missing:
-        await asyncio.to_thread(shard.delete, (), (), missing)
-    return len(missing)
+    return await _fence(shard, {w for r in replies if isinstance(r, index_pb2.StatsResponse)
+                                for w in r.fenced_writers})
 
 
 async def copy_fences(shard: ShardIndex, peers: ShardClient) -> int:
@@ -404,8 +401,12 @@ async def copy_fences(shard: ShardIndex, peers: ShardClient) -> int:
     them came while it was down), before it reconciles: a fenced job's late upsert is refused here too
     from then on. Returns how many it fenced. One sent before this, once the shard opened, counts as a
     live write and stays, which ``fences_at_open`` prevents whenever a peer answered at open."""
-    peer_fenced = set((await peers.stats(include_fences=True)).fenced_writers)
-    missing = sorted(peer_fenced - await asyncio.to_thread(shard.fenced))
+    return await _fence(shard, set((await peers.stats(include_fences=True)).fenced_writers))
+
+
+async def _fence(shard: ShardIndex, writers: set[str]) -> int:
+    """Fences those of ``writers`` the shard has not fenced yet; returns how many."""
+    missing = sorted(writers - await asyncio.to_thread(shard.fenced))
     if missing:
         await asyncio.to_thread(shard.delete, (), (), missing)
     return len(missing)

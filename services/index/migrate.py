@@ -43,7 +43,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from services.common.errors import WrongState
@@ -124,7 +124,7 @@ async def inventory(shards: ShardSet, video_ids: Sequence[str] = (), timeout_s: 
 
 
 async def clips_in_order(shards: ShardSet, timeout_s: float = 60.0, page_size: int = 5000
-                         ) -> AsyncIterator[common_pb2.ClipRecord]:
+                         ) -> AsyncGenerator[common_pb2.ClipRecord, None]:
     """Every clip of a generation (no vectors) in clip-id order: each shard's Scan is in that order, and
     their streams are merged. Each shard's next page is fetched while the last one is consumed."""
     pages: list[asyncio.Queue[list[common_pb2.ClipRecord] | BaseException | None]] = [
@@ -173,13 +173,13 @@ async def differences(source: AsyncIterator[common_pb2.ClipRecord], target: Asyn
     has, ``(False, clip)`` for each only the target has."""
     a, b = await anext(source, None), await anext(target, None)
     while a is not None or b is not None:
-        if b is None or (a is not None and a.clip_id < b.clip_id):
-            yield True, a  # type: ignore[misc]  # a is not None here
+        if a is not None and (b is None or a.clip_id < b.clip_id):
+            yield True, a
             a = await anext(source, None)
-        elif a is None or b.clip_id < a.clip_id:
+        elif b is not None and (a is None or b.clip_id < a.clip_id):
             yield False, b
             b = await anext(target, None)
-        else:
+        else:  # the same clip on both sides
             a, b = await anext(source, None), await anext(target, None)
 
 

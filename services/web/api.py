@@ -74,8 +74,7 @@ def _state(request: Request):
     return request.app.state
 
 
-async def _text_search(request: Request) -> dict[str, Any]:
-    query = SearchQuery.of(request)
+async def _text_search(request: Request, query: SearchQuery) -> dict[str, Any]:
     params = query.params()
     q, like = query.q, query.like
     if bool(q.strip()) == bool(like):
@@ -95,7 +94,7 @@ async def _text_search(request: Request) -> dict[str, Any]:
             response_class=SearchJSONResponse, openapi_extra=search_query.OPENAPI)
 async def search(request: Request) -> SearchJSONResponse:
     # Plain JSON types already: a response object skips FastAPI's per-field re-encoding of the result.
-    return SearchJSONResponse(await _text_search(request))
+    return SearchJSONResponse(await _text_search(request, SearchQuery.of(request)))
 
 
 @router.post("/search", summary="Search with an image or a video clip (multipart field 'file')",
@@ -125,15 +124,14 @@ async def search_by_file(
     return SearchJSONResponse(result_json(reply.result, params))
 
 
-def _export_title(request: Request) -> str:
-    q, like = request.query_params.get("q", ""), request.query_params.get("like", "")
-    return f"vidsearch: {q.strip() or 'more like ' + like}"
+def _export_title(query: SearchQuery) -> str:
+    return f"vidsearch: {query.q.strip() or 'more like ' + query.like}"
 
 
 @router.get("/search.csv", summary="A text or clip search as CSV", response_class=PlainTextResponse,
             openapi_extra=search_query.OPENAPI)
 async def search_csv(request: Request) -> Response:
-    result = await _text_search(request)
+    result = await _text_search(request, SearchQuery.of(request))
     return Response("\ufeff" + to_csv(result["hits"]), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="vidsearch.csv"'})
 
@@ -141,8 +139,9 @@ async def search_csv(request: Request) -> Response:
 @router.get("/search.edl", summary="A text or clip search as a CMX3600 EDL", response_class=PlainTextResponse,
             openapi_extra=search_query.OPENAPI)
 async def search_edl(request: Request) -> Response:
-    result = await _text_search(request)
-    return Response(to_edl(result["hits"], _export_title(request)), media_type="text/plain; charset=utf-8",
+    query = SearchQuery.of(request)
+    result = await _text_search(request, query)
+    return Response(to_edl(result["hits"], _export_title(query)), media_type="text/plain; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="vidsearch.edl"'})
 
 

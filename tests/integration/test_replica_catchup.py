@@ -385,6 +385,14 @@ def _restart(proc: ServiceProcess, **env: str) -> ServiceProcess:
                           env_prefix="VIDSEARCH_INDEX").start()
 
 
+def _missed_by_b(b: ServiceProcess, target: str, write, page_size: int) -> ServiceProcess:
+    """Kills b, lets a alone take ``write`` (quorum 1), and restarts b, to catch up a Scan page of
+    ``page_size`` clips at a time; returns the new b."""
+    b.kill(signal.SIGKILL)
+    _write(target, 1, write)
+    return _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE=str(page_size))
+
+
 def _wait_catching_up(b: ServiceProcess, timeout: float = 60) -> None:
     """Until b has opened its shard and takes writes (it is catching up, not serving yet)."""
     deadline = time.monotonic() + timeout
@@ -454,10 +462,8 @@ def test_a_replica_killed_mid_catch_up_ends_equal_after_restart(tmp_path: Path) 
     a, b = _pair(tmp_path)
     target = f"{a.address}|{b.address}"
     try:
-        b.kill(signal.SIGKILL)
-
-        _write(target, 1, lambda s: s.upsert([c for v in range(40) for c in _clips(f"video-{v:02d}", 50, seed=v)]))
-        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="2")
+        b = _missed_by_b(b, target, lambda s: s.upsert([c for v in range(40)
+                                                        for c in _clips(f"video-{v:02d}", 50, seed=v)]), 2)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill b once it has copied part of a's 2,000 clips
             if health_status(b.address, timeout=1) is not None and _stats(b.address).live >= 200:
@@ -465,9 +471,7 @@ def test_a_replica_killed_mid_catch_up_ends_equal_after_restart(tmp_path: Path) 
             time.sleep(0.05)
         stats = _stats(b.address)
         assert stats.catching_up and stats.live < 2000, "b finished before it could be killed mid-catch-up"
-        b.kill(signal.SIGKILL)
-        _write(target, 1, lambda s: s.delete(video_ids=["video-00", "video-39"]))
-        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="500")
+        b = _missed_by_b(b, target, lambda s: s.delete(video_ids=["video-00", "video-39"]), 500)
         _wait_caught_up(b)
         sa, sb = _stats(a.address), _stats(b.address)
         assert sa.live == sb.live == 38 * 50
@@ -505,9 +509,8 @@ def test_writes_to_every_replica_go_on_while_one_catches_up_and_both_end_equal(t
     a, b = _pair(tmp_path)
     target = f"{a.address}|{b.address}"
     try:
-        b.kill(signal.SIGKILL)
-        _write(target, 1, lambda s: s.upsert([c for v in range(20) for c in _clips(f"video-{v:02d}", 50, seed=v)]))
-        b = _restart(b, VIDSEARCH_INDEX_CATCHUP_PAGE_SIZE="3")
+        b = _missed_by_b(b, target, lambda s: s.upsert([c for v in range(20)
+                                                        for c in _clips(f"video-{v:02d}", 50, seed=v)]), 3)
         _wait_catching_up(b)
 
         async def live_writes(shard: ShardClient) -> int:

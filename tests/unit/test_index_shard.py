@@ -63,6 +63,19 @@ def assert_same_hits(hits, expected, atol: float = 1e-5) -> None:
     np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=atol)
 
 
+def assert_recall_and_exact_scores(shard: ShardIndex, corpus: dict) -> None:
+    """Recall@10 of the corpus queries >= 0.95 against exact search, and hits scored by exact cosines."""
+    truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
+    results = shard.search(corpus["queries"], 10)
+    by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
+    found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
+                for hits, t in zip(results, truth, strict=True))
+    assert found / truth.size >= 0.95
+    q = corpus["queries"][5]
+    np.testing.assert_allclose([h.score for h in results[5]],
+                               [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def corpus() -> dict:
     rng = np.random.default_rng(11)
@@ -631,15 +644,7 @@ def test_sealed_vectors_live_once_in_their_segment(tmp_path: Path, corpus: dict)
 def test_projected_segments_keep_recall_and_exact_scores(tmp_path: Path, corpus: dict) -> None:
     with loaded_shard(tmp_path, corpus, annoy_dim=16, segment_engine="annoy") as shard:
         assert all(p.segment.annoy_dim == 16 for p in shard._segments)
-        truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
-        results = shard.search(corpus["queries"], 10)
-        by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
-        found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
-                    for hits, t in zip(results, truth, strict=True))
-        assert found / truth.size >= 0.95
-        q = corpus["queries"][5]
-        np.testing.assert_allclose([h.score for h in results[5]],
-                                   [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+        assert_recall_and_exact_scores(shard, corpus)
 
 
 def test_compaction_keeps_segments_within_max_segment_rows(tmp_path: Path, corpus: dict) -> None:
@@ -692,15 +697,7 @@ def test_ivf_segments_give_high_recall_and_exact_scores(tmp_path: Path, corpus: 
         assert [p.segment.engine for p in shard._segments] == ["ivf"] * 2
         # Large enough that the lists, not the small-segment exact scan, answer.
         assert all(p.segment.cost_in_rows(10) < p.size for p in shard._segments)
-        truth, _ = exact_top_k(corpus["queries"], corpus["vectors"], 10)
-        results = shard.search(corpus["queries"], 10)
-        by_id = {clip_id(i): i for i in range(len(corpus["vectors"]))}
-        found = sum(len({by_id[h.clip_id] for h in hits} & set(t.tolist()))
-                    for hits, t in zip(results, truth, strict=True))
-        assert found / truth.size >= 0.95
-        q = corpus["queries"][5]
-        np.testing.assert_allclose([h.score for h in results[5]],
-                                   [corpus["vectors"][by_id[h.clip_id]] @ q for h in results[5]], atol=1e-6)
+        assert_recall_and_exact_scores(shard, corpus)
 
 
 def test_a_shard_switched_to_the_ivf_engine_keeps_its_forests_until_compaction(tmp_path: Path,
